@@ -1,0 +1,153 @@
+"""Dataflow between prunable layers, found by tracing the model with ``torch.fx``.
+
+Structured pruning needs to know, for each layer, which BatchNorm normalises its outputs (its
+entries go with the pruned neuron) and which layer consumes its outputs (whose matching inputs are
+removed when the model is physically shrunk), and which layer produces the model's output (its
+neurons are the classes, so structured methods never remove them).
+"""
+
+from __future__ import annotations
+
+import operator
+from dataclasses import dataclass
+
+import torch
+import torch.fx
+from torch import nn
+
+from pruning_core.targets import PRUNABLE_TYPES
+
+# Ops that keep the channel axis as it is, so a channel removed before them is removed after them.
+_CHANNEL_PRESERVING_MODULES = (
+    nn.ReLU,
+    nn.ReLU6,
+    nn.LeakyReLU,
+    nn.GELU,
+    nn.SiLU,
+    nn.Tanh,
+    nn.Sigmoid,
+    nn.ELU,
+    nn.Dropout,
+    nn.MaxPool1d,
+    nn.MaxPool2d,
+    nn.MaxPool3d,
+    nn.AvgPool1d,
+    nn.AvgPool2d,
+    nn.AvgPool3d,
+    nn.AdaptiveAvgPool1d,
+    nn.AdaptiveAvgPool2d,
+    nn.AdaptiveMaxPool1d,
+    nn.AdaptiveMaxPool2d,
+    nn.Identity,
+    nn.Flatten,
+)
+_CHANNEL_PRESERVING_FUNCTIONS = {
+    torch.relu,
+    torch.nn.functional.relu,
+    torch.nn.functional.gelu,
+    torch.nn.functional.silu,
+    torch.tanh,
+    torch.sigmoid,
+    torch.flatten,
+    torch.nn.functional.max_pool1d,
+    torch.nn.functional.max_pool2d,
+    torch.nn.functional.avg_pool1d,
+    torch.nn.functional.avg_pool2d,
+    torch.nn.functional.dropout,
+}
+_CHANNEL_PRESERVING_METHODS = {"relu", "flatten", "sigmoid", "tanh"}
+_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
+
+
+@dataclass(frozen=True)
+class LayerLink:
+    """How one prunable layer connects to the rest of the network."""
+
+    layer: str
+    norm: str | None  # BatchNorm applied to this layer's outputs
+    consumer: str | None  # the next prunable layer reading this layer's outputs
+    is_output: bool  # this layer's outputs are the model's outputs
+
+
+class GraphError(ValueError):
+    """The model's dataflow is not a chain PruneLab can shrink physically."""
+
+
+def _is_preserving(node: torch.fx.Node, modules: dict[str, nn.Module]) -> bool:
+    if node.op == "call_module":
+        return isinstance(modules[node.target], _CHANNEL_PRESERVING_MODULES)
+    if node.op == "call_function":
+        return node.target in _CHANNEL_PRESERVING_FUNCTIONS
+    if node.op == "call_method":
+        return node.target in _CHANNEL_PRESERVING_METHODS
+    return False
+
+
+def _follow(node: torch.fx.Node, modules: dict[str, nn.Module], layer: str) -> tuple[str | None, str | None, bool]:
+    """Walk forward from a layer's output to the next prunable layer; return (norm, consumer, is_output)."""
+    norm = None
+    while True:
+        users = list(node.users)
+        if len(users) != 1:
+            raise GraphError(f"the output of layer {layer!r} is used {len(users)} times; only chains can be shrunk")
+        user = users[0]
+        if user.op == "output":
+            return norm, None, True
+        if user.op == "call_module" and isinstance(modules[user.target], PRUNABLE_TYPES):
+            return norm, user.target, False
+        if user.op == "call_module" and isinstance(modules[user.target], _NORMS):
+            if norm is not None:
+                raise GraphError(f"layer {layer!r} is followed by two norm layers")
+            norm = user.target
+        elif not _is_preserving(user, modules):
+            if user.op == "call_function" and user.target is operator.getitem:
+                raise GraphError(f"indexing after layer {layer!r} is not supported for shrinking")
+            raise GraphError(f"op {user.target!r} after layer {layer!r} is not known to preserve channels")
+        node = user
+
+
+def trace_links(model: nn.Module) -> dict[str, LayerLink]:
+    """Links of every prunable layer, keyed by layer name; raises GraphError if the model is no chain."""
+    try:
+        graph = torch.fx.symbolic_trace(model).graph
+    except Exception as exc:  # fx raises many exception types for untraceable code
+        raise GraphError(f"the model cannot be traced with torch.fx: {exc}") from exc
+    modules = dict(model.named_modules())
+    links = {}
+    for node in graph.nodes:
+        if node.op == "call_module" and isinstance(modules[node.target], PRUNABLE_TYPES):
+            if node.target in links:
+                raise GraphError(f"layer {node.target!r} is called more than once")
+            norm, consumer, is_output = _follow(node, modules, node.target)
+            links[node.target] = LayerLink(node.target, norm, consumer, is_output)
+    return links
+
+
+def output_layers(model: nn.Module) -> set[str]:
+    """Layers whose outputs are the model's outputs; the last prunable layer if tracing fails."""
+    try:
+        return {name for name, link in trace_links(model).items() if link.is_output}
+    except GraphError:
+        layers = [n for n, m in model.named_modules() if isinstance(m, PRUNABLE_TYPES)]
+        return {layers[-1]} if layers else set()
+
+
+def norm_of(model: nn.Module) -> dict[str, str]:
+    """The BatchNorm that directly normalises each layer's outputs, where there is one.
+
+    Found from the traced graph; if the model cannot be traced, a BatchNorm registered right after
+    a layer with a matching number of features is taken instead.
+    """
+    try:
+        return {name: link.norm for name, link in trace_links(model).items() if link.norm}
+    except GraphError:
+        named = list(model.named_modules())
+        found = {}
+        for (name, module), (next_name, next_module) in zip(named, named[1:]):
+            if (
+                isinstance(module, PRUNABLE_TYPES)
+                and isinstance(next_module, _NORMS)
+                and next_module.num_features == module.weight.shape[0]
+            ):
+                found[name] = next_name
+        return found

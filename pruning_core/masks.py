@@ -1,0 +1,275 @@
+"""From scores to masks: scope and sparsity allocation, and applying masks without side effects.
+
+Masks are ``dict[str, torch.BoolTensor]`` keyed by parameter name (``"fc1.weight"``), True = kept.
+A structured mask also carries the ``bias`` of the pruned neurons and the ``weight``/``bias`` of
+the BatchNorm that follows them, so the masked model computes what the smaller model computes.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from pruning_core import graph, selection
+from pruning_core.methods import PruningMethod, ScoringContext, StructuredNorm, get_method
+from pruning_core.targets import Target, find_targets
+
+SCOPES = {
+    "global": "One ranking across all layers: layers with many unimportant weights lose more.",
+    "layerwise": "The same sparsity in every layer.",
+    "per-layer": "An explicit sparsity for each layer (layers not listed stay dense).",
+}
+
+Sparsity = float | Mapping[str, float]
+Masks = dict[str, torch.Tensor]
+
+
+def check_sparsity(value: object) -> float:
+    """A sparsity as a float in [0, 1); anything else raises ValueError naming the value."""
+    try:
+        s = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise ValueError(f"sparsity {value!r} is not a number; give a fraction in [0, 1), e.g. 0.9") from None
+    if not 0.0 <= s < 1.0 or s != s:
+        raise ValueError(f"sparsity {value!r} is outside [0, 1); give a fraction of weights to remove, e.g. 0.9")
+    return s
+
+
+def check_scope(scope: str) -> str:
+    if scope not in SCOPES:
+        raise ValueError(f"unknown scope {scope!r}; valid scopes: {', '.join(SCOPES)}")
+    return scope
+
+
+def per_layer_sparsities(targets: Sequence[Target], sparsity: Mapping[str, float]) -> list[float]:
+    """One sparsity per target from a mapping keyed by layer ("fc1") or parameter ("fc1.weight")."""
+    by_layer = {}
+    valid = [t.layer for t in targets]
+    for key, value in sparsity.items():
+        layer = key[: -len(".weight")] if key.endswith(".weight") else key
+        if layer not in valid:
+            raise ValueError(f"per-layer sparsity names {key!r}, which is not a pruned layer; valid: {', '.join(valid)}")
+        by_layer[layer] = check_sparsity(value)
+    return [by_layer.get(t.layer, 0.0) for t in targets]
+
+
+def _n_to_prune(sparsity: float, n: int) -> int:
+    # torch.nn.utils.prune prunes round(amount * n) (Python's round: half to even); so do we.
+    return round(sparsity * n)
+
+
+@dataclass
+class MaskPlan:
+    """Scores computed once for a model and method; masks for any scope and sparsity on demand.
+
+    Sweeps build one plan per method and ask it for many sparsities, so scoring (which may need
+    gradients) and the global ranking happen once.
+    """
+
+    model: nn.Module
+    method: PruningMethod
+    targets: list[Target]
+    scored: list[Target]  # targets the method may prune (structured: not the output layer)
+    scores: list[torch.Tensor]
+    links: dict[str, list[str]]  # layer -> parameter names pruned with its neurons (structured)
+
+    @classmethod
+    def build(
+        cls,
+        model: nn.Module,
+        method: str | PruningMethod,
+        exclude: Iterable[str] = (),
+        seed: int = 0,
+        X_calib: torch.Tensor | None = None,
+        y_calib: torch.Tensor | None = None,
+    ) -> MaskPlan:
+        method = get_method(method)
+        targets = find_targets(model, exclude)
+        scored, links = targets, {}
+        if method.granularity == "structured":
+            outputs = graph.output_layers(model)
+            scored = [t for t in targets if t.layer not in outputs]
+            if not scored:
+                raise ValueError("structured pruning needs a layer other than the output layer to prune")
+            links = _linked_params(model, scored)
+        if method.needs_data and X_calib is None:
+            raise ValueError(f"method {method.name!r} needs calibration data")
+        context = ScoringContext(model=model, seed=seed, X_calib=X_calib, y_calib=y_calib)
+        with torch.no_grad() if not method.needs_data else torch.enable_grad():
+            scores = selection.check_scores(method.scores(scored, context))
+        for t, s in zip(scored, scores):
+            expected = t.weight.shape if method.granularity != "structured" else (t.out_channels,)
+            if tuple(s.shape) != tuple(expected):
+                raise ValueError(f"{method.name} scored {t.layer} with shape {tuple(s.shape)}, expected {tuple(expected)}")
+        return cls(model, method, targets, scored, scores, links)
+
+    @property
+    def granularity(self) -> str:
+        return self.method.granularity
+
+    def masks(self, sparsity: Sparsity, scope: str = "global") -> Masks:
+        """Masks for one sparsity (a fraction, or a per-layer mapping with scope "per-layer")."""
+        return next(iter(self.masks_for_levels([sparsity], scope)))
+
+    def masks_for_levels(self, levels: Sequence[Sparsity], scope: str = "global") -> Iterator[Masks]:
+        """Masks for each sparsity in ``levels``, computed lazily (one dict alive at a time)."""
+        check_scope(scope)
+        if self.granularity == "n:m":
+            for _ in levels:
+                yield self._with_unscored(self._nm_masks())
+            return
+        per_level = [self._level_fractions(level, scope) for level in levels]
+        if self.granularity == "structured":
+            for fractions in per_level:
+                yield self._with_unscored(self._structured_masks(fractions, scope))
+            return
+        if scope == "global":
+            total = sum(s.numel() for s in self.scores)
+            ks = [_n_to_prune(fractions, total) for fractions in per_level]
+            for threshold in selection.thresholds(self.scores, ks):
+                kept = selection.kept_masks(self.scores, threshold)
+                yield self._with_unscored({t.param_name: m for t, m in zip(self.scored, kept)})
+            return
+        for fractions in per_level:
+            masks = {}
+            for t, s, f in zip(self.scored, self.scores, fractions):
+                (threshold,) = selection.thresholds([s], [_n_to_prune(f, s.numel())])
+                masks[t.param_name] = selection.kept_masks([s], threshold)[0]
+            yield self._with_unscored(masks)
+
+    def _level_fractions(self, level: Sparsity, scope: str):
+        if isinstance(level, Mapping):
+            if scope != "per-layer":
+                raise ValueError(f"a per-layer sparsity mapping needs scope 'per-layer', not {scope!r}")
+            return per_layer_sparsities(self.scored, level)
+        if scope == "per-layer":
+            raise ValueError("scope 'per-layer' needs a mapping of layer name to sparsity")
+        s = check_sparsity(level)
+        return s if scope == "global" else [s] * len(self.scored)
+
+    def _with_unscored(self, masks: Masks) -> Masks:
+        """Add all-True masks for targets the method does not prune, so every target has a mask."""
+        full = {}
+        for t in self.targets:
+            full[t.param_name] = masks.get(t.param_name, torch.ones_like(t.weight, dtype=torch.bool))
+        for name, mask in masks.items():
+            full.setdefault(name, mask)
+        return full
+
+    def _nm_masks(self) -> Masks:
+        n, m = self.method.n, self.method.m
+        masks = {}
+        for t, s in zip(self.scored, self.scores):
+            rows = s.reshape(s.shape[0], -1)
+            pad = (-rows.shape[1]) % m
+            # Padding scores of -1 lose to every real |w| >= 0, so a short last group keeps min(n, len).
+            padded = torch.nn.functional.pad(rows, (0, pad), value=-1.0).reshape(rows.shape[0], -1, m)
+            keep = torch.zeros_like(padded, dtype=torch.bool)
+            keep.scatter_(2, padded.topk(n, dim=2).indices, True)
+            masks[t.param_name] = keep.reshape(rows.shape[0], -1)[:, : rows.shape[1]].reshape(s.shape)
+        return masks
+
+    def _structured_masks(self, fractions, scope: str) -> Masks:
+        channels = self._kept_channels(fractions, scope)
+        masks = {}
+        for t, keep in zip(self.scored, channels):
+            shape = (-1,) + (1,) * (t.weight.dim() - 1)
+            masks[t.param_name] = keep.reshape(shape).expand_as(t.weight).clone()
+            for linked in self.links.get(t.layer, ()):
+                masks[linked] = keep.clone()
+        return masks
+
+    def _kept_channels(self, fractions, scope: str) -> list[torch.Tensor]:
+        if scope != "global":
+            kept = []
+            for s, f in zip(self.scores, fractions):
+                # At least one neuron stays: a layer with none left disconnects the network.
+                k = min(_n_to_prune(f, s.numel()), s.numel() - 1)
+                (threshold,) = selection.thresholds([s], [k])
+                kept.append(selection.kept_masks([s], threshold)[0])
+            return kept
+        return self._global_channels(fractions)
+
+    def _global_channels(self, sparsity: float) -> list[torch.Tensor]:
+        """Rank neurons of all layers together by layer-normalised norm; prune the lowest within budget."""
+        if not isinstance(self.method, StructuredNorm):
+            raise ValueError(f"global scope is not available for {self.method.name}")
+        context = ScoringContext(model=self.model)
+        normalised = self.method.normalised_scores(self.scored, context)
+        sizes = [t.weight[0].numel() for t in self.scored]
+        budget = _n_to_prune(sparsity, sum(size * s.numel() for size, s in zip(sizes, normalised)))
+        candidates = sorted(
+            (float(score), layer_index, channel)
+            for layer_index, scores in enumerate(normalised)
+            for channel, score in enumerate(scores.tolist())
+        )
+        kept = [torch.ones(s.numel(), dtype=torch.bool) for s in normalised]
+        remaining = [s.numel() for s in normalised]
+        pruned = 0
+        for _, layer_index, channel in candidates:
+            size = sizes[layer_index]
+            if pruned + size > budget or remaining[layer_index] == 1:
+                continue
+            kept[layer_index][channel] = False
+            remaining[layer_index] -= 1
+            pruned += size
+        return kept
+
+
+def _linked_params(model: nn.Module, targets: Sequence[Target]) -> dict[str, list[str]]:
+    norms = graph.norm_of(model)
+    modules = dict(model.named_modules())
+    links = {}
+    for t in targets:
+        names = []
+        if getattr(t.module, "bias", None) is not None:
+            names.append(f"{t.layer}.bias")
+        norm = norms.get(t.layer)
+        if norm is not None:
+            names += [f"{norm}.{p}" for p in ("weight", "bias") if getattr(modules[norm], p, None) is not None]
+        links[t.layer] = names
+    return links
+
+
+def compute_masks(
+    model: nn.Module,
+    method: str = "magnitude",
+    scope: str = "global",
+    sparsity: Sparsity = 0.5,
+    exclude: Iterable[str] = (),
+    seed: int = 0,
+    X_calib: torch.Tensor | None = None,
+    y_calib: torch.Tensor | None = None,
+) -> Masks:
+    """Keep-masks (True = kept) for ``model``, keyed by parameter name. Never modifies ``model``.
+
+    ``scope`` is "global", "layerwise" or "per-layer" (then ``sparsity`` maps layer names to
+    fractions). ``exclude`` names layers left dense. Structured methods also return masks for the
+    pruned neurons' biases and BatchNorm entries; they never remove the output layer's neurons.
+    """
+    plan = MaskPlan.build(model, method, exclude=exclude, seed=seed, X_calib=X_calib, y_calib=y_calib)
+    return plan.masks(sparsity, scope)
+
+
+def apply_masks(model: nn.Module, masks: Mapping[str, torch.Tensor]) -> nn.Module:
+    """A copy of ``model`` with masked parameters zeroed; the original is left untouched."""
+    pruned = copy.deepcopy(model)
+    params = dict(pruned.named_parameters())
+    unknown = set(masks) - set(params)
+    if unknown:
+        raise ValueError(f"masks name parameters the model lacks: {', '.join(sorted(unknown))}")
+    with torch.no_grad():
+        for name, mask in masks.items():
+            params[name].mul_(mask)
+    return pruned
+
+
+def mask_sparsity(masks: Mapping[str, torch.Tensor], weights_only: bool = True) -> float:
+    """Fraction of masked-out elements over the masks' weights (or every masked tensor)."""
+    chosen = [m for n, m in masks.items() if not weights_only or n.endswith(".weight")]
+    total = sum(m.numel() for m in chosen)
+    return 1.0 - sum(int(m.sum()) for m in chosen) / total if total else 0.0

@@ -1,0 +1,180 @@
+"""The sample model zoo: small models with shipped weights that load instantly and work offline.
+
+>>> import sample_models
+>>> sample_models.available()
+['digits-mlp', 'digits-cnn', 'mnist1d-cnn', 'moons-mlp', 'cancer-mlp']
+>>> sample = sample_models.load_sample("digits-mlp")
+>>> sample.model, sample.data.X_test.shape, sample.n_classes
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import torch
+from safetensors.torch import load_file
+from torch import nn
+
+from sample_models import architectures, datasets
+from sample_models.datasets import DataSplit
+
+__all__ = ["SampleSpec", "Sample", "DataSplit", "available", "get_spec", "load_sample", "WEIGHTS_DIR"]
+
+WEIGHTS_DIR = Path(__file__).parent / "weights"
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    """How a sample's shipped weights were trained (deterministic given the seed)."""
+
+    epochs: int
+    lr: float
+    batch_size: int = 64
+    weight_decay: float = 0.0
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class SampleSpec:
+    """Everything needed to build, train and load one sample model."""
+
+    name: str
+    description: str
+    build: Callable[[], nn.Module]
+    load_data: Callable[[], DataSplit]
+    n_classes: int
+    dataset: str
+    training: TrainingConfig = field(default_factory=lambda: TrainingConfig(epochs=30, lr=1e-3))
+
+    @property
+    def weights_path(self) -> Path:
+        return WEIGHTS_DIR / f"{self.name}.safetensors"
+
+    @property
+    def info_path(self) -> Path:
+        return WEIGHTS_DIR / f"{self.name}.json"
+
+
+@dataclass(frozen=True)
+class Sample:
+    """A loaded sample: a fresh model in eval mode plus its data and recorded test accuracy."""
+
+    name: str
+    description: str
+    model: nn.Module
+    data: DataSplit
+    n_classes: int
+    dataset: str
+    recorded_accuracy: float
+
+
+_SPECS: dict[str, SampleSpec] = {
+    spec.name: spec
+    for spec in [
+        SampleSpec(
+            name="digits-mlp",
+            description="64-300-100-10 MLP (the LeNet-300-100 shape) on scikit-learn's 8x8 digits.",
+            build=lambda: architectures.MLP([64, 300, 100, 10]),
+            load_data=datasets.digits_flat,
+            n_classes=10,
+            dataset="digits (8x8, 10 classes)",
+            training=TrainingConfig(epochs=30, lr=1e-3),
+        ),
+        SampleSpec(
+            name="digits-cnn",
+            description="LeNet-style CNN (2 conv + BatchNorm, 2 linear) on the digits as 1x8x8 images.",
+            build=architectures.DigitsCNN,
+            load_data=datasets.digits_images,
+            n_classes=10,
+            dataset="digits (1x8x8 images, 10 classes)",
+            training=TrainingConfig(epochs=30, lr=2e-3),
+        ),
+        SampleSpec(
+            name="mnist1d-cnn",
+            description="1-D CNN (3 strided conv + linear) on mnist1d, 40-sample signals generated locally.",
+            build=architectures.Conv1dNet,
+            load_data=datasets.mnist1d,
+            n_classes=10,
+            dataset="mnist1d (1x40 signals, 10 classes)",
+            training=TrainingConfig(epochs=60, lr=3e-3, batch_size=128, weight_decay=1e-4),
+        ),
+        SampleSpec(
+            name="moons-mlp",
+            description="Over-parameterised 2-256-256-2 MLP on noisy two moons: prunes a lot before it breaks.",
+            build=lambda: architectures.MLP([2, 256, 256, 2]),
+            load_data=datasets.moons,
+            n_classes=2,
+            dataset="two moons (2-D points, noise 0.25)",
+            training=TrainingConfig(epochs=60, lr=1e-3),
+        ),
+        SampleSpec(
+            name="cancer-mlp",
+            description="30-64-32-2 MLP for binary breast-cancer diagnosis from standardised features.",
+            build=lambda: architectures.MLP([30, 64, 32, 2]),
+            load_data=datasets.breast_cancer,
+            n_classes=2,
+            dataset="breast cancer (30 features, 2 classes)",
+            training=TrainingConfig(epochs=40, lr=1e-3),
+        ),
+    ]
+}
+
+
+def available() -> list[str]:
+    """Names of the sample models, in display order."""
+    return list(_SPECS)
+
+
+def get_spec(name: str) -> SampleSpec:
+    """The spec of a sample; an unknown name raises ValueError listing the valid names."""
+    try:
+        return _SPECS[name]
+    except (KeyError, TypeError):
+        raise ValueError(
+            f"unknown sample model {name!r}; valid names: {', '.join(available())}"
+        ) from None
+
+
+@functools.lru_cache(maxsize=None)
+def _data(name: str) -> DataSplit:
+    return get_spec(name).load_data()
+
+
+@functools.lru_cache(maxsize=None)
+def _state_dict(name: str) -> dict[str, torch.Tensor]:
+    spec = get_spec(name)
+    if not spec.weights_path.exists():
+        raise FileNotFoundError(
+            f"no shipped weights for {name!r} at {spec.weights_path}; "
+            f"train them with: python -m sample_models.train {name}"
+        )
+    return load_file(spec.weights_path)
+
+
+def recorded_info(name: str) -> dict:
+    """The training record shipped next to the weights (test accuracy, epochs, ...)."""
+    return json.loads(get_spec(name).info_path.read_text())
+
+
+def load_sample(name: str) -> Sample:
+    """Load a sample model with its shipped weights (never trains). Each call returns a fresh model.
+
+    The data tensors are shared between calls; treat them as read-only.
+    """
+    spec = get_spec(name)
+    model = spec.build()
+    model.load_state_dict(_state_dict(name))
+    model.eval()
+    return Sample(
+        name=spec.name,
+        description=spec.description,
+        model=model,
+        data=_data(name),
+        n_classes=spec.n_classes,
+        dataset=spec.dataset,
+        recorded_accuracy=float(recorded_info(name)["test_accuracy"]),
+    )
