@@ -1,0 +1,50 @@
+"""PruneLab's pruning engine: pure Python + torch, usable from notebooks, scripts and the CLI.
+
+>>> import sample_models, pruning_core
+>>> sample = sample_models.load_sample("digits-mlp")
+>>> masks = pruning_core.compute_masks(sample.model, method="magnitude", scope="global", sparsity=0.9)
+>>> table = pruning_core.sweep(sample.model, sample.data, methods=["magnitude", "random"],
+...                            sparsities=[0, 0.5, 0.9])
+
+Nothing here modifies the caller's model.
+"""
+
+from pruning_core.graph import GraphError, trace_links
+from pruning_core.masks import SCOPES, MaskPlan, apply_masks, check_sparsity, compute_masks, mask_sparsity
+from pruning_core.methods import METHODS, PruningMethod, ScoringContext, get_method, method_names, register
+from pruning_core.metrics import ModelProfile, evaluate, size_metrics
+from pruning_core.shrink import ShrinkReport, count_params, measure_latency_ms, shrink, shrink_report
+from pruning_core.sweep import COLUMNS, sweep
+from pruning_core.targets import Target, find_targets, prunable_layers
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "COLUMNS",
+    "METHODS",
+    "SCOPES",
+    "GraphError",
+    "MaskPlan",
+    "ModelProfile",
+    "PruningMethod",
+    "ScoringContext",
+    "ShrinkReport",
+    "Target",
+    "apply_masks",
+    "check_sparsity",
+    "compute_masks",
+    "count_params",
+    "evaluate",
+    "find_targets",
+    "get_method",
+    "mask_sparsity",
+    "measure_latency_ms",
+    "method_names",
+    "prunable_layers",
+    "register",
+    "shrink",
+    "shrink_report",
+    "size_metrics",
+    "sweep",
+    "trace_links",
+]

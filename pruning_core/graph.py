@@ -143,7 +143,7 @@ def norm_of(model: nn.Module) -> dict[str, str]:
     except GraphError:
         named = list(model.named_modules())
         found = {}
-        for (name, module), (next_name, next_module) in zip(named, named[1:]):
+        for (name, module), (next_name, next_module) in zip(named, named[1:], strict=False):
             if (
                 isinstance(module, PRUNABLE_TYPES)
                 and isinstance(next_module, _NORMS)

@@ -52,7 +52,9 @@ def per_layer_sparsities(targets: Sequence[Target], sparsity: Mapping[str, float
     for key, value in sparsity.items():
         layer = key[: -len(".weight")] if key.endswith(".weight") else key
         if layer not in valid:
-            raise ValueError(f"per-layer sparsity names {key!r}, which is not a pruned layer; valid: {', '.join(valid)}")
+            raise ValueError(
+                f"per-layer sparsity names {key!r}, which is not a pruned layer; valid: {', '.join(valid)}"
+            )
         by_layer[layer] = check_sparsity(value)
     return [by_layer.get(t.layer, 0.0) for t in targets]
 
@@ -101,10 +103,12 @@ class MaskPlan:
         context = ScoringContext(model=model, seed=seed, X_calib=X_calib, y_calib=y_calib)
         with torch.no_grad() if not method.needs_data else torch.enable_grad():
             scores = selection.check_scores(method.scores(scored, context))
-        for t, s in zip(scored, scores):
+        for t, s in zip(scored, scores, strict=False):
             expected = t.weight.shape if method.granularity != "structured" else (t.out_channels,)
             if tuple(s.shape) != tuple(expected):
-                raise ValueError(f"{method.name} scored {t.layer} with shape {tuple(s.shape)}, expected {tuple(expected)}")
+                raise ValueError(
+                    f"{method.name} scored {t.layer} with shape {tuple(s.shape)}, expected {tuple(expected)}"
+                )
         return cls(model, method, targets, scored, scores, links)
 
     @property
@@ -132,11 +136,11 @@ class MaskPlan:
             ks = [_n_to_prune(fractions, total) for fractions in per_level]
             for threshold in selection.thresholds(self.scores, ks):
                 kept = selection.kept_masks(self.scores, threshold)
-                yield self._with_unscored({t.param_name: m for t, m in zip(self.scored, kept)})
+                yield self._with_unscored({t.param_name: m for t, m in zip(self.scored, kept, strict=False)})
             return
         for fractions in per_level:
             masks = {}
-            for t, s, f in zip(self.scored, self.scores, fractions):
+            for t, s, f in zip(self.scored, self.scores, fractions, strict=False):
                 (threshold,) = selection.thresholds([s], [_n_to_prune(f, s.numel())])
                 masks[t.param_name] = selection.kept_masks([s], threshold)[0]
             yield self._with_unscored(masks)
@@ -163,7 +167,7 @@ class MaskPlan:
     def _nm_masks(self) -> Masks:
         n, m = self.method.n, self.method.m
         masks = {}
-        for t, s in zip(self.scored, self.scores):
+        for t, s in zip(self.scored, self.scores, strict=False):
             rows = s.reshape(s.shape[0], -1)
             pad = (-rows.shape[1]) % m
             # Padding scores of -1 lose to every real |w| >= 0, so a short last group keeps min(n, len).
@@ -176,7 +180,7 @@ class MaskPlan:
     def _structured_masks(self, fractions, scope: str) -> Masks:
         channels = self._kept_channels(fractions, scope)
         masks = {}
-        for t, keep in zip(self.scored, channels):
+        for t, keep in zip(self.scored, channels, strict=False):
             shape = (-1,) + (1,) * (t.weight.dim() - 1)
             masks[t.param_name] = keep.reshape(shape).expand_as(t.weight).clone()
             for linked in self.links.get(t.layer, ()):
@@ -186,7 +190,7 @@ class MaskPlan:
     def _kept_channels(self, fractions, scope: str) -> list[torch.Tensor]:
         if scope != "global":
             kept = []
-            for s, f in zip(self.scores, fractions):
+            for s, f in zip(self.scores, fractions, strict=False):
                 # At least one neuron stays: a layer with none left disconnects the network.
                 k = min(_n_to_prune(f, s.numel()), s.numel() - 1)
                 (threshold,) = selection.thresholds([s], [k])
@@ -201,7 +205,7 @@ class MaskPlan:
         context = ScoringContext(model=self.model)
         normalised = self.method.normalised_scores(self.scored, context)
         sizes = [t.weight[0].numel() for t in self.scored]
-        budget = _n_to_prune(sparsity, sum(size * s.numel() for size, s in zip(sizes, normalised)))
+        budget = _n_to_prune(sparsity, sum(size * s.numel() for size, s in zip(sizes, normalised, strict=False)))
         candidates = sorted(
             (float(score), layer_index, channel)
             for layer_index, scores in enumerate(normalised)

@@ -92,9 +92,7 @@ def get_method(name: str) -> PruningMethod:
         if not 0 < n < m <= 64:
             raise ValueError(f"invalid N:M pattern {name!r}: need 0 < N < M <= 64, e.g. nm-2:4")
         return NMMagnitude(n, m)
-    raise ValueError(
-        f"unknown method {name!r}; valid methods: {', '.join(METHODS)} (or any nm-N:M, e.g. nm-1:8)"
-    )
+    raise ValueError(f"unknown method {name!r}; valid methods: {', '.join(METHODS)} (or any nm-N:M, e.g. nm-1:8)")
 
 
 class Magnitude(PruningMethod):

@@ -98,9 +98,7 @@ class ModelProfile:
     @classmethod
     def of(cls, model: nn.Module, example_input: torch.Tensor) -> ModelProfile:
         params = dict(model.named_parameters())
-        prunable = {
-            f"{n}.weight": m.weight.numel() for n, m in model.named_modules() if isinstance(m, PRUNABLE_TYPES)
-        }
+        prunable = {f"{n}.weight": m.weight.numel() for n, m in model.named_modules() if isinstance(m, PRUNABLE_TYPES)}
         return cls(
             total_params=sum(p.numel() for p in params.values()),
             dense_bytes=sum(p.numel() * p.element_size() for p in params.values()),

@@ -82,7 +82,7 @@ def thresholds(scores: Sequence[torch.Tensor], ks: Sequence[int]) -> list[Thresh
             low_hist[b] = torch.cumsum(torch.bincount(low, minlength=_LO_BINS), 0)
 
     found: dict[int, Threshold] = {0: Threshold(0, -1.0, 0, 0)}  # k = 0: nothing is <= -1
-    for k, b in zip(positive_ks, bins.tolist() if bins is not None else []):
+    for k, b in zip(positive_ks, bins.tolist() if bins is not None else [], strict=False):
         below = int(cum_hi[b - 1]) if b > 0 else 0
         cum_lo = low_hist[b]
         lo = int(torch.searchsorted(cum_lo, torch.tensor(k - below)))
@@ -100,7 +100,7 @@ def kept_masks(scores: Sequence[torch.Tensor], threshold: Threshold) -> list[tor
         return masks
     # Ties at the threshold: the first n_equal_pruned equal scores are pruned, the rest kept.
     to_prune = threshold.n_equal_pruned
-    for s, mask in zip(scores, masks):
+    for s, mask in zip(scores, masks, strict=False):
         equal = (s.reshape(-1) == threshold.value).nonzero().squeeze(1)
         keep = equal[to_prune:]
         to_prune = max(0, to_prune - len(equal))

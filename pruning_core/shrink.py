@@ -71,8 +71,9 @@ def _slice_layer(module: nn.Module, out_idx: torch.Tensor | None, in_idx: torch.
 
 
 def _slice_norm(norm: nn.Module, idx: torch.Tensor) -> nn.Module:
-    new = type(norm)(len(idx), eps=norm.eps, momentum=norm.momentum, affine=norm.affine,
-                     track_running_stats=norm.track_running_stats)
+    new = type(norm)(
+        len(idx), eps=norm.eps, momentum=norm.momentum, affine=norm.affine, track_running_stats=norm.track_running_stats
+    )
     with torch.no_grad():
         for name in ("weight", "bias", "running_mean", "running_var"):
             source = getattr(norm, name, None)
@@ -111,7 +112,9 @@ def shrink(model: nn.Module, masks: Mapping[str, torch.Tensor]) -> nn.Module:
             span = fan_in // channels
             in_idx[link.consumer] = (idx[:, None] * span + torch.arange(span)).reshape(-1)
         else:
-            raise GraphError(f"cannot match the {channels} outputs of {layer!r} to the {fan_in} inputs of {link.consumer!r}")
+            raise GraphError(
+                f"cannot match the {channels} outputs of {layer!r} to the {fan_in} inputs of {link.consumer!r}"
+            )
     for layer, link in links.items():
         if layer in out_idx or layer in in_idx:
             module = pruned.get_submodule(layer)

@@ -110,7 +110,7 @@ def sweep(
             for p_name, p in working_params.items():
                 p.copy_(originals[p_name])
         request = [0.0] if fixed is not None else levels  # a fixed pattern ignores the sparsity asked
-        for level, masks in zip(method_levels, plan.masks_for_levels(request, method_scope)):
+        for level, masks in zip(method_levels, plan.masks_for_levels(request, method_scope), strict=False):
             t0 = time.perf_counter()
             with torch.no_grad():
                 for p_name, mask in masks.items():

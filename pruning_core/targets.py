@@ -44,9 +44,7 @@ def find_targets(model: nn.Module, exclude: Iterable[str] = ()) -> list[Target]:
     for item in exclude:
         name = item[: -len(".weight")] if item.endswith(".weight") else item
         if name not in layers:
-            raise ValueError(
-                f"cannot exclude {item!r}: not a prunable layer; valid layers: {', '.join(layers)}"
-            )
+            raise ValueError(f"cannot exclude {item!r}: not a prunable layer; valid layers: {', '.join(layers)}")
         excluded.add(name)
     modules = dict(model.named_modules())
     targets = [Target(n, f"{n}.weight", modules[n]) for n in layers if n not in excluded]

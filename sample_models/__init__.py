@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import functools
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import torch
 from safetensors.torch import load_file
@@ -134,17 +134,15 @@ def get_spec(name: str) -> SampleSpec:
     try:
         return _SPECS[name]
     except (KeyError, TypeError):
-        raise ValueError(
-            f"unknown sample model {name!r}; valid names: {', '.join(available())}"
-        ) from None
+        raise ValueError(f"unknown sample model {name!r}; valid names: {', '.join(available())}") from None
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _data(name: str) -> DataSplit:
     return get_spec(name).load_data()
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _state_dict(name: str) -> dict[str, torch.Tensor]:
     spec = get_spec(name)
     if not spec.weights_path.exists():

@@ -17,7 +17,7 @@ class MLP(nn.Module):
     def __init__(self, sizes: list[int]):
         super().__init__()
         self.sizes = list(sizes)
-        for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:]), start=1):
+        for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:], strict=False), start=1):
             setattr(self, f"fc{i}", nn.Linear(n_in, n_out))
         self.n_layers = len(sizes) - 1
 

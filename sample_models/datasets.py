@@ -33,16 +33,14 @@ def _to_split(X_train, y_train, X_test, y_test) -> DataSplit:
     )
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _digits_arrays():
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
 
     digits = load_digits()
     X = digits.data.astype(np.float32) / 16.0  # pixel intensities 0..16 -> 0..1
-    return train_test_split(
-        X, digits.target, test_size=0.2, random_state=SPLIT_SEED, stratify=digits.target
-    )
+    return train_test_split(X, digits.target, test_size=0.2, random_state=SPLIT_SEED, stratify=digits.target)
 
 
 def digits_flat() -> DataSplit:
@@ -57,7 +55,7 @@ def digits_images() -> DataSplit:
     return _to_split(X_train.reshape(-1, 1, 8, 8), y_train, X_test.reshape(-1, 1, 8, 8), y_test)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _mnist1d_arrays():
     # make_dataset generates the data locally; mnist1d's get_dataset() would try a download.
     from mnist1d.data import get_dataset_args, make_dataset
@@ -81,9 +79,7 @@ def moons() -> DataSplit:
     from sklearn.model_selection import train_test_split
 
     X, y = make_moons(n_samples=1000, noise=0.25, random_state=SPLIT_SEED)
-    X_train, X_test, y_train, y_test = train_test_split(
-        X, y, test_size=0.3, random_state=SPLIT_SEED, stratify=y
-    )
+    X_train, X_test, y_train, y_test = train_test_split(X, y, test_size=0.3, random_state=SPLIT_SEED, stratify=y)
     return _to_split(X_train, y_train, X_test, y_test)
 
 

@@ -1,0 +1,126 @@
+"""Command line: ``python -m pruning_core models | methods | sweep ...``.
+
+Every mistake a user can make on the command line ends in one line on stderr that names the bad
+value and the valid choices, and exit status 2; never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import sample_models
+from pruning_core.masks import SCOPES, check_sparsity
+from pruning_core.methods import METHODS, get_method
+from pruning_core.sweep import sweep
+
+
+class UsageError(Exception):
+    """A bad command-line value; its message is printed as the one error line."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # argparse's default prints the whole usage block
+        raise UsageError(f"{message} (see: {self.prog} --help)")
+
+
+def parse_list(text: str, what: str) -> list[str]:
+    items = [item.strip() for item in text.split(",")]
+    if not text.strip() or any(not item for item in items):
+        raise UsageError(f"malformed {what} list {text!r}: give comma-separated values with no empty items")
+    return items
+
+
+def parse_sparsities(text: str) -> list[float]:
+    values = []
+    for item in parse_list(text, "sparsity"):
+        try:
+            values.append(check_sparsity(item))
+        except ValueError:
+            raise UsageError(
+                f"bad sparsity {item!r} in --sparsities: each must be a number in [0, 1), e.g. 0,0.5,0.9"
+            ) from None
+    return values
+
+
+def parse_methods(text: str) -> list[str]:
+    names = parse_list(text, "method")
+    for name in names:
+        try:
+            get_method(name)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+    return names
+
+
+def cmd_models(args) -> int:
+    width = max(len(n) for n in sample_models.available())
+    for name in sample_models.available():
+        spec = sample_models.get_spec(name)
+        print(f"{name:<{width}}  {spec.description}")
+    return 0
+
+
+def cmd_methods(args) -> int:
+    width = max(len(n) for n in METHODS)
+    for name, method in METHODS.items():
+        print(f"{name:<{width}}  [{method.granularity}] {method.description}")
+    print(f"{'nm-N:M':<{width}}  any other N:M pattern, e.g. nm-1:8")
+    return 0
+
+
+def cmd_sweep(args) -> int:
+    if args.model not in sample_models.available():
+        raise UsageError(f"unknown model {args.model!r}; valid models: {', '.join(sample_models.available())}")
+    methods = parse_methods(args.methods)
+    sparsities = parse_sparsities(args.sparsities)
+    exclude = parse_list(args.exclude, "layer") if args.exclude else []
+    sample = sample_models.load_sample(args.model)
+    try:
+        table = sweep(sample.model, sample.data, methods, sparsities, scope=args.scope, exclude=exclude, seed=args.seed)
+    except ValueError as exc:  # e.g. an excluded layer the model lacks
+        raise UsageError(str(exc)) from None
+    table.insert(0, "model", args.model)
+    if args.format == "json":
+        text = json.dumps(table.to_dict(orient="records"), indent=2) + "\n"
+    else:
+        text = table.to_csv(index=False)
+    if args.output:
+        try:
+            Path(args.output).write_text(text)
+        except OSError as exc:
+            raise UsageError(f"cannot write --output {args.output!r}: {exc.strerror}") from None
+        print(f"wrote {len(table)} rows to {args.output}", file=sys.stderr)
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="python -m pruning_core", description="PruneLab's pruning engine.")
+    sub = parser.add_subparsers(dest="command", parser_class=_Parser)
+    sub.required = True
+    sub.add_parser("models", help="list the sample models").set_defaults(run=cmd_models)
+    sub.add_parser("methods", help="list the pruning methods").set_defaults(run=cmd_methods)
+    p = sub.add_parser("sweep", help="sweep sparsity levels and print the results table")
+    p.add_argument("--model", required=True, help=f"sample model: {', '.join(sample_models.available())}")
+    p.add_argument("--methods", default="magnitude", help=f"comma-separated: {', '.join(METHODS)}")
+    p.add_argument("--scope", default="global", choices=[s for s in SCOPES if s != "per-layer"])
+    p.add_argument("--sparsities", default="0,0.5,0.7,0.8,0.9,0.95", help="comma-separated fractions in [0, 1)")
+    p.add_argument("--exclude", default="", help="comma-separated layers to leave dense, e.g. fc3")
+    p.add_argument("--seed", type=int, default=0, help="seed of random methods")
+    p.add_argument("--format", default="csv", choices=["csv", "json"])
+    p.add_argument("--output", help="write to this file instead of standard output")
+    p.set_defaults(run=cmd_sweep)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+        return args.run(args)
+    except UsageError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
