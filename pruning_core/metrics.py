@@ -9,6 +9,8 @@ number. Only removing neurons (``pruning_core.shrink``) makes a dense kernel fas
 
 from __future__ import annotations
 
+import math
+import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -50,27 +52,22 @@ def evaluate(
     }
 
 
-def layer_macs(model: nn.Module, example_input: torch.Tensor) -> dict[str, int]:
-    """Multiply-adds per prunable layer for one sample, counted by PyTorch's FlopCounterMode."""
+def count_macs(model: nn.Module, example_input: torch.Tensor) -> tuple[int, dict[str, int]]:
+    """Multiply-adds of one sample's forward pass, in total and per prunable layer.
+
+    Counted by PyTorch's FlopCounterMode (which counts a multiply-add as 2 FLOPs).
+    """
     counter = FlopCounterMode(display=False)
     with counter, torch.inference_mode():
         model(example_input[:1])
     counts = counter.get_flop_counts()
     root = type(model).__name__
-    macs = {}
-    for name, module in model.named_modules():
-        if isinstance(module, PRUNABLE_TYPES):
-            flops = sum(counts.get(f"{root}.{name}", {}).values())
-            macs[name] = int(flops) // 2  # FlopCounterMode counts a multiply-add as 2 FLOPs
-    return macs
-
-
-def total_macs(model: nn.Module, example_input: torch.Tensor) -> int:
-    """All multiply-adds of one forward pass of one sample."""
-    counter = FlopCounterMode(display=False)
-    with counter, torch.inference_mode():
-        model(example_input[:1])
-    return int(counter.get_total_flops()) // 2
+    per_layer = {
+        name: int(sum(counts.get(f"{root}.{name}", {}).values())) // 2
+        for name, module in model.named_modules()
+        if isinstance(module, PRUNABLE_TYPES)
+    }
+    return int(counter.get_total_flops()) // 2, per_layer
 
 
 def sparse_tensor_bytes(shape: tuple[int, ...], nonzero: int, element_bytes: int) -> int:
@@ -90,6 +87,7 @@ class ModelProfile:
 
     total_params: int
     dense_bytes: int
+    params: dict[str, tuple[tuple[int, ...], int]]  # name -> (shape, bytes per element)
     prunable_weights: dict[str, int]  # param name -> numel of every Linear/Conv weight
     nonzero: dict[str, int]  # param name -> nonzero elements of the dense model
     macs: dict[str, int]  # layer -> dense multiply-adds per sample
@@ -97,40 +95,60 @@ class ModelProfile:
 
     @classmethod
     def of(cls, model: nn.Module, example_input: torch.Tensor) -> ModelProfile:
+        """Profile ``model``; cached per model until any of its parameters changes."""
+        key = (
+            tuple(example_input.shape[1:]),
+            tuple((n, p._version, p.data_ptr(), tuple(p.shape)) for n, p in model.named_parameters()),
+        )
+        cached = _PROFILES.get(model)
+        if cached is not None and cached[0] == key:
+            return cached[1]
         params = dict(model.named_parameters())
-        prunable = {f"{n}.weight": m.weight.numel() for n, m in model.named_modules() if isinstance(m, PRUNABLE_TYPES)}
-        return cls(
+        dense_macs, macs = count_macs(model, example_input)
+        profile = cls(
             total_params=sum(p.numel() for p in params.values()),
             dense_bytes=sum(p.numel() * p.element_size() for p in params.values()),
-            prunable_weights=prunable,
+            params={n: (tuple(p.shape), p.element_size()) for n, p in params.items()},
+            prunable_weights={
+                f"{n}.weight": m.weight.numel() for n, m in model.named_modules() if isinstance(m, PRUNABLE_TYPES)
+            },
             nonzero={n: int(torch.count_nonzero(p)) for n, p in params.items()},
-            macs=layer_macs(model, example_input),
-            dense_macs=total_macs(model, example_input),
+            macs=macs,
+            dense_macs=dense_macs,
         )
+        _PROFILES[model] = (key, profile)
+        return profile
 
 
-def size_metrics(profile: ModelProfile, model: nn.Module, masked: Mapping[str, torch.Tensor]) -> dict[str, float]:
-    """Sparsity, sizes and multiply-adds of ``model`` whose parameters named in ``masked`` are pruned.
+# Profiles keyed by the model object; an in-place change to a parameter bumps its _version.
+_PROFILES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
-    ``masked`` maps parameter names to their (already masked) tensors; zeros anywhere count.
-    """
-    nonzero_total, sparse_bytes = 0, 0
-    nonzero_by_name = {}
-    for name, p in model.named_parameters():
-        if name in masked:
-            nnz = int(torch.count_nonzero(masked[name]))
-            sparse_bytes += sparse_tensor_bytes(tuple(p.shape), nnz, p.element_size())
+
+def nonzero_counts(tensors: Mapping[str, torch.Tensor]) -> dict[str, int]:
+    """Nonzero elements of each tensor, counted with one synchronisation."""
+    if not tensors:
+        return {}
+    counts = torch.stack([torch.count_nonzero(t) for t in tensors.values()]).tolist()
+    return dict(zip(tensors, counts))
+
+
+def size_metrics(profile: ModelProfile, pruned_nonzero: Mapping[str, int]) -> dict[str, float]:
+    """Sparsity, sizes and multiply-adds of the model when the parameters in ``pruned_nonzero`` have
+    that many nonzero elements (every other parameter as in the dense model)."""
+    nonzero = {**profile.nonzero, **pruned_nonzero}
+    sparse_bytes = 0
+    for name, (shape, element_bytes) in profile.params.items():
+        if name in pruned_nonzero:
+            sparse_bytes += sparse_tensor_bytes(shape, nonzero[name], element_bytes)
         else:
-            nnz = profile.nonzero[name]
-            sparse_bytes += p.numel() * p.element_size()
-        nonzero_by_name[name] = nnz
-        nonzero_total += nnz
+            sparse_bytes += math.prod(shape) * element_bytes
+    nonzero_total = sum(nonzero.values())
     prunable_total = sum(profile.prunable_weights.values())
-    prunable_nonzero = sum(nonzero_by_name[n] for n in profile.prunable_weights)
+    prunable_nonzero = sum(nonzero[n] for n in profile.prunable_weights)
     effective = profile.dense_macs
     for name, numel in profile.prunable_weights.items():
         layer = name[: -len(".weight")]
-        effective -= profile.macs.get(layer, 0) * (1 - nonzero_by_name[name] / numel)
+        effective -= profile.macs.get(layer, 0) * (1 - nonzero[name] / numel)
     return {
         "actual_sparsity": 1 - prunable_nonzero / prunable_total,
         "sparsity_all_params": 1 - nonzero_total / profile.total_params,

@@ -2,9 +2,9 @@
 
 A sort of every score costs O(N log N) time and 3x the scores' memory (values plus int64 indices);
 for a 10 M-parameter model that is slower than the evaluations it serves. Non-negative float32
-values order like their bit patterns read as integers, so a two-pass radix select (a histogram of
-the high 16 bits, then of the low 16 bits inside the few bins that hold a k-th value) finds the
-exact k-th smallest score for every k in two passes over the data and with memory per tensor.
+values order like their bit patterns read as integers, so a radix select finds the exact k-th
+smallest score for every k at once: one histogram of the high 16 bits tells which bin holds each
+k-th value, and only the scores in those few bins are then sorted.
 
 Ties are broken by position: among scores equal to the threshold, the earliest (in the order the
 tensors are given, then flat index) are pruned first. So masks for growing k are nested.
@@ -18,7 +18,6 @@ from dataclasses import dataclass
 import torch
 
 _HI_BINS = 1 << 15  # sign bit is 0 for non-negative floats
-_LO_BINS = 1 << 16
 
 
 @dataclass(frozen=True)
@@ -65,31 +64,26 @@ def thresholds(scores: Sequence[torch.Tensor], ks: Sequence[int]) -> list[Thresh
         hist += torch.bincount(_bits(s) >> 16, minlength=_HI_BINS)
     cum_hi = torch.cumsum(hist, 0)
     positive_ks = sorted({k for k in ks if k > 0})
-    bins = torch.searchsorted(cum_hi, torch.tensor(positive_ks, dtype=torch.int64)) if positive_ks else None
-    needed = torch.unique(bins) if bins is not None else torch.empty(0, dtype=torch.int64)
+    bins = torch.searchsorted(cum_hi, torch.tensor(positive_ks, dtype=torch.int64))
+    needed = torch.unique(bins)
 
-    # Second pass: the low 16 bits of the scores that fall in a bin holding some k-th value.
-    low_hist: dict[int, torch.Tensor] = {}
-    if len(needed):
-        picked = []
-        for s in scores:
-            bits = _bits(s)
-            picked.append(bits[torch.isin(bits >> 16, needed.to(torch.int32))])
-        picked_bits = torch.cat(picked)
-        picked_hi = picked_bits >> 16
-        for b in needed.tolist():
-            low = picked_bits[picked_hi == b] & 0xFFFF
-            low_hist[b] = torch.cumsum(torch.bincount(low, minlength=_LO_BINS), 0)
-
+    # Second pass: sort the few scores whose high bits fall in a bin that holds some k-th value.
     found: dict[int, Threshold] = {0: Threshold(0, -1.0, 0, 0)}  # k = 0: nothing is <= -1
-    for k, b in zip(positive_ks, bins.tolist() if bins is not None else [], strict=False):
-        below = int(cum_hi[b - 1]) if b > 0 else 0
-        cum_lo = low_hist[b]
-        lo = int(torch.searchsorted(cum_lo, torch.tensor(k - below)))
-        n_less = below + (int(cum_lo[lo - 1]) if lo > 0 else 0)
-        n_equal = int(cum_lo[lo]) - (int(cum_lo[lo - 1]) if lo > 0 else 0)
-        value = torch.tensor([(b << 16) | lo], dtype=torch.int32).view(torch.float32).item()
-        found[k] = Threshold(k, value, n_equal, k - n_less)
+    if positive_ks:
+        needed_bins = needed.to(torch.int32)
+        picked = torch.cat([_bits(s)[torch.isin(_bits(s) >> 16, needed_bins)] for s in scores])
+        picked = torch.sort(picked).values
+        # Offset of each needed bin inside the sorted picked values: the picked counts of lower bins.
+        counts = hist[needed]
+        offsets = dict(zip(needed.tolist(), (torch.cumsum(counts, 0) - counts).tolist()))
+        for k, b in zip(positive_ks, bins.tolist()):
+            below = int(cum_hi[b - 1]) if b > 0 else 0
+            value_bits = picked[offsets[b] + (k - below) - 1]
+            first = int(torch.searchsorted(picked, value_bits, side="left"))
+            last = int(torch.searchsorted(picked, value_bits, side="right"))
+            n_less = below + first - offsets[b]
+            value = value_bits.view(torch.float32).item()
+            found[k] = Threshold(k, value, last - first, k - n_less)
     return [found[k] for k in ks]
 
 

@@ -17,7 +17,7 @@ from torch import nn
 
 from pruning_core.masks import MaskPlan, Sparsity, check_scope, check_sparsity
 from pruning_core.methods import get_method
-from pruning_core.metrics import ModelProfile, evaluate, size_metrics
+from pruning_core.metrics import ModelProfile, evaluate, nonzero_counts, size_metrics
 
 Progress = Callable[[float, str], None]
 
@@ -99,7 +99,8 @@ def sweep(
 
     plans = [(m, m.fixed_sparsity) for m in resolved]
     total_rows = sum(1 if fixed is not None else len(levels) for _, fixed in plans)
-    rows, done = [], 0
+    columns: dict[str, list] = {name: [] for name in COLUMNS}
+    done = 0
     for method, fixed in plans:
         method_scope = scope if scope in method.scopes else method.scopes[0]
         method_levels = [fixed] if fixed is not None else levels
@@ -116,25 +117,25 @@ def sweep(
                 for p_name, mask in masks.items():
                     torch.mul(originals[p_name], mask, out=working_params[p_name])
             metrics = evaluate(working, X_test, y_test, batch_size=batch_size)
-            sizes = size_metrics(profile, working, {n: working_params[n] for n in masks})
+            sizes = size_metrics(profile, nonzero_counts({n: working_params[n] for n in masks}))
             seconds = time.perf_counter() - t0 + prep_seconds / len(method_levels)
             target = level if not isinstance(level, dict) else _mean_target(level, profile)
-            rows.append(
-                {
-                    "method": method.name,
-                    "granularity": method.granularity,
-                    "scope": method_scope,
-                    "target_sparsity": float(target),
-                    **sizes,
-                    **metrics,
-                    "seed": seed,
-                    "seconds": seconds,
-                }
-            )
+            row = {
+                "method": method.name,
+                "granularity": method.granularity,
+                "scope": method_scope,
+                "target_sparsity": float(target),
+                **sizes,
+                **metrics,
+                "seed": seed,
+                "seconds": seconds,
+            }
+            for name in COLUMNS:
+                columns[name].append(row[name])
             done += 1
             if progress is not None:
                 progress(done / total_rows, f"{method.label} at {float(target):.0%} sparsity")
-    return pd.DataFrame(rows, columns=COLUMNS)
+    return pd.DataFrame(columns)
 
 
 def _mean_target(level: dict, profile: ModelProfile) -> float:

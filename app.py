@@ -1,0 +1,19 @@
+"""PruneLab: the router and the shared sidebar. Pages live in pages/; the engine in pruning_core/."""
+
+import streamlit as st
+
+from ui import state
+
+st.set_page_config(page_title="PruneLab", page_icon="✂️", layout="wide")
+
+PAGES = [
+    st.Page("pages/tradeoff.py", title="Trade-off", icon="📉", url_path="tradeoff", default=True),
+    st.Page("pages/layers.py", title="Layers", icon="🧱", url_path="layers"),
+    st.Page("pages/size_speed.py", title="Size & speed", icon="⚡", url_path="size-speed"),
+]
+
+page = st.navigation(PAGES)
+state.init()
+st.session_state.explorer = state.sidebar()
+st.sidebar.caption("Every setting is in the URL: copy it to share this exact view.")
+page.run()

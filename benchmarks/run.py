@@ -1,0 +1,16 @@
+"""``make bench``: every benchmark, printed as ratios measured side by side in one process."""
+
+from __future__ import annotations
+
+import sys
+
+from benchmarks import engine
+
+
+def main() -> int:
+    print(engine.report(engine.run()), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,106 @@
+"""Layers: what one method at one sparsity did to each layer."""
+
+import numpy as np
+import streamlit as st
+
+from ui import compute, figures, state
+
+config = st.session_state.explorer
+st.title("Layers: where did the pruning go?")
+state.show_notices()
+
+with st.expander("What am I looking at?"):
+    st.markdown(
+        """
+A network is a stack of **layers**; each holds a grid of **weights**. Pick one pruning method and
+one sparsity to see, layer by layer, which weights it removed.
+
+- **Histograms**: the values of a layer's weights. Blue bars are kept, orange are pruned. Magnitude
+  pruning removes the weights closest to zero, so the orange sits in the middle, between the dotted
+  threshold lines. Random pruning takes evenly from everywhere.
+- **Sparsity per layer**: with a *global* scope, layers with many small weights lose more. Watch
+  the last (output) layer: if it empties, the model cannot answer.
+- **Mask**: each row is a neuron (or filter), each column one of its inputs. Structured methods
+  remove whole rows.
+"""
+    )
+
+levels = list(config.levels)
+methods = list(config.methods)
+if "layers_method" not in st.session_state:
+    st.session_state.layers_method = state.page_param("lm", methods[0], methods)
+    wanted = state.page_param("ls", "")
+    try:
+        wanted_level = float(wanted) if wanted else None
+    except ValueError:
+        wanted_level = None
+    if wanted and wanted_level not in levels:
+        st.warning(f"Link: ls={wanted!r} is not one of the swept sparsities; using the nearest to 90 %.", icon="⚠️")
+        wanted_level = None
+    st.session_state.layers_sparsity = (
+        wanted_level if wanted_level is not None else min(levels, key=lambda s: abs(s - 0.9))
+    )
+    st.session_state.layers_log = state.page_param("log", "0", ["0", "1"]) == "1"
+if st.session_state.layers_method not in methods:
+    st.session_state.layers_method = methods[0]
+if st.session_state.layers_sparsity not in levels:
+    st.session_state.layers_sparsity = min(levels, key=lambda s: abs(s - st.session_state.layers_sparsity))
+
+c1, c2, c3 = st.columns([2, 2, 1])
+method = c1.selectbox("Method", methods, format_func=figures.method_label, key="layers_method")
+fixed = compute.pruning_core.get_method(method).fixed_sparsity
+sparsity = c2.select_slider(
+    "Sparsity (one of the swept levels)",
+    levels,
+    key="layers_sparsity",
+    format_func=lambda s: f"{s:.0%}",
+    disabled=fixed is not None,
+    help="N:M patterns have a fixed sparsity." if fixed is not None else None,
+)
+log_count = c3.checkbox("Log counts", key="layers_log")
+state.set_page_param("lm", method, methods[0])
+state.set_page_param("ls", f"{sparsity:g}", "")
+state.set_page_param("log", "1" if log_count else "0", "0")
+
+view = compute.layer_view(
+    config.model, method, config.scope, fixed if fixed is not None else sparsity, config.exclude, config.seed
+)
+table = view["table"]
+total, nonzero = int(table["params"].sum()), int(table["nonzero"].sum())
+m1, m2, m3 = st.columns(3)
+m1.metric("Prunable weights", f"{total:,}")
+m2.metric("Nonzero after pruning", f"{nonzero:,}")
+m3.metric("Overall sparsity", f"{1 - nonzero / total:.1%}")
+
+st.plotly_chart(
+    figures.layer_histograms(view["weights"], view["kept"], threshold=view["threshold"], log_count=log_count),
+    key="layers_hist",
+)
+left, right = st.columns([3, 2])
+left.plotly_chart(figures.layer_sparsity_bars(table, colour=figures.method_colour(method)), key="layers_bars")
+right.dataframe(
+    table,
+    hide_index=True,
+    column_config={
+        "sparsity": st.column_config.NumberColumn(format="percent"),
+        "params": st.column_config.NumberColumn(format="localized"),
+        "nonzero": st.column_config.NumberColumn(format="localized"),
+    },
+)
+
+drawable = [layer for layer, mask in view["kept"].items() if mask.size <= 40_000]
+if drawable:
+    left, right = st.columns([3, 2])
+    layer = left.selectbox("Mask of layer", drawable, key="layers_mask_layer")
+    left.plotly_chart(figures.mask_heatmap(view["kept"][layer], layer), key="layers_mask")
+    first = list(view["kept"])[0]
+    pixels = compute.first_layer_pixel_counts(config.model, view["kept"][first])
+    if pixels is not None:
+        counts, most = pixels
+        right.plotly_chart(figures.pixel_map(np.asarray(counts), most), key="layers_pixels")
+        right.caption(
+            "Border pixels of the digits are almost always blank, so their connections carry little "
+            "and magnitude pruning removes them first."
+        )
+else:
+    st.caption("Every layer is too large to draw as a mask (over 40,000 weights).")

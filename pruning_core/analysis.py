@@ -1,0 +1,30 @@
+"""Reading a sweep table: where each method's accuracy stops holding up."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+LOWER_IS_BETTER = {"loss"}
+
+
+def knee_points(
+    table: pd.DataFrame, metric: str = "accuracy", tolerance: float = 0.01, dense: float | None = None
+) -> pd.DataFrame:
+    """Per method, the row with the highest actual sparsity whose ``metric`` is within ``tolerance``
+    of the dense model's (for loss: at most ``tolerance`` above it).
+
+    ``dense`` defaults to the metric at the lowest sparsity swept. Methods that never stay within
+    the tolerance are left out.
+    """
+    if table.empty:
+        return table.iloc[0:0]
+    if dense is None:
+        dense = float(table.loc[table["actual_sparsity"].idxmin(), metric])
+    if metric in LOWER_IS_BETTER:
+        ok = table[metric] <= dense + tolerance
+    else:
+        ok = table[metric] >= dense - tolerance
+    within = table[ok]
+    if within.empty:
+        return within
+    return within.loc[within.groupby("method", sort=False)["actual_sparsity"].idxmax()].reset_index(drop=True)

@@ -1,0 +1,1 @@
+"""Helpers of the Streamlit app that are not pages: the URL-bound config, figure builders, caching."""

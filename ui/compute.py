@@ -1,0 +1,162 @@
+"""Cached engine calls for the app.
+
+``st.cache_resource`` holds one model object per sample for every user of the server: nothing here
+may modify it (the engine never does). ``st.cache_data`` keys results by their arguments, so the
+same choice made by many workshop attendees is computed once.
+"""
+
+from __future__ import annotations
+
+import gzip
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+import torch
+from safetensors.torch import save
+
+import pruning_core
+import sample_models
+from pruning_core.masks import apply_masks, compute_masks
+from pruning_core.shrink import count_params, layer_shapes, measure_latency_ms, shrink
+
+
+@st.cache_resource(show_spinner=False)
+def shared_sample(name: str) -> sample_models.Sample:
+    """The one shared copy of a sample model. Read it; never modify it."""
+    return sample_models.load_sample(name)
+
+
+@st.cache_data(show_spinner=False)
+def prunable_layers(name: str) -> list[str]:
+    return pruning_core.prunable_layers(shared_sample(name).model)
+
+
+@st.cache_data(show_spinner=False)
+def dense_metrics(name: str) -> dict[str, float]:
+    s = shared_sample(name)
+    return pruning_core.evaluate(s.model, s.data.X_test, s.data.y_test)
+
+
+@st.cache_data(show_spinner=False, max_entries=512)
+def method_sweep(
+    name: str, method: str, scope: str, levels: tuple[float, ...], exclude: tuple[str, ...], seed: int, _progress=None
+) -> pd.DataFrame:
+    """One method's sweep; cached per method so adding a method to the overlay computes only it."""
+    s = shared_sample(name)
+    return pruning_core.sweep(
+        s.model, s.data, [method], list(levels), scope=scope, exclude=exclude, seed=seed, progress=_progress
+    )
+
+
+def _masks(name: str, method: str, scope: str, sparsity: float, exclude: tuple[str, ...], seed: int):
+    s = shared_sample(name)
+    method_scope = scope if scope in pruning_core.get_method(method).scopes else "layerwise"
+    return compute_masks(s.model, method, method_scope, sparsity, exclude=exclude, seed=seed)
+
+
+@st.cache_data(show_spinner=False, max_entries=256)
+def layer_view(name: str, method: str, scope: str, sparsity: float, exclude: tuple[str, ...], seed: int) -> dict:
+    """Weights, keep-masks and a per-layer table for one method at one sparsity."""
+    s = shared_sample(name)
+    masks = _masks(name, method, scope, sparsity, exclude, seed)
+    modules = dict(s.model.named_modules())
+    weights, kept, rows = {}, {}, []
+    for layer in pruning_core.prunable_layers(s.model):
+        w = modules[layer].weight.detach()
+        mask = masks.get(f"{layer}.weight", torch.ones_like(w, dtype=torch.bool))
+        weights[layer] = w.numpy().copy()
+        kept[layer] = mask.numpy().copy()
+        nonzero = int(torch.count_nonzero(w * mask))
+        rows.append(
+            {
+                "layer": layer,
+                "type": type(modules[layer]).__name__,
+                "shape": " × ".join(map(str, w.shape)),
+                "params": w.numel(),
+                "nonzero": nonzero,
+                "sparsity": 1 - nonzero / w.numel(),
+                "excluded": layer in exclude,
+            }
+        )
+    threshold = None
+    if pruning_core.get_method(method).name == "magnitude":
+        pruned = [np.abs(weights[l])[~kept[l]] for l in weights if (~kept[l]).any()]
+        threshold = float(max(p.max() for p in pruned)) if pruned else None
+    return {"weights": weights, "kept": kept, "table": pd.DataFrame(rows), "threshold": threshold}
+
+
+def _safetensors_bytes(state: dict[str, torch.Tensor]) -> bytes:
+    return save({k: v.detach().contiguous() for k, v in state.items()})
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def size_speed(name: str, method: str, scope: str, sparsity: float, exclude: tuple[str, ...], seed: int) -> dict:
+    """Masked versus physically shrunk: parameters, shapes, file sizes and measured CPU latency."""
+    s = shared_sample(name)
+    masks = _masks(name, method, scope, sparsity, exclude, seed)
+    masked = apply_masks(s.model, masks).eval()
+    x = s.data.X_test
+    result = {
+        "params_dense": count_params(s.model),
+        "params_nonzero": int(sum(int(torch.count_nonzero(p)) for p in masked.parameters())),
+        "shapes_before": {k: list(v) for k, v in layer_shapes(s.model).items()},
+        "file_dense": len(_safetensors_bytes(s.model.state_dict())),
+    }
+    masked_file = _safetensors_bytes(masked.state_dict())
+    result["file_masked"] = len(masked_file)
+    result["file_masked_gzip"] = len(gzip.compress(masked_file, compresslevel=6))
+    result["file_dense_gzip"] = len(gzip.compress(_safetensors_bytes(s.model.state_dict()), compresslevel=6))
+    result["latency_dense_ms"] = measure_latency_ms(s.model, x)
+    result["latency_masked_ms"] = measure_latency_ms(masked, x)
+    try:
+        small = shrink(s.model, masks)
+    except ValueError as exc:
+        result["shrink_error"] = str(exc)
+        return result
+    with torch.inference_mode():
+        result["max_abs_difference"] = float((masked(x) - small(x)).abs().max())
+    result["params_shrunk"] = count_params(small)
+    result["shapes_after"] = {k: list(v) for k, v in layer_shapes(small).items()}
+    result["file_shrunk"] = len(_safetensors_bytes(small.state_dict()))
+    result["latency_shrunk_ms"] = measure_latency_ms(small, x)
+    return result
+
+
+def sweep_all(config) -> pd.DataFrame:
+    """Every chosen method's sweep, with a progress bar for the ones not cached yet."""
+    placeholder = st.empty()
+    frames = []
+    n = len(config.methods)
+    for i, method in enumerate(config.methods):
+
+        def progress(fraction: float, message: str, i: int = i) -> None:
+            placeholder.progress(min(1.0, (i + fraction) / n), text=f"Sweeping: {message}")
+
+        frames.append(
+            method_sweep(
+                config.model, method, config.scope, config.levels, config.exclude, config.seed, _progress=progress
+            )
+        )
+    placeholder.empty()
+    return pd.concat(frames, ignore_index=True)
+
+
+def first_layer_pixel_counts(name: str, kept_first: np.ndarray) -> tuple[np.ndarray, int] | None:
+    """For the digits models: kept first-layer connections per input pixel (8x8), and the maximum.
+
+    For the MLP a pixel's connections are its column of fc1. For the CNN, a pixel touches every
+    filter at each kernel offset that covers it; a transposed convolution of the keep-mask over an
+    all-ones map counts them.
+    """
+    if name == "digits-mlp":
+        counts = kept_first.reshape(kept_first.shape[0], 8, 8).sum(0)
+        return counts.astype(int), kept_first.shape[0]
+    if name == "digits-cnn":
+        conv = shared_sample(name).model.conv1
+        mask = torch.as_tensor(kept_first, dtype=torch.float32)
+        ones = torch.ones(1, mask.shape[0], 8, 8)
+        counts = torch.nn.functional.conv_transpose2d(ones, mask, padding=conv.padding)[0, 0]
+        full = torch.nn.functional.conv_transpose2d(ones, torch.ones_like(mask), padding=conv.padding)[0, 0]
+        return counts.round().int().numpy(), int(full.max())
+    return None

@@ -1,0 +1,266 @@
+"""Figure builders: results in, Plotly figure out. No Streamlit here, so they are tested directly."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from pruning_core.methods import METHODS, get_method
+
+# Okabe-Ito: distinguishable for colour-blind viewers and on a projector.
+PALETTE = ["#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000", "#F0E442"]
+KEPT_COLOUR, PRUNED_COLOUR = "#0072B2", "#D55E00"
+FONT = {"size": 16}
+
+
+def method_colour(name: str) -> str:
+    """The same colour for a method on every page: its position in the registry."""
+    names = list(METHODS)
+    index = names.index(name) if name in names else len(names) + sum(map(ord, name))
+    return PALETTE[index % len(PALETTE)]
+
+
+def method_label(name: str) -> str:
+    try:
+        return get_method(name).label
+    except ValueError:
+        return name
+
+
+# x axis key -> (column, title, multiplier, axis type)
+X_AXES: dict[str, tuple[str, str, float, str]] = {
+    "sparsity": ("actual_sparsity", "Sparsity of prunable weights (%)", 100.0, "linear"),
+    "nonzero": ("nonzero_params", "Nonzero parameters (count)", 1.0, "linear"),
+    "size": ("sparse_bytes", "Stored size, sparse encoding (KB)", 1 / 1024, "linear"),
+    "compression": ("compression_ratio", "Compression ratio (× fewer nonzero parameters, log scale)", 1.0, "log"),
+    "speedup": ("theoretical_speedup", "Theoretical speedup (× fewer multiply-adds)", 1.0, "linear"),
+}
+# y metric -> (title, multiplier)
+Y_METRICS: dict[str, tuple[str, float]] = {
+    "accuracy": ("Test accuracy (%)", 100.0),
+    "loss": ("Test loss (cross-entropy)", 1.0),
+    "precision": ("Macro precision (%)", 100.0),
+    "recall": ("Macro recall (%)", 100.0),
+    "f1": ("Macro F1 (%)", 100.0),
+}
+
+_HOVER_COLUMNS = [
+    ("target_sparsity", "target sparsity", "{:.1%}"),
+    ("actual_sparsity", "actual sparsity", "{:.2%}"),
+    ("accuracy", "accuracy", "{:.2%}"),
+    ("loss", "loss", "{:.3f}"),
+    ("precision", "precision", "{:.2%}"),
+    ("recall", "recall", "{:.2%}"),
+    ("f1", "F1", "{:.2%}"),
+    ("nonzero_params", "nonzero params", "{:,}"),
+    ("sparse_bytes", "sparse size", "{:,} B"),
+    ("compression_ratio", "compression", "{:.2f}×"),
+    ("effective_macs", "effective MACs", "{:,.0f}"),
+    ("theoretical_speedup", "theoretical speedup", "{:.2f}×"),
+]
+
+
+def _hover_text(row: pd.Series, method: str) -> str:
+    lines = [f"<b>{method_label(method)}</b>"]
+    for column, label, fmt in _HOVER_COLUMNS:
+        value = row[column]
+        value = int(value) if "{:," in fmt and "f" not in fmt else value
+        lines.append(f"{label}: {fmt.format(value)}")
+    return "<br>".join(lines)
+
+
+def _style(fig: go.Figure, title: str, height: int = 520) -> go.Figure:
+    fig.update_layout(
+        title={"text": title, "x": 0.01},
+        font=FONT,
+        height=height,
+        template="plotly_white",
+        legend={"orientation": "h", "yanchor": "bottom", "y": 1.02, "xanchor": "left", "x": 0},
+        margin={"l": 70, "r": 30, "t": 100, "b": 70},
+        hoverlabel={"font_size": 14},
+    )
+    return fig
+
+
+def tradeoff_figure(
+    table: pd.DataFrame,
+    x: str = "sparsity",
+    y: str = "accuracy",
+    dense: float | None = None,
+    knees: pd.DataFrame | None = None,
+    title: str = "",
+) -> go.Figure:
+    """Metric ``y`` against axis ``x``: one line per method, the dense value dashed, knees starred."""
+    column, x_title, x_scale, x_type = X_AXES[x]
+    y_title, y_scale = Y_METRICS[y]
+    fig = go.Figure()
+    for method, rows in table.groupby("method", sort=False):
+        rows = rows.sort_values(column)
+        fixed = len(rows) == 1
+        fig.add_trace(
+            go.Scatter(
+                x=rows[column] * x_scale,
+                y=rows[y] * y_scale,
+                mode="markers" if fixed else "lines+markers",
+                name=method_label(method),
+                legendgroup=method,
+                line={"color": method_colour(method), "width": 3},
+                marker={"size": 14 if fixed else 8, "symbol": "diamond" if fixed else "circle"},
+                hovertext=[_hover_text(r, method) for _, r in rows.iterrows()],
+                hoverinfo="text",
+            )
+        )
+    if dense is not None:
+        fig.add_hline(
+            y=dense * y_scale,
+            line={"dash": "dash", "color": "#555555", "width": 2},
+            annotation_text=f"dense model: {dense * y_scale:.2f}",
+            annotation_position="bottom left",
+        )
+    if knees is not None and not knees.empty:
+        fig.add_trace(
+            go.Scatter(
+                x=knees[column] * x_scale,
+                y=knees[y] * y_scale,
+                mode="markers",
+                name="knee (within tolerance of dense)",
+                marker={
+                    "symbol": "star",
+                    "size": 22,
+                    "color": [method_colour(m) for m in knees["method"]],
+                    "line": {"color": "black", "width": 1.5},
+                },
+                hovertext=[
+                    f"<b>knee of {method_label(m)}</b><br>{_hover_text(r, m)}"
+                    for m, (_, r) in zip(knees["method"], knees.iterrows())
+                ],
+                hoverinfo="text",
+            )
+        )
+    fig.update_xaxes(title_text=x_title, type=x_type, showgrid=True)
+    fig.update_yaxes(title_text=y_title, showgrid=True)
+    return _style(fig, title or f"{y_title.split(' (')[0]} vs {x_title.split(' (')[0].lower()}")
+
+
+def layer_histograms(
+    weights: Mapping[str, np.ndarray],
+    kept: Mapping[str, np.ndarray],
+    threshold: float | None = None,
+    log_count: bool = False,
+    bins: int = 60,
+) -> go.Figure:
+    """Per-layer histograms of weight values, kept and pruned in two colours, the |w| threshold marked."""
+    layers = list(weights)
+    cols = min(2, len(layers))
+    rows = -(-len(layers) // cols)
+    fig = make_subplots(rows=rows, cols=cols, subplot_titles=layers, vertical_spacing=0.12 if rows > 1 else 0.2)
+    for i, layer in enumerate(layers):
+        w, k = np.asarray(weights[layer]).ravel(), np.asarray(kept[layer]).ravel().astype(bool)
+        edges = np.histogram_bin_edges(w, bins=bins)
+        r, c = i // cols + 1, i % cols + 1
+        for values, name, colour in ((w[k], "kept", KEPT_COLOUR), (w[~k], "pruned", PRUNED_COLOUR)):
+            counts, _ = np.histogram(values, bins=edges)
+            fig.add_trace(
+                go.Bar(
+                    x=(edges[:-1] + edges[1:]) / 2,
+                    y=counts,
+                    width=np.diff(edges),
+                    name=name,
+                    legendgroup=name,
+                    showlegend=i == 0,
+                    marker={"color": colour, "line": {"width": 0}},
+                    hovertemplate=f"{layer} {name}<br>w ≈ %{{x:.3f}}<br>count %{{y}}<extra></extra>",
+                ),
+                row=r,
+                col=c,
+            )
+        if threshold is not None:
+            for t in (-threshold, threshold):
+                fig.add_vline(x=t, line={"dash": "dot", "color": "black", "width": 1.5}, row=r, col=c)
+        fig.update_xaxes(title_text="weight value", row=r, col=c)
+        fig.update_yaxes(
+            title_text="count (log)" if log_count else "count", type="log" if log_count else "linear", row=r, col=c
+        )
+    fig.update_layout(barmode="stack", bargap=0)
+    title = "Weight histograms per layer"
+    if threshold is not None:
+        title += f" (dotted: |w| threshold {threshold:.4f})"
+    return _style(fig, title, height=max(380, 300 * rows + 120))
+
+
+def layer_sparsity_bars(layer_table: pd.DataFrame, colour: str = KEPT_COLOUR) -> go.Figure:
+    """Sparsity per layer as bars, labelled with nonzero / total parameters."""
+    fig = go.Figure(
+        go.Bar(
+            x=layer_table["layer"],
+            y=layer_table["sparsity"] * 100,
+            marker_color=colour,
+            text=[f"{nz:,} / {n:,}" for nz, n in zip(layer_table["nonzero"], layer_table["params"])],
+            textposition="outside",
+            hovertemplate="%{x}<br>sparsity %{y:.1f}%<br>nonzero / params: %{text}<extra></extra>",
+            name="sparsity",
+        )
+    )
+    fig.update_yaxes(title_text="Sparsity (%)", range=[0, 110])
+    fig.update_xaxes(title_text="Layer (labels: nonzero / total weights)")
+    return _style(fig, "Sparsity per layer", height=420)
+
+
+def mask_heatmap(mask: np.ndarray, layer: str) -> go.Figure:
+    """A layer's keep-mask as an image: rows are output neurons, columns inputs (kernels flattened)."""
+    grid = np.asarray(mask).reshape(mask.shape[0], -1).astype(int)
+    fig = go.Figure(
+        go.Heatmap(
+            z=grid,
+            colorscale=[[0, PRUNED_COLOUR], [0.5, PRUNED_COLOUR], [0.5, KEPT_COLOUR], [1, KEPT_COLOUR]],
+            zmin=0,
+            zmax=1,
+            colorbar={"tickvals": [0.25, 0.75], "ticktext": ["pruned", "kept"], "title": ""},
+            hovertemplate="output %{y}, input %{x}: %{z}<extra></extra>",
+        )
+    )
+    fig.update_xaxes(title_text="input (flattened)")
+    fig.update_yaxes(title_text="output neuron / filter", autorange="reversed")
+    return _style(fig, f"Mask of {layer}: {grid.mean():.1%} kept", height=460)
+
+
+def pixel_map(counts: np.ndarray, total: int) -> go.Figure:
+    """An 8x8 map of how many first-layer connections each input pixel keeps."""
+    fig = go.Figure(
+        go.Heatmap(
+            z=counts,
+            colorscale="Blues",
+            zmin=0,
+            zmax=total,
+            colorbar={"title": "kept"},
+            text=counts,
+            texttemplate="%{text}",
+            hovertemplate="pixel (row %{y}, col %{x}): %{z} connections kept<extra></extra>",
+        )
+    )
+    fig.update_xaxes(title_text="pixel column", dtick=1)
+    fig.update_yaxes(title_text="pixel row", dtick=1, autorange="reversed", scaleanchor="x")
+    return _style(fig, f"First-layer connections kept per input pixel (of {total})", height=520)
+
+
+def bar_comparison(
+    labels: Sequence[str], values: Sequence[float], title: str, y_title: str, fmt: str = "{:,.0f}"
+) -> go.Figure:
+    """A plain labelled bar chart comparing a few variants (dense, masked, shrunk)."""
+    colours = ["#777777", PRUNED_COLOUR, "#009E73", "#CC79A7"][: len(labels)]
+    fig = go.Figure(
+        go.Bar(
+            x=list(labels),
+            y=list(values),
+            marker_color=colours,
+            text=[fmt.format(v) for v in values],
+            textposition="outside",
+        )
+    )
+    fig.update_yaxes(title_text=y_title, range=[0, max(values) * 1.2 if len(values) and max(values) > 0 else 1])
+    fig.update_layout(showlegend=False)
+    return _style(fig, title, height=420)

@@ -1,0 +1,174 @@
+"""The shared sidebar and its two-way binding with the URL's query parameters."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import streamlit as st
+
+import sample_models
+from pruning_core.methods import get_method, method_names
+from ui import compute
+from ui.config import MAX_LEVELS, QUERY_KEYS, SWEEP_SCOPES, ExplorerConfig, from_query
+from ui.figures import method_label
+
+_W = "w_"  # prefix of the sidebar widgets' session-state keys
+
+
+def _parse_levels(text: str) -> tuple[float, ...]:
+    values = []
+    for item in text.replace(";", ",").split(","):
+        item = item.strip()
+        if not item:
+            continue
+        value = float(item)  # ValueError names the bad item
+        if not 0 <= value < 1:
+            raise ValueError(f"{item} is outside [0, 1)")
+        values.append(value)
+    if not values:
+        raise ValueError("the list is empty")
+    if len(values) > MAX_LEVELS:
+        raise ValueError(f"at most {MAX_LEVELS} levels")
+    return tuple(sorted(set(values)))
+
+
+def _widgets_from(config: ExplorerConfig) -> None:
+    st.session_state[_W + "model"] = config.model
+    st.session_state[_W + "methods"] = list(config.methods)
+    st.session_state[_W + "scope"] = config.scope
+    st.session_state[_W + "mode"] = "List" if config.explicit_levels else "Range"
+    st.session_state[_W + "range"] = (config.s_min, config.s_max)
+    st.session_state[_W + "n"] = config.n_levels
+    st.session_state[_W + "list"] = ", ".join(f"{s:g}" for s in (config.explicit_levels or config.levels))
+    st.session_state[_W + "exclude"] = list(config.exclude)
+    st.session_state[_W + "seed"] = config.seed
+
+
+def init() -> None:
+    """On a session's first run, read the URL into the config (defaults plus notices for bad values)."""
+    if "config" in st.session_state:
+        return
+    config, notices = from_query(st.query_params.to_dict(), layers_of=compute.prunable_layers)
+    st.session_state.config = config
+    st.session_state.notices = notices
+    _widgets_from(config)
+
+
+def set_config(config: ExplorerConfig) -> None:
+    """Replace the shared config (e.g. from a page) and move the sidebar widgets to match."""
+    st.session_state.config = config
+    _widgets_from(config)
+    sync_url(config)
+
+
+def config() -> ExplorerConfig:
+    return st.session_state.config
+
+
+def sync_url(config: ExplorerConfig) -> None:
+    query = config.to_query()
+    for key in QUERY_KEYS:
+        if key in query:
+            if st.query_params.get(key) != query[key]:
+                st.query_params[key] = query[key]
+        elif key in st.query_params:
+            del st.query_params[key]
+
+
+def _on_model_change() -> None:
+    layers = compute.prunable_layers(st.session_state[_W + "model"])
+    st.session_state[_W + "exclude"] = [n for n in st.session_state[_W + "exclude"] if n in layers]
+
+
+def sidebar() -> ExplorerConfig:
+    """Draw the shared sidebar and return the config it describes (also written to the URL)."""
+    previous: ExplorerConfig = st.session_state.config
+    sb = st.sidebar
+    sb.header("Model & pruning")
+    model = sb.selectbox(
+        "Model",
+        sample_models.available(),
+        key=_W + "model",
+        on_change=_on_model_change,
+        help="A small model shipped with PruneLab, trained on data that ships with scikit-learn or is generated locally.",
+    )
+    sb.caption(sample_models.get_spec(model).description)
+    options = list(dict.fromkeys(method_names() + list(st.session_state[_W + "methods"])))
+    methods = sb.multiselect(
+        "Methods (overlaid)",
+        options,
+        key=_W + "methods",
+        format_func=method_label,
+        help="\n\n".join(f"**{method_label(m)}**: {get_method(m).description}" for m in options),
+    )
+    scope = sb.radio(
+        "Scope",
+        SWEEP_SCOPES,
+        key=_W + "scope",
+        horizontal=True,
+        help="Global: one ranking across all layers. Layer-wise: the same sparsity in every layer. "
+        "N:M patterns are always per layer.",
+    )
+    mode = sb.radio("Sparsity levels", ["Range", "List"], key=_W + "mode", horizontal=True)
+    explicit: tuple[float, ...] = ()
+    s_min, s_max, n_levels = previous.s_min, previous.s_max, previous.n_levels
+    if mode == "Range":
+        s_min, s_max = sb.slider("Sparsity range", 0.0, 0.99, key=_W + "range", step=0.01, format="%.2f")
+        n_levels = sb.slider("Number of levels", 2, MAX_LEVELS, key=_W + "n")
+    else:
+        text = sb.text_input(
+            "Sparsities (comma-separated fractions)", key=_W + "list", help="e.g. 0, 0.5, 0.8, 0.9, 0.95"
+        )
+        try:
+            explicit = _parse_levels(text)
+        except ValueError as exc:
+            sb.error(
+                f"Invalid sparsity list: {exc}. Give fractions in [0, 1) such as 0, 0.5, 0.9. Keeping the previous levels."
+            )
+            explicit = previous.explicit_levels or previous.levels
+    exclude = sb.multiselect(
+        "Layers to leave dense",
+        compute.prunable_layers(model),
+        key=_W + "exclude",
+        help="Excluded layers are never pruned (the classifier is a common choice).",
+    )
+    seed = sb.number_input("Seed (random method)", min_value=0, max_value=2**31 - 1, step=1, key=_W + "seed")
+    if not methods:
+        sb.warning("Pick at least one method; showing the previous selection.")
+        methods = list(previous.methods)
+    current = ExplorerConfig(
+        model=model,
+        methods=tuple(methods),
+        scope=scope,
+        s_min=float(s_min),
+        s_max=float(s_max),
+        n_levels=int(n_levels),
+        explicit_levels=explicit,
+        exclude=tuple(exclude),
+        seed=int(seed),
+    )
+    st.session_state.config = current
+    sync_url(current)
+    return current
+
+
+def show_notices() -> None:
+    for notice in st.session_state.get("notices", []):
+        st.warning(f"Link: {notice}.", icon="⚠️")
+
+
+def page_param(key: str, default: str, valid: Sequence[str] | None = None) -> str:
+    """A page's own URL parameter, validated; an invalid value gives the default and a notice."""
+    value = st.query_params.get(key, default)
+    if valid is not None and value not in valid:
+        st.warning(f"Link: {key}={value!r} is not one of {', '.join(valid)}; using {default!r}.", icon="⚠️")
+        return default
+    return value
+
+
+def set_page_param(key: str, value: str, default: str) -> None:
+    if value == default:
+        if key in st.query_params:
+            del st.query_params[key]
+    elif st.query_params.get(key) != value:
+        st.query_params[key] = value
