@@ -9,6 +9,7 @@ overhead only. Peak memory is the growth of the process's peak resident set duri
 from __future__ import annotations
 
 import copy
+import functools
 import gc
 import statistics
 import time
@@ -94,11 +95,11 @@ def run(repeats_small: int = 7, repeats_large: int = 3) -> list[dict]:
     for name, model, (X, y), repeats in cases:
         param_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
         data_bytes = X.numel() * X.element_size() + y.numel() * y.element_size()
-        engine = lambda: sweep(model, (X, y), ["magnitude"], LEVELS, scope="global")  # noqa: E731
+        engine = functools.partial(sweep, model, (X, y), ["magnitude"], LEVELS, scope="global")
         engine()  # warm-up: first calls trace and load kernels
         a = median_seconds(engine, repeats)
-        b = median_seconds(lambda: tutorial_sweep(model, X, y), repeats)
-        c = median_seconds(lambda: floor(model, X, y), repeats)
+        b = median_seconds(functools.partial(tutorial_sweep, model, X, y), repeats)
+        c = median_seconds(functools.partial(floor, model, X, y), repeats)
         peak = peak_growth_bytes(engine)
         results.append(
             {

@@ -20,10 +20,8 @@ def knee_points(
         return table.iloc[0:0]
     if dense is None:
         dense = float(table.loc[table["actual_sparsity"].idxmin(), metric])
-    if metric in LOWER_IS_BETTER:
-        ok = table[metric] <= dense + tolerance
-    else:
-        ok = table[metric] >= dense - tolerance
+    lower_is_better = metric in LOWER_IS_BETTER
+    ok = table[metric] <= dense + tolerance if lower_is_better else table[metric] >= dense - tolerance
     within = table[ok]
     if within.empty:
         return within

@@ -81,7 +81,7 @@ def layer_view(name: str, method: str, scope: str, sparsity: float, exclude: tup
         )
     threshold = None
     if pruning_core.get_method(method).name == "magnitude":
-        pruned = [np.abs(weights[l])[~kept[l]] for l in weights if (~kept[l]).any()]
+        pruned = [np.abs(weights[n])[~kept[n]] for n in weights if (~kept[n]).any()]
         threshold = float(max(p.max() for p in pruned)) if pruned else None
     return {"weights": weights, "kept": kept, "table": pd.DataFrame(rows), "threshold": threshold}
 
