@@ -7,9 +7,9 @@ from ui import state
 st.set_page_config(page_title="PruneLab", page_icon="✂️", layout="wide")
 
 PAGES = [
-    st.Page("pages/tradeoff.py", title="Trade-off", icon="📉", url_path="tradeoff", default=True),
-    st.Page("pages/layers.py", title="Layers", icon="🧱", url_path="layers"),
-    st.Page("pages/size_speed.py", title="Size & speed", icon="⚡", url_path="size-speed"),
+    st.Page("pages/tradeoff.py", title="Trade-off", icon=":material/show_chart:", url_path="tradeoff", default=True),
+    st.Page("pages/layers.py", title="Layers", icon=":material/layers:", url_path="layers"),
+    st.Page("pages/size_speed.py", title="Size & speed", icon=":material/speed:", url_path="size-speed"),
 ]
 
 page = st.navigation(PAGES)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import statistics
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -148,6 +148,22 @@ def measure_latency_ms(model: nn.Module, x: torch.Tensor, repeats: int = 30, war
     return statistics.median(times) * 1e3
 
 
+@torch.inference_mode()
+def compare_latency_ms(models: Sequence[nn.Module], x: torch.Tensor, repeats: int = 30, warmup: int = 5) -> list[float]:
+    """Median forward time of each model on ``x`` in ms, measured interleaved so that load on the
+    machine affects every model alike."""
+    for model in models:
+        for _ in range(warmup):
+            model(x)
+    times: list[list[float]] = [[] for _ in models]
+    for _ in range(repeats):
+        for model, bucket in zip(models, times):
+            start = time.perf_counter()
+            model(x)
+            bucket.append(time.perf_counter() - start)
+    return [statistics.median(bucket) * 1e3 for bucket in times]
+
+
 @dataclass(frozen=True)
 class ShrinkReport:
     """What physical removal changed: parameters, layer shapes, and measured CPU latency."""
@@ -173,12 +189,13 @@ def shrink_report(
     masked = apply_masks(model, masks).eval()
     with torch.inference_mode():
         difference = float((masked(x) - small(x)).abs().max())
+    before, after = compare_latency_ms([model, small], x, repeats)
     return small, ShrinkReport(
         params_before=count_params(model),
         params_after=count_params(small),
         shapes_before=layer_shapes(model),
         shapes_after=layer_shapes(small),
-        latency_ms_before=measure_latency_ms(model, x, repeats),
-        latency_ms_after=measure_latency_ms(small, x, repeats),
+        latency_ms_before=before,
+        latency_ms_after=after,
         max_abs_difference=difference,
     )

@@ -1,13 +1,16 @@
 """Cached engine calls for the app.
 
 ``st.cache_resource`` holds one model object per sample for every user of the server: nothing here
-may modify it (the engine never does). ``st.cache_data`` keys results by their arguments, so the
-same choice made by many workshop attendees is computed once.
+may modify it (the engine never does). Results are keyed by the choice that produced them
+(``st.cache_data``, or the shared ``SweepStore`` for sweeps), so the same choice made by many
+workshop attendees is computed once.
 """
 
 from __future__ import annotations
 
 import gzip
+import threading
+from collections import OrderedDict
 
 import numpy as np
 import pandas as pd
@@ -18,7 +21,7 @@ from safetensors.torch import save
 import pruning_core
 import sample_models
 from pruning_core.masks import apply_masks, compute_masks
-from pruning_core.shrink import count_params, layer_shapes, measure_latency_ms, shrink
+from pruning_core.shrink import compare_latency_ms, count_params, layer_shapes, shrink
 
 
 @st.cache_resource(show_spinner=False)
@@ -38,15 +41,53 @@ def dense_metrics(name: str) -> dict[str, float]:
     return pruning_core.evaluate(s.model, s.data.X_test, s.data.y_test)
 
 
-@st.cache_data(show_spinner=False, max_entries=512)
+class SweepStore:
+    """Sweep tables shared by every session, least recently used dropped first.
+
+    ``st.cache_data`` replays the Streamlit calls a cached function makes, and refuses a progress
+    bar created outside it; sweeps must report progress, so their results live here instead, in
+    one store held by ``st.cache_resource``. Tables are returned as copies.
+    """
+
+    def __init__(self, max_entries: int = 512):
+        self.max_entries = max_entries
+        self._tables: OrderedDict[tuple, pd.DataFrame] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple) -> pd.DataFrame | None:
+        with self._lock:
+            table = self._tables.get(key)
+            if table is not None:
+                self._tables.move_to_end(key)
+            return None if table is None else table.copy()
+
+    def put(self, key: tuple, table: pd.DataFrame) -> None:
+        with self._lock:
+            self._tables[key] = table.copy()
+            self._tables.move_to_end(key)
+            while len(self._tables) > self.max_entries:
+                self._tables.popitem(last=False)
+
+
+@st.cache_resource(show_spinner=False)
+def sweep_store() -> SweepStore:
+    return SweepStore()
+
+
 def method_sweep(
-    name: str, method: str, scope: str, levels: tuple[float, ...], exclude: tuple[str, ...], seed: int, _progress=None
+    name: str, method: str, scope: str, levels: tuple[float, ...], exclude: tuple[str, ...], seed: int, progress=None
 ) -> pd.DataFrame:
-    """One method's sweep; cached per method so adding a method to the overlay computes only it."""
-    s = shared_sample(name)
-    return pruning_core.sweep(
-        s.model, s.data, [method], list(levels), scope=scope, exclude=exclude, seed=seed, progress=_progress
-    )
+    """One method's sweep; stored per method so adding a method to the overlay computes only it."""
+    key = (name, method, scope, tuple(levels), tuple(exclude), seed)
+    store = sweep_store()
+    table = store.get(key)
+    if table is None:
+        s = shared_sample(name)
+        table = pruning_core.sweep(
+            s.model, s.data, [method], list(levels), scope=scope, exclude=exclude, seed=seed, progress=progress
+        )
+        store.put(key, table)
+    return table
 
 
 def _masks(name: str, method: str, scope: str, sparsity: float, exclude: tuple[str, ...], seed: int):
@@ -107,19 +148,19 @@ def size_speed(name: str, method: str, scope: str, sparsity: float, exclude: tup
     result["file_masked"] = len(masked_file)
     result["file_masked_gzip"] = len(gzip.compress(masked_file, compresslevel=6))
     result["file_dense_gzip"] = len(gzip.compress(_safetensors_bytes(s.model.state_dict()), compresslevel=6))
-    result["latency_dense_ms"] = measure_latency_ms(s.model, x)
-    result["latency_masked_ms"] = measure_latency_ms(masked, x)
     try:
         small = shrink(s.model, masks)
     except ValueError as exc:
         result["shrink_error"] = str(exc)
+        result["latency_dense_ms"], result["latency_masked_ms"] = compare_latency_ms([s.model, masked], x)
         return result
     with torch.inference_mode():
         result["max_abs_difference"] = float((masked(x) - small(x)).abs().max())
     result["params_shrunk"] = count_params(small)
     result["shapes_after"] = {k: list(v) for k, v in layer_shapes(small).items()}
     result["file_shrunk"] = len(_safetensors_bytes(small.state_dict()))
-    result["latency_shrunk_ms"] = measure_latency_ms(small, x)
+    latencies = compare_latency_ms([s.model, masked, small], x)
+    result["latency_dense_ms"], result["latency_masked_ms"], result["latency_shrunk_ms"] = latencies
     return result
 
 
@@ -135,7 +176,7 @@ def sweep_all(config) -> pd.DataFrame:
 
         frames.append(
             method_sweep(
-                config.model, method, config.scope, config.levels, config.exclude, config.seed, _progress=progress
+                config.model, method, config.scope, config.levels, config.exclude, config.seed, progress=progress
             )
         )
     placeholder.empty()

@@ -157,7 +157,9 @@ def layer_histograms(
     layers = list(weights)
     cols = min(2, len(layers))
     rows = -(-len(layers) // cols)
-    fig = make_subplots(rows=rows, cols=cols, subplot_titles=layers, vertical_spacing=0.12 if rows > 1 else 0.2)
+    fig = make_subplots(
+        rows=rows, cols=cols, subplot_titles=layers, vertical_spacing=min(0.3, 0.5 / rows) if rows > 1 else 0.2
+    )
     for i, layer in enumerate(layers):
         w, k = np.asarray(weights[layer]).ravel(), np.asarray(kept[layer]).ravel().astype(bool)
         edges = np.histogram_bin_edges(w, bins=bins)

@@ -1,0 +1,187 @@
+"""Every page driven through Streamlit's AppTest: widgets change the figures, bad input never raises."""
+
+from __future__ import annotations
+
+import base64
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from streamlit.testing.v1 import AppTest
+
+APP = str(Path(__file__).resolve().parents[2] / "app.py")
+TIMEOUT = 240
+
+
+def run_app(**query: str) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    for key, value in query.items():
+        at.query_params[key] = value
+    return at.run()
+
+
+def _decode(value):
+    """Plotly serialises numeric arrays as {"dtype", "bdata"} (base64); turn them back into lists."""
+    if isinstance(value, dict) and "bdata" in value:
+        array = np.frombuffer(base64.b64decode(value["bdata"]), dtype=np.dtype(value["dtype"]))
+        if "shape" in value:
+            shape = value["shape"]
+            shape = [int(d) for d in shape.split(",")] if isinstance(shape, str) else shape
+            return array.reshape(shape).tolist()
+        return array.tolist()
+    if isinstance(value, dict):
+        return {k: _decode(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_decode(v) for v in value]
+    return value
+
+
+def figures(at: AppTest) -> list[dict]:
+    return [_decode(json.loads(chart.proto.spec)) for chart in at.get("plotly_chart")]
+
+
+def _sidebar_and_page(page_path: str) -> None:
+    import runpy
+
+    import streamlit as st
+
+    from ui import state
+
+    state.init()
+    st.session_state.explorer = state.sidebar()
+    runpy.run_path(page_path)
+
+
+def run_sidebar_app(page: str = "tradeoff.py", **query: str) -> AppTest:
+    """The sidebar and one page without st.navigation.
+
+    AppTest drops everything the entry file draws from its element tree after the first rerun of
+    an app that uses st.navigation (a real browser keeps it; the end-to-end test drives the real
+    app), so sidebar interactions are tested on this equivalent single-page script.
+    """
+    page_path = str(Path(APP).parent / "pages" / page)
+    at = AppTest.from_function(_sidebar_and_page, args=(page_path,), default_timeout=TIMEOUT)
+    for key, value in query.items():
+        at.query_params[key] = value
+    return at.run()
+
+
+def method_traces(fig: dict) -> list[dict]:
+    return [t for t in fig["data"] if not t["name"].startswith("knee")]
+
+
+def test_tradeoff_default_view_has_one_line_per_method_and_a_point_per_level():
+    at = run_app(n="5")
+    assert not at.exception
+    (fig,) = figures(at)
+    traces = method_traces(fig)
+    assert [t["name"] for t in traces] == ["Magnitude", "Random", "Structured L1"]
+    assert all(len(t["x"]) == 5 for t in traces)
+    assert fig["layout"]["xaxis"]["title"]["text"] == "Sparsity of prunable weights (%)"
+    assert fig["layout"]["yaxis"]["title"]["text"] == "Test accuracy (%)"
+    assert any(s.get("line", {}).get("dash") == "dash" for s in fig["layout"]["shapes"]), "dense line missing"
+
+
+def test_sidebar_changes_model_and_methods_and_the_chart_follows():
+    at = run_sidebar_app(n="4")
+    at.selectbox(key="w_model").set_value("moons-mlp").run()
+    at.multiselect(key="w_methods").set_value(["magnitude", "nm-2:4"]).run()
+    assert not at.exception
+    (fig,) = figures(at)
+    assert "moons-mlp" in fig["layout"]["title"]["text"]
+    traces = method_traces(fig)
+    assert [t["name"] for t in traces] == ["Magnitude", "N:M 2:4"]
+    assert len(traces[0]["x"]) == 4 and len(traces[1]["x"]) == 1
+    assert at.query_params["model"] in (["moons-mlp"], "moons-mlp")
+    assert at.query_params["methods"] in (["magnitude,nm-2:4"], "magnitude,nm-2:4")
+
+
+@pytest.mark.parametrize("axis, expected_type", [("compression", "log"), ("size", "linear"), ("speedup", "linear")])
+def test_x_axis_choice_sets_title_and_scale(axis, expected_type):
+    at = run_app(n="3", methods="magnitude")
+    at.selectbox(key="tradeoff_x").set_value(axis).run()
+    (fig,) = figures(at)
+    assert fig["layout"]["xaxis"].get("type", "linear") == expected_type
+    assert (
+        fig["layout"]["xaxis"]["title"]["text"]
+        .lower()
+        .startswith({"compression": "compression", "size": "stored size", "speedup": "theoretical speedup"}[axis])
+    )
+
+
+@pytest.mark.parametrize("metric, title", [("loss", "Test loss (cross-entropy)"), ("f1", "Macro F1 (%)")])
+def test_y_axis_switches_metric(metric, title):
+    at = run_app(n="3", methods="magnitude", y=metric)
+    assert not at.exception
+    (fig,) = figures(at)
+    assert fig["layout"]["yaxis"]["title"]["text"] == title
+
+
+def test_bad_link_opens_with_defaults_and_a_notice():
+    at = run_app(model="no-such-model", methods="magnitude,bogus", smin="abc", n="999", scope="sideways", x="nope")
+    assert not at.exception
+    warnings = " ".join(w.value for w in at.warning)
+    for bad in ("no-such-model", "bogus", "abc", "999", "sideways", "nope"):
+        assert bad in warnings
+    assert at.selectbox(key="w_model").value == "digits-mlp"
+    assert at.multiselect(key="w_methods").value == ["magnitude"]
+
+
+def test_bad_sparsity_list_is_reported_and_previous_levels_kept():
+    at = run_sidebar_app(n="3", methods="magnitude")
+    at.radio(key="w_mode").set_value("List").run()
+    at.text_input(key="w_list").input("0, 0.5, banana").run()
+    assert not at.exception
+    assert any("banana" in e.value for e in at.error)
+    (fig,) = figures(at)
+    assert len(method_traces(fig)[0]["x"]) == 3
+
+
+def test_explicit_level_list_drives_the_sweep():
+    at = run_app(methods="magnitude", levels="0,0.3,0.6,0.9")
+    (fig,) = figures(at)
+    assert len(method_traces(fig)[0]["x"]) == 4
+
+
+def test_layers_page_shows_histograms_bars_mask_and_pixel_map():
+    at = run_app(n="5", methods="magnitude,structured-l1")
+    at.switch_page("pages/layers.py").run()
+    assert not at.exception
+    figs = figures(at)
+    titles = [f["layout"]["title"]["text"] for f in figs]
+    assert titles[0].startswith("Weight histograms") and "threshold" in titles[0]
+    assert len(figs[0]["data"]) == 2 * 3  # kept + pruned for fc1..fc3
+    assert [b for b in figs[1]["data"][0]["x"]] == ["fc1", "fc2", "fc3"]
+    assert any(t.startswith("Mask of fc1") for t in titles)
+    assert any(t.startswith("First-layer connections") for t in titles)
+    at.selectbox(key="layers_method").set_value("structured-l1").run()
+    at.checkbox(key="layers_log").check().run()
+    assert not at.exception
+    hist = figures(at)[0]
+    assert hist["layout"]["yaxis"]["type"] == "log"
+    assert "threshold" not in hist["layout"]["title"]["text"]  # no |w| threshold for structured
+
+
+def test_size_speed_page_shrinks_structured_models():
+    at = run_app(n="3", model="digits-cnn", methods="magnitude,structured-l1")
+    at.switch_page("pages/size_speed.py").run()
+    assert not at.exception
+    figs = figures(at)
+    assert len(figs) == 3
+    params = figs[0]["data"][0]["y"]
+    assert params[2] < params[0], "removing neurons must reduce the parameter count"
+    metrics = {m.label: m.value for m in at.metric}
+    assert "Parameters after removal" in metrics
+    at.selectbox(key="size_method").set_value("magnitude").run()
+    assert not at.exception
+    params = figures(at)[0]["data"][0]["y"]
+    assert params[2] == params[0], "unstructured masks remove no neuron"
+
+
+def test_every_page_has_a_what_am_i_looking_at_expander():
+    at = run_app(n="3", methods="magnitude")
+    for page in (None, "pages/layers.py", "pages/size_speed.py"):
+        if page:
+            at.switch_page(page).run()
+        assert any(e.label == "What am I looking at?" for e in at.expander)

@@ -1,0 +1,170 @@
+"""The whole app in a real browser: Playwright driving Debian's headless Chromium against `streamlit run`."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.e2e
+
+ROOT = Path(__file__).resolve().parents[2]
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+CHART = '[data-testid="stPlotlyChart"] .js-plotly-plot'
+ERROR = '[data-testid="stException"]'
+
+if CHROMIUM is None:
+    if os.environ.get("CI"):
+        pytest.fail("Chromium is required in CI: .ci/run installs it with apt-get install chromium", pytrace=False)
+    pytest.skip(
+        "no Chromium found: install it with `apt-get install -y chromium chromium-driver` to run the browser tests",
+        allow_module_level=True,
+    )
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server():
+    port = _free_port()
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "streamlit",
+            "run",
+            "app.py",
+            "--server.headless",
+            "true",
+            "--server.port",
+            str(port),
+            "--browser.gatherUsageStats",
+            "false",
+        ],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 90
+    while time.time() < deadline:
+        try:
+            if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).read() == b"ok":
+                break
+        except OSError:
+            time.sleep(0.3)
+    else:
+        proc.kill()
+        pytest.fail("streamlit did not answer /_stcore/health within 90 s")
+    yield url
+    proc.terminate()
+    proc.wait(timeout=20)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        yield b
+        b.close()
+
+
+def chart_title(page) -> str:
+    return page.locator(f"{CHART} .gtitle").first.text_content()
+
+
+def wait_for_title(page, text: str, timeout_ms: int = 120_000) -> None:
+    page.wait_for_function(
+        "(t) => [...document.querySelectorAll('.js-plotly-plot .gtitle')].some(e => e.textContent.includes(t))",
+        arg=text,
+        timeout=timeout_ms,
+    )
+
+
+def wait_for_charts(page, n: int, timeout_ms: int = 120_000) -> None:
+    page.wait_for_function(
+        "(n) => document.querySelectorAll('.js-plotly-plot .gtitle').length >= n", arg=n, timeout=timeout_ms
+    )
+
+
+def assert_no_exception(page) -> None:
+    assert page.locator(ERROR).count() == 0, page.locator(ERROR).first.text_content()
+
+
+def test_explore_change_visit_every_page_and_share(server, browser):
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    start = time.perf_counter()
+    page.goto(f"{server}/?n=8")
+    page.wait_for_selector(CHART, timeout=120_000)
+    first_chart_s = time.perf_counter() - start
+    assert "digits-mlp" in chart_title(page)
+    assert_no_exception(page)
+
+    # Change the model in the sidebar: the chart follows and the URL records it.
+    sidebar = page.locator('[data-testid="stSidebar"]')
+    sidebar.locator('[data-testid="stSelectbox"]').first.click()
+    page.get_by_role("option", name="cancer-mlp").click()
+    start = time.perf_counter()
+    wait_for_title(page, "cancer-mlp")
+    change_s = time.perf_counter() - start
+    assert "model=cancer-mlp" in page.url
+
+    # Add a method: one more line in the legend.
+    legend_before = page.locator(f"{CHART} .legend .traces").count()
+    sidebar.locator('[data-testid="stMultiSelect"]').first.click()
+    page.get_by_role("option", name="Structured L2").click()
+    page.keyboard.press("Escape")
+    page.wait_for_function(
+        "(n) => document.querySelectorAll('.js-plotly-plot .legend .traces').length > n",
+        arg=legend_before,
+        timeout=120_000,
+    )
+    assert "structured-l2" in page.url
+    assert_no_exception(page)
+
+    # Visit every page from the navigation.
+    for label, expected in (("Layers", "Weight histograms"), ("Size & speed", "Parameters that must be stored")):
+        page.locator('[data-testid="stSidebarNav"]').get_by_text(label, exact=True).click()
+        wait_for_title(page, expected)
+        assert_no_exception(page)
+        assert "model=cancer-mlp" in page.url, "the shared config survives page changes"
+
+    # A shared link reopens the same view in a fresh browser session.
+    shared = page.url
+    wait_for_charts(page, 3)
+    titles = sorted(page.locator(f"{CHART} .gtitle").all_text_contents())
+    other = browser.new_page(viewport={"width": 1400, "height": 1000})
+    other.goto(shared)
+    wait_for_charts(other, 3)
+    assert sorted(other.locator(f"{CHART} .gtitle").all_text_contents()) == titles
+    assert_no_exception(other)
+
+    # A link with bad values opens with defaults and a notice, never an exception.
+    other.goto(f"{server}/?model=nope&methods=bogus&n=0")
+    wait_for_title(other, "digits-mlp")
+    assert other.get_by_text("nope", exact=False).count() > 0
+    assert_no_exception(other)
+    print(f"\ntime to first chart: {first_chart_s:.2f} s; change of model to updated chart: {change_s:.2f} s")
