@@ -16,11 +16,13 @@ def knee_points(
     ``dense`` defaults to the metric at the lowest sparsity swept. Methods that never stay within
     the tolerance are left out.
     """
+    table = table.reset_index(drop=True)  # rows are picked by label; concatenated tables repeat labels
     if table.empty:
-        return table.iloc[0:0]
+        return table
     if dense is None:
         dense = float(table.loc[table["actual_sparsity"].idxmin(), metric])
     lower_is_better = metric in LOWER_IS_BETTER
+    tolerance += 1e-9  # a score exactly at the tolerance counts, whatever the float rounding
     ok = table[metric] <= dense + tolerance if lower_is_better else table[metric] >= dense - tolerance
     within = table[ok]
     if within.empty:

@@ -73,7 +73,7 @@ QUERY_KEYS = ("model", "methods", "scope", "smin", "smax", "n", "levels", "exclu
 
 
 def _fmt(x: float) -> str:
-    return f"{x:g}"
+    return repr(float(x)).removesuffix(".0")  # shortest text that reads back as the same float
 
 
 def _float(text: str) -> float | None:
@@ -142,7 +142,10 @@ def from_query(query: Mapping[str, str], layers_of=None) -> tuple[ExplorerConfig
             else:
                 changes[attr] = value
     if changes.get("s_min", default.s_min) > changes.get("s_max", default.s_max):
-        notices.append("the link's smallest sparsity exceeds its largest; using the default range")
+        notices.append(
+            f"the link's smallest sparsity smin={query.get('smin')!r} exceeds its largest smax={query.get('smax')!r}; "
+            "using the default range"
+        )
         changes.pop("s_min", None)
         changes.pop("s_max", None)
 

@@ -155,7 +155,7 @@ def layer_histograms(
 ) -> go.Figure:
     """Per-layer histograms of weight values, kept and pruned in two colours, the |w| threshold marked."""
     layers = list(weights)
-    cols = min(2, len(layers))
+    cols = len(layers) if len(layers) <= 3 else (2 if len(layers) == 4 else 3)
     rows = -(-len(layers) // cols)
     fig = make_subplots(
         rows=rows, cols=cols, subplot_titles=layers, vertical_spacing=min(0.3, 0.5 / rows) if rows > 1 else 0.2
@@ -250,10 +250,16 @@ def pixel_map(counts: np.ndarray, total: int) -> go.Figure:
 
 
 def bar_comparison(
-    labels: Sequence[str], values: Sequence[float], title: str, y_title: str, fmt: str = "{:,.0f}"
+    labels: Sequence[str],
+    values: Sequence[float],
+    title: str,
+    y_title: str,
+    fmt: str = "{:,.0f}",
+    x_title: str = "model variant",
 ) -> go.Figure:
     """A plain labelled bar chart comparing a few variants (dense, masked, shrunk)."""
-    colours = ["#777777", PRUNED_COLOUR, "#009E73", "#CC79A7"][: len(labels)]
+    base = ["#777777", PRUNED_COLOUR, "#009E73", "#CC79A7", "#E69F00", "#56B4E9"]
+    colours = [base[i % len(base)] for i in range(len(labels))]
     fig = go.Figure(
         go.Bar(
             x=list(labels),
@@ -264,5 +270,6 @@ def bar_comparison(
         )
     )
     fig.update_yaxes(title_text=y_title, range=[0, max(values) * 1.2 if len(values) and max(values) > 0 else 1])
+    fig.update_xaxes(title_text=x_title)
     fig.update_layout(showlegend=False)
     return _style(fig, title, height=420)

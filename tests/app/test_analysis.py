@@ -209,22 +209,12 @@ def concatenated_sweeps() -> pd.DataFrame:
     )
 
 
-@pytest.mark.xfail(
-    reason="knee_points picks rows by index label (groupby idxmax + .loc); with repeated labels .loc returns every "
-    "row carrying the label, so a method gets several knees and rows of other methods leak in",
-    strict=True,
-)
 def test_repeated_index_labels_still_give_one_knee_per_method():
     table = concatenated_sweeps()
     knees = knee_points(table, tolerance=0.01, dense=0.9)
     assert_knee_rules(table, knees, "accuracy", 0.9, 0.01)
 
 
-@pytest.mark.xfail(
-    reason="with repeated index labels the default dense, table.loc[idxmin, metric], is a Series and float() "
-    "raises TypeError",
-    strict=True,
-)
 def test_repeated_index_labels_with_default_dense():
     table = concatenated_sweeps()
     pd.testing.assert_frame_equal(
@@ -232,12 +222,6 @@ def test_repeated_index_labels_with_default_dense():
     )
 
 
-@pytest.mark.xfail(
-    reason="'within tolerance' is tested as metric >= dense - tolerance in floating point; dense - tolerance can "
-    "round above a row that is exactly `tolerance` worse (dense + tolerance below it, for loss), so that row is "
-    "not counted",
-    strict=True,
-)
 @pytest.mark.parametrize(
     ("metric", "dense", "value", "tolerance"),
     [

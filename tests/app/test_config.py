@@ -140,11 +140,6 @@ def test_query_holds_exactly_the_fields_that_differ_from_the_default(config):
     assert all(isinstance(v, str) for v in query.values())
 
 
-@pytest.mark.xfail(
-    reason="to_query formats floats with '{:g}' (6 significant digits), so a sparsity with more digits "
-    "does not reopen exactly",
-    strict=True,
-)
 @pytest.mark.parametrize(
     "config",
     [ExplorerConfig(s_min=0.1234567, s_max=0.5), ExplorerConfig(explicit_levels=(0.5, 0.87654321))],
@@ -254,10 +249,6 @@ def test_smin_above_default_smax_gives_the_default_range():
     assert notices
 
 
-@pytest.mark.xfail(
-    reason="the smin > smax notice says 'the link's smallest sparsity exceeds its largest' without the values",
-    strict=True,
-)
 def test_smin_above_smax_notice_names_the_values():
     _, notices = from_query({"smin": "0.8", "smax": "0.3"})
     assert any("0.8" in n and "0.3" in n for n in notices), notices

@@ -219,11 +219,6 @@ def test_histograms_of_an_unpruned_and_a_fully_pruned_layer():
     assert [sum(t.y) for t in fig.data] == [35, 0, 0, 9]
 
 
-@pytest.mark.xfail(
-    reason="with an odd number of layers make_subplots leaves an empty cell whose axes are drawn without titles "
-    "(digits-mlp, moons-mlp and cancer-mlp all have 3 layers)",
-    strict=True,
-)
 def test_histograms_leave_no_empty_untitled_panel(layer_data):
     weights, kept = layer_data
     fig = layer_histograms(weights, kept)
@@ -301,6 +296,5 @@ def test_bar_comparison_one_bar_per_label(n):
     assert fig.layout.yaxis.range[1] >= max(values)
 
 
-@pytest.mark.xfail(reason="bar_comparison sets no x-axis title (its signature takes none)", strict=True)
 def test_bar_comparison_has_axis_titles():
     assert_titled(bar_comparison(["dense", "masked"], [10, 5], "Parameters", "Count"))
