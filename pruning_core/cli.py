@@ -117,9 +117,26 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+_LIST_OPTIONS = {"--sparsities", "--methods", "--exclude"}
+
+
+def _join_list_values(argv: list[str]) -> list[str]:
+    """``--sparsities -0.1,0.5`` as ``--sparsities=-0.1,0.5``: argparse would take -0.1 for an option."""
+    joined, i = [], 0
+    while i < len(argv):
+        if argv[i] in _LIST_OPTIONS and i + 1 < len(argv) and argv[i + 1].startswith("-"):
+            joined.append(f"{argv[i]}={argv[i + 1]}")
+            i += 2
+        else:
+            joined.append(argv[i])
+            i += 1
+    return joined
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
     try:
-        args = build_parser().parse_args(argv)
+        args = build_parser().parse_args(_join_list_values(argv))
         return args.run(args)
     except UsageError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -17,7 +17,8 @@ from torch import nn
 
 from pruning_core.targets import PRUNABLE_TYPES
 
-# Ops that keep the channel axis as it is, so a channel removed before them is removed after them.
+# Ops that keep the channel axis as it is and map 0 to 0, so a channel of zeros before them is a
+# channel of zeros after them (not sigmoid: sigmoid(0) = 0.5 would still reach the next layer).
 _CHANNEL_PRESERVING_MODULES = (
     nn.ReLU,
     nn.ReLU6,
@@ -25,7 +26,6 @@ _CHANNEL_PRESERVING_MODULES = (
     nn.GELU,
     nn.SiLU,
     nn.Tanh,
-    nn.Sigmoid,
     nn.ELU,
     nn.Dropout,
     nn.MaxPool1d,
@@ -47,7 +47,6 @@ _CHANNEL_PRESERVING_FUNCTIONS = {
     torch.nn.functional.gelu,
     torch.nn.functional.silu,
     torch.tanh,
-    torch.sigmoid,
     torch.flatten,
     torch.nn.functional.max_pool1d,
     torch.nn.functional.max_pool2d,
@@ -55,7 +54,7 @@ _CHANNEL_PRESERVING_FUNCTIONS = {
     torch.nn.functional.avg_pool2d,
     torch.nn.functional.dropout,
 }
-_CHANNEL_PRESERVING_METHODS = {"relu", "flatten", "sigmoid", "tanh"}
+_CHANNEL_PRESERVING_METHODS = {"relu", "flatten", "tanh"}
 _NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
 
 
@@ -102,7 +101,15 @@ def _follow(node: torch.fx.Node, modules: dict[str, nn.Module], layer: str) -> t
         elif not _is_preserving(user, modules):
             if user.op == "call_function" and user.target is operator.getitem:
                 raise GraphError(f"indexing after layer {layer!r} is not supported for shrinking")
-            raise GraphError(f"op {user.target!r} after layer {layer!r} is not known to preserve channels")
+            op = (
+                type(modules[user.target]).__name__
+                if user.op == "call_module"
+                else getattr(user.target, "__name__", user.target)
+            )
+            raise GraphError(
+                f"{op} after layer {layer!r} is not known to preserve channels and map 0 to 0, "
+                "so its neurons cannot be removed physically"
+            )
         node = user
 
 

@@ -123,7 +123,11 @@ class MaskPlan:
         """Masks for each sparsity in ``levels``, computed lazily (one dict alive at a time)."""
         check_scope(scope)
         if self.granularity == "n:m":
-            for _ in levels:
+            for level in levels:  # a fixed pattern ignores the sparsity, but a bad one is still refused
+                if isinstance(level, Mapping):
+                    per_layer_sparsities(self.scored, level)
+                else:
+                    check_sparsity(level)
                 yield self._with_unscored(self._nm_masks())
             return
         per_level = [self._level_fractions(level, scope) for level in levels]

@@ -111,7 +111,7 @@ class Random(PruningMethod):
     uses_seed = True
 
     def scores(self, targets, context):
-        generator = torch.Generator().manual_seed(context.seed)
+        generator = torch.Generator().manual_seed(int(context.seed))
         return [torch.rand(t.weight.shape, generator=generator) for t in targets]
 
 

@@ -9,6 +9,7 @@ number. Only removing neurons (``pruning_core.shrink``) makes a dense kernel fas
 
 from __future__ import annotations
 
+import copy
 import math
 import weakref
 from collections.abc import Mapping
@@ -95,40 +96,44 @@ class ModelProfile:
 
     @classmethod
     def of(cls, model: nn.Module, example_input: torch.Tensor) -> ModelProfile:
-        """Profile ``model``; cached per model until any of its parameters changes."""
-        key = (
-            tuple(example_input.shape[1:]),
-            tuple((n, p._version, p.data_ptr(), tuple(p.shape)) for n, p in model.named_parameters()),
-        )
-        cached = _PROFILES.get(model)
-        if cached is not None and cached[0] == key:
-            return cached[1]
+        """Profile ``model``: sizes and nonzeros now, multiply-adds from the per-architecture cache."""
         params = dict(model.named_parameters())
-        dense_macs, macs = count_macs(model, example_input)
-        profile = cls(
+        dense_macs, macs = cached_macs(model, example_input)
+        return cls(
             total_params=sum(p.numel() for p in params.values()),
             dense_bytes=sum(p.numel() * p.element_size() for p in params.values()),
             params={n: (tuple(p.shape), p.element_size()) for n, p in params.items()},
             prunable_weights={
                 f"{n}.weight": m.weight.numel() for n, m in model.named_modules() if isinstance(m, PRUNABLE_TYPES)
             },
-            nonzero={n: int(torch.count_nonzero(p)) for n, p in params.items()},
+            nonzero=nonzero_counts(params),
             macs=macs,
             dense_macs=dense_macs,
         )
-        _PROFILES[model] = (key, profile)
-        return profile
 
 
-# Profiles keyed by the model object; an in-place change to a parameter bumps its _version.
-_PROFILES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+# Multiply-adds depend on the architecture and the input shape, never on the weights' values, so
+# they are cached per model object and the shapes of its parameters.
+_MACS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def cached_macs(model: nn.Module, example_input: torch.Tensor) -> tuple[int, dict[str, int]]:
+    key = (tuple(example_input.shape[1:]), tuple((n, tuple(p.shape)) for n, p in model.named_parameters()))
+    cached = _MACS.get(model)
+    if cached is None or cached[0] != key:
+        # Counting runs a forward pass; in train mode that would update BatchNorm statistics.
+        counted = model if not model.training else copy.deepcopy(model).eval()
+        cached = (key, count_macs(counted, example_input))
+        _MACS[model] = cached
+    return cached[1]
 
 
 def nonzero_counts(tensors: Mapping[str, torch.Tensor]) -> dict[str, int]:
     """Nonzero elements of each tensor, counted with one synchronisation."""
     if not tensors:
         return {}
-    counts = torch.stack([torch.count_nonzero(t) for t in tensors.values()]).tolist()
+    with torch.no_grad():
+        counts = torch.stack([torch.count_nonzero(t) for t in tensors.values()]).tolist()
     return dict(zip(tensors, counts))
 
 

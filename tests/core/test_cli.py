@@ -141,11 +141,6 @@ ERRORS = [
         [*SWEEP, "--sparsities", "-0.1,0.5"],
         "-0.1",
         id="negative sparsity first in a list",
-        marks=pytest.mark.xfail(
-            reason="BUG: argparse reads '-0.1,0.5' as an option, so the error is "
-            "'argument --sparsities: expected one argument' and does not name the bad value",
-            strict=True,
-        ),
     ),
 ]
 

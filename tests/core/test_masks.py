@@ -128,11 +128,6 @@ def test_no_engine_entry_point_modifies_a_random_callers_model(case, method, s):
     assert_state_unchanged(model, before, "compute_masks/apply_masks/shrink/sweep")
 
 
-@pytest.mark.xfail(
-    reason="BUG: metrics.ModelProfile.of runs the caller's model forward in its own mode, so a model in "
-    "training mode gets its BatchNorm running stats updated by sweep",
-    strict=True,
-)
 def test_sweep_leaves_a_training_mode_models_batchnorm_buffers_unchanged():
     torch.manual_seed(0)
     model = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(), nn.Flatten(), nn.Linear(64, 3))
@@ -308,18 +303,14 @@ def test_masked_model_computes_what_the_shrunk_model_computes(case, method, scop
     check_shrink_matches_masked(case, compute_masks(case.model, method=method, scope=scope, sparsity=s))
 
 
-@pytest.mark.xfail(
-    reason="BUG: graph treats Sigmoid as channel preserving, but sigmoid(0)=0.5, so a removed neuron "
-    "still fed 0.5 to the next layer in the masked model; shrink drops that contribution",
-    strict=True,
-)
-def test_masked_model_computes_what_the_shrunk_model_computes_through_a_sigmoid():
+def test_shrink_refuses_an_activation_that_does_not_map_zero_to_zero():
+    """sigmoid(0) = 0.5: a masked neuron still feeds the next layer, so removing it would change the
+    output; shrink must refuse with a GraphError (a ValueError) naming the op, not compute something else."""
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(6, 8), nn.Sigmoid(), nn.Linear(8, 3)).eval()
-    x = torch.randn(10, 6)
     masks = compute_masks(model, method="structured-l1", scope="layerwise", sparsity=0.5)
-    with torch.no_grad():
-        torch.testing.assert_close(shrink(model, masks)(x), apply_masks(model, masks)(x), atol=1e-5, rtol=1e-5)
+    with pytest.raises(ValueError, match="not known to preserve"):
+        shrink(model, masks)
 
 
 def test_structured_methods_refuse_a_model_whose_only_layer_is_the_output_layer():
@@ -473,20 +464,7 @@ def test_per_layer_scope_gives_each_listed_layer_its_sparsity_and_leaves_the_res
             assert pruned_count(mask) == round(s * module.weight.numel()), name
 
 
-def nm_xfail(method):
-    if method in NM:
-        return pytest.param(
-            method,
-            marks=pytest.mark.xfail(
-                reason="BUG: MaskPlan.masks_for_levels returns N:M masks without validating the sparsity "
-                "argument (range or per-layer names)",
-                strict=True,
-            ),
-        )
-    return method
-
-
-@pytest.mark.parametrize("method", [nm_xfail(m) for m in METHODS])
+@pytest.mark.parametrize("method", list(METHODS))
 def test_per_layer_sparsity_naming_an_unknown_layer_raises_valueerror(method):
     model = sample_case("cancer-mlp").model
     with pytest.raises(ValueError) as info:
@@ -513,7 +491,7 @@ def test_a_sparsity_mapping_needs_per_layer_scope_and_per_layer_scope_needs_a_ma
 # --- argument validation -----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("method", [nm_xfail(m) for m in METHODS])
+@pytest.mark.parametrize("method", list(METHODS))
 @pytest.mark.parametrize("bad", [1.0, -0.1, 1.5, math.nan, math.inf, "abc"])
 def test_sparsity_outside_zero_one_raises_valueerror_naming_the_value(bad, method):
     model = sample_case("cancer-mlp").model

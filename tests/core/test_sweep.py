@@ -105,6 +105,30 @@ def test_precision_recall_f1_equal_sklearn_macro_with_zero_division_0(digits, me
     assert row["loss"] == pytest.approx(float(torch.nn.functional.cross_entropy(logits, y)), rel=1e-5)
 
 
+@pytest.mark.parametrize("method", ["magnitude", "random"])
+def test_macro_metrics_average_over_classes_in_labels_or_predictions_like_sklearn(digits, method):
+    """On a test set lacking a class that the pruned model still predicts, sklearn's macro average
+    runs over the union of labels and predictions; the sweep's metrics must do the same."""
+    X, y = digits.data.X_test, digits.data.y_test
+    masks = compute_masks(digits.model, method=method, scope="global", sparsity=0.9, seed=0)
+    with torch.no_grad():
+        pred = apply_masks(digits.model, masks)(X).argmax(1)
+    wrong = pred[pred != y]
+    assert len(wrong), "the test needs a misclassified sample"
+    absent = int(wrong[0])  # predicted for a sample of another class; drop that class's samples
+    keep = y != absent
+    X, y, pred = X[keep], y[keep], pred[keep]
+    assert (pred == absent).any() and not (y == absent).any()
+    row = sweep(digits.model, (X, y), methods=[method], sparsities=[0.9], seed=0).iloc[0]
+    precision, recall, f1, _ = precision_recall_fscore_support(
+        y.numpy(), pred.numpy(), average="macro", zero_division=0
+    )
+    assert row["accuracy"] == pytest.approx(float((pred == y).double().mean()), abs=1e-9)
+    assert row["precision"] == pytest.approx(precision, abs=1e-9)
+    assert row["recall"] == pytest.approx(recall, abs=1e-9)
+    assert row["f1"] == pytest.approx(f1, abs=1e-9)
+
+
 # --- sizes -------------------------------------------------------------------------------------------
 
 
@@ -213,3 +237,36 @@ def test_random_sweeps_are_reproducible_with_the_same_seed(digits, scope):
     assert first.equals(again)
     assert (first["seed"] == 7).all()
     assert not first["loss"].equals(other["loss"]), "another seed should prune other weights"
+
+
+# --- the table describes the model as it is at the time of the call ---------------------------------
+
+
+def _edit_in_place(model, through_data: bool):
+    """Zero fc1's bias and the first half of fc3's weights (fc3 is excluded from pruning below)."""
+    with torch.no_grad():
+        for tensor in (model.fc1.bias, model.fc3.weight[:, : model.fc3.weight.shape[1] // 2]):
+            (tensor.data if through_data else tensor).zero_()
+
+
+def _sweep_twice_and_compare(through_data: bool):
+    sample = sample_models.load_sample("cancer-mlp")
+    model = sample.model
+    kwargs = dict(methods=["magnitude"], sparsities=[0.0, 0.5], exclude=["fc3"])
+    sweep(model, sample.data, **kwargs)  # a first sweep, before the edit
+    _edit_in_place(model, through_data)
+    again = sweep(model, sample.data, **kwargs).drop(columns=["seconds"])
+    fresh = sample_models.load_sample("cancer-mlp").model  # a different object with the same edited weights
+    _edit_in_place(fresh, through_data)
+    expected = sweep(fresh, sample.data, **kwargs).drop(columns=["seconds"])
+    assert again["nonzero_params"].tolist() == expected["nonzero_params"].tolist()
+    assert again["actual_sparsity"].tolist() == expected["actual_sparsity"].tolist()
+    assert again.equals(expected)
+
+
+def test_sweep_reflects_weights_edited_in_place_since_a_previous_sweep():
+    _sweep_twice_and_compare(through_data=False)
+
+
+def test_sweep_reflects_weights_edited_through_data_since_a_previous_sweep():
+    _sweep_twice_and_compare(through_data=True)
