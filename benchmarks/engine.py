@@ -11,9 +11,15 @@ from __future__ import annotations
 import copy
 import functools
 import gc
+import json
+import os
 import statistics
+import subprocess
+import sys
+import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 import torch.nn.utils.prune as prune
@@ -52,44 +58,86 @@ def floor(model: nn.Module, X: torch.Tensor, y: torch.Tensor) -> list[dict]:
     return [evaluate(model, X, y) for _ in LEVELS]
 
 
-def median_seconds(fn: Callable[[], object], repeats: int) -> float:
-    times = []
+def interleaved_medians(fns: list[Callable[[], object]], repeats: int) -> list[float]:
+    """Median seconds of each function, run in turn within every repeat so that drift in the
+    machine's speed (a shared VM) affects all of them alike."""
+    times: list[list[float]] = [[] for _ in fns]
     for _ in range(repeats):
-        gc.collect()
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        for fn, bucket in zip(fns, times):
+            gc.collect()
+            start = time.perf_counter()
+            fn()
+            bucket.append(time.perf_counter() - start)
+    return [statistics.median(bucket) for bucket in times]
 
 
-def _rss_kib(field: str) -> int:
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith(field):
-                return int(line.split()[1])
-    return 0
+def _rss_bytes() -> int:
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
-def peak_growth_bytes(fn: Callable[[], object]) -> int | None:
-    """How far the peak resident set rose above the current one while ``fn`` ran (Linux only)."""
-    try:
-        gc.collect()
-        with open("/proc/self/clear_refs", "w") as refs:
-            refs.write("5")  # resets VmHWM (peak RSS) to the current RSS
-    except OSError:
+def peak_growth_bytes(fn: Callable[[], object], interval_s: float = 0.0005) -> int | None:
+    """How far the resident set rose above its level before ``fn`` ran, sampled by a thread (Linux)."""
+    if not os.path.exists("/proc/self/statm"):
         return None
-    before = _rss_kib("VmRSS:")
-    fn()
-    return (_rss_kib("VmHWM:") - before) * 1024
+    gc.collect()
+    baseline = _rss_bytes()
+    peak = baseline
+    done = threading.Event()
+
+    def sample() -> None:
+        nonlocal peak
+        while not done.is_set():
+            peak = max(peak, _rss_bytes())
+            time.sleep(interval_s)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    try:
+        fn()
+    finally:
+        done.set()
+        sampler.join()
+    return max(peak, _rss_bytes()) - baseline
 
 
-def run(repeats_small: int = 7, repeats_large: int = 3) -> list[dict]:
+def _load_case(name: str):
+    if name == "synthetic-10M-mlp":
+        return synthetic_mlp()
+    sample = sample_models.load_sample(name)
+    return sample.model, (sample.data.X_test, sample.data.y_test)
+
+
+def sweep_peak_in_fresh_process(name: str) -> int | None:
+    """Peak resident growth of one sweep, measured in a new process: in this one, memory freed by
+    earlier runs stays with the allocator and would hide the sweep's own allocations."""
+    code = (
+        "import json, functools; from benchmarks import engine; from pruning_core import sweep; "
+        f"model, (X, y) = engine._load_case({name!r}); "
+        # Warm up on a tiny model first, so one-time library imports are not counted as the sweep's.
+        "import torch; tiny = torch.nn.Sequential(torch.nn.Linear(4, 3)); "
+        "sweep(tiny, (torch.randn(8, 4), torch.randint(0, 3, (8,))), ['magnitude'], [0, 0.5]); "
+        "print(json.dumps(engine.peak_growth_bytes(functools.partial("
+        "sweep, model, (X, y), ['magnitude'], engine.LEVELS, scope='global'))))"
+    )
+    root = Path(__file__).resolve().parents[1]
+    # Large blocks through mmap are returned to the system when freed, so RSS follows live memory.
+    env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "131072"}
+    done = subprocess.run([sys.executable, "-c", code], cwd=root, env=env, capture_output=True, text=True, timeout=600)
+    if done.returncode != 0:
+        return None
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def run(repeats_small: int = 15, repeats_large: int = 3) -> list[dict]:
     cases = []
-    for name in ("digits-mlp", "digits-cnn"):
-        sample = sample_models.load_sample(name)
-        cases.append((name, sample.model, (sample.data.X_test, sample.data.y_test), repeats_small))
-    model, data = synthetic_mlp()
-    cases.append(("synthetic-10M-mlp", model, data, repeats_large))
+    for name, repeats in (
+        ("digits-mlp", repeats_small),
+        ("digits-cnn", repeats_small),
+        ("synthetic-10M-mlp", repeats_large),
+    ):
+        model, data = _load_case(name)
+        cases.append((name, model, data, repeats))
 
     results = []
     for name, model, (X, y), repeats in cases:
@@ -97,10 +145,10 @@ def run(repeats_small: int = 7, repeats_large: int = 3) -> list[dict]:
         data_bytes = X.numel() * X.element_size() + y.numel() * y.element_size()
         engine = functools.partial(sweep, model, (X, y), ["magnitude"], LEVELS, scope="global")
         engine()  # warm-up: first calls trace and load kernels
-        a = median_seconds(engine, repeats)
-        b = median_seconds(functools.partial(tutorial_sweep, model, X, y), repeats)
-        c = median_seconds(functools.partial(floor, model, X, y), repeats)
-        peak = peak_growth_bytes(engine)
+        a, b, c = interleaved_medians(
+            [engine, functools.partial(tutorial_sweep, model, X, y), functools.partial(floor, model, X, y)], repeats
+        )
+        peak = sweep_peak_in_fresh_process(name)
         results.append(
             {
                 "model": name,

@@ -121,6 +121,13 @@ class MaskPlan:
 
     def masks_for_levels(self, levels: Sequence[Sparsity], scope: str = "global") -> Iterator[Masks]:
         """Masks for each sparsity in ``levels``, computed lazily (one dict alive at a time)."""
+        return (masks for masks, _ in self.masks_and_counts(levels, scope))
+
+    def masks_and_counts(
+        self, levels: Sequence[Sparsity], scope: str = "global"
+    ) -> Iterator[tuple[Masks, dict[str, int] | None]]:
+        """Like :meth:`masks_for_levels`, with how many elements each mask prunes where the ranking
+        already knows it (unstructured methods), else None; sweeps then need not count again."""
         check_scope(scope)
         if self.granularity == "n:m":
             for level in levels:  # a fixed pattern ignores the sparsity, but a bad one is still refused
@@ -128,26 +135,31 @@ class MaskPlan:
                     per_layer_sparsities(self.scored, level)
                 else:
                     check_sparsity(level)
-                yield self._with_unscored(self._nm_masks())
+                yield self._with_unscored(self._nm_masks()), None
             return
         per_level = [self._level_fractions(level, scope) for level in levels]
         if self.granularity == "structured":
             for fractions in per_level:
-                yield self._with_unscored(self._structured_masks(fractions, scope))
+                yield self._with_unscored(self._structured_masks(fractions, scope)), None
             return
+        names = [t.param_name for t in self.scored]
         if scope == "global":
             total = sum(s.numel() for s in self.scores)
             ks = [_n_to_prune(fractions, total) for fractions in per_level]
             for threshold in selection.thresholds(self.scores, ks):
                 kept = selection.kept_masks(self.scores, threshold)
-                yield self._with_unscored({t.param_name: m for t, m in zip(self.scored, kept, strict=False)})
+                yield (
+                    self._with_unscored(dict(zip(names, kept))),
+                    dict(zip(names, threshold.pruned_per_tensor)),
+                )
             return
         for fractions in per_level:
-            masks = {}
-            for t, s, f in zip(self.scored, self.scores, fractions, strict=False):
+            masks, counts = {}, {}
+            for name, s, f in zip(names, self.scores, fractions):
                 (threshold,) = selection.thresholds([s], [_n_to_prune(f, s.numel())])
-                masks[t.param_name] = selection.kept_masks([s], threshold)[0]
-            yield self._with_unscored(masks)
+                masks[name] = selection.kept_masks([s], threshold)[0]
+                counts[name] = threshold.k
+            yield self._with_unscored(masks), counts
 
     def _level_fractions(self, level: Sparsity, scope: str):
         if isinstance(level, Mapping):
@@ -163,7 +175,8 @@ class MaskPlan:
         """Add all-True masks for targets the method does not prune, so every target has a mask."""
         full = {}
         for t in self.targets:
-            full[t.param_name] = masks.get(t.param_name, torch.ones_like(t.weight, dtype=torch.bool))
+            mask = masks.get(t.param_name)
+            full[t.param_name] = mask if mask is not None else torch.ones_like(t.weight, dtype=torch.bool)
         for name, mask in masks.items():
             full.setdefault(name, mask)
         return full

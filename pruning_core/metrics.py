@@ -26,7 +26,7 @@ INDEX_BYTES = 4  # int32 indices, enough for any tensor below 2**31 elements
 
 @torch.inference_mode()
 def evaluate(
-    model: nn.Module, X: torch.Tensor, y: torch.Tensor, n_classes: int | None = None, batch_size: int = 4096
+    model: nn.Module, X: torch.Tensor, y: torch.Tensor, n_classes: int | None = None, batch_size: int = 512
 ) -> dict[str, float]:
     """Accuracy, mean cross-entropy loss, and macro precision, recall and F1 on (X, y).
 

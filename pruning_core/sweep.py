@@ -8,6 +8,7 @@ costs one pass over the pruned weights plus the evaluation, instead of a deepcop
 from __future__ import annotations
 
 import copy
+import math
 import time
 from collections.abc import Callable, Iterable, Sequence
 
@@ -71,7 +72,7 @@ def sweep(
     exclude: Iterable[str] = (),
     seed: int = 0,
     progress: Progress | None = None,
-    batch_size: int = 4096,
+    batch_size: int = 512,
     calibration_samples: int = 256,
 ) -> pd.DataFrame:
     """Prune ``model`` with each method at each sparsity and evaluate on the test split.
@@ -111,13 +112,13 @@ def sweep(
             for p_name, p in working_params.items():
                 p.copy_(originals[p_name])
         request = [0.0] if fixed is not None else levels  # a fixed pattern ignores the sparsity asked
-        for level, masks in zip(method_levels, plan.masks_for_levels(request, method_scope), strict=False):
+        for level, (masks, pruned) in zip(method_levels, plan.masks_and_counts(request, method_scope), strict=False):
             t0 = time.perf_counter()
             with torch.no_grad():
                 for p_name, mask in masks.items():
                     torch.mul(originals[p_name], mask, out=working_params[p_name])
             metrics = evaluate(working, X_test, y_test, batch_size=batch_size)
-            sizes = size_metrics(profile, nonzero_counts({n: working_params[n] for n in masks}))
+            sizes = size_metrics(profile, _nonzero_after(masks, pruned, profile, working_params))
             seconds = time.perf_counter() - t0 + prep_seconds / len(method_levels)
             target = level if not isinstance(level, dict) else _mean_target(level, profile)
             row = {
@@ -136,6 +137,22 @@ def sweep(
             if progress is not None:
                 progress(done / total_rows, f"{method.label} at {float(target):.0%} sparsity")
     return pd.DataFrame(columns)
+
+
+def _nonzero_after(masks, pruned, profile: ModelProfile, working_params) -> dict[str, int]:
+    """Nonzero elements of every masked parameter: from the ranking's pruned counts where the dense
+    tensor had no zeros (then nonzero = elements - pruned), else counted."""
+    known, to_count = {}, {}
+    for name in masks:
+        numel = profile.params[name][0]
+        total = math.prod(numel)
+        if pruned is not None and name in pruned and profile.nonzero[name] == total:
+            known[name] = total - pruned[name]
+        elif pruned is not None and name not in pruned and profile.nonzero[name] == total:
+            known[name] = total  # a target the method leaves alone: its all-True mask prunes nothing
+        else:
+            to_count[name] = working_params[name]
+    return {**known, **nonzero_counts(to_count)}
 
 
 def _mean_target(level: dict, profile: ModelProfile) -> float:
