@@ -67,6 +67,11 @@ view = compute.layer_view(
 )
 table = view["table"]
 total, nonzero = int(table["params"].sum()), int(table["nonzero"].sum())
+if compute.pruning_core.get_method(method).granularity == "structured":
+    st.caption(
+        "Structured methods remove whole neurons/filters but never the output layer's (they are the "
+        "classes), and every layer keeps at least one: overall sparsity can stay below the target."
+    )
 m1, m2, m3 = st.columns(3)
 m1.metric("Prunable weights", f"{total:,}")
 m2.metric("Nonzero after pruning", f"{nonzero:,}")

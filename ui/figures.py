@@ -187,7 +187,10 @@ def layer_histograms(
         fig.update_yaxes(
             title_text="count (log)" if log_count else "count", type="log" if log_count else "linear", row=r, col=c
         )
-    fig.update_layout(barmode="stack", bargap=0)
+    # Stacked bars read as totals on a linear axis but mislead on a log one: overlay them there.
+    fig.update_layout(barmode="overlay" if log_count else "stack", bargap=0)
+    if log_count:
+        fig.update_traces(opacity=0.7)
     title = "Weight histograms per layer"
     if threshold is not None:
         title += f" (dotted: |w| threshold {threshold:.4f})"
