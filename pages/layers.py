@@ -25,46 +25,14 @@ one sparsity to see, layer by layer, which weights it removed.
 """
     )
 
-levels = list(config.levels)
-methods = list(config.methods)
-if "layers_method" not in st.session_state:
-    st.session_state.layers_method = state.page_param("lm", methods[0], methods)
-    wanted = state.page_param("ls", "")
-    try:
-        wanted_level = float(wanted) if wanted else None
-    except ValueError:
-        wanted_level = None
-    if wanted and wanted_level not in levels:
-        st.warning(f"Link: ls={wanted!r} is not one of the swept sparsities; using the nearest to 90 %.", icon="⚠️")
-        wanted_level = None
-    st.session_state.layers_sparsity = (
-        wanted_level if wanted_level is not None else min(levels, key=lambda s: abs(s - 0.9))
-    )
-    st.session_state.layers_log = state.page_param("log", "0", ["0", "1"]) == "1"
-if st.session_state.layers_method not in methods:
-    st.session_state.layers_method = methods[0]
-if st.session_state.layers_sparsity not in levels:
-    st.session_state.layers_sparsity = min(levels, key=lambda s: abs(s - st.session_state.layers_sparsity))
-
 c1, c2, c3 = st.columns([2, 2, 1])
-method = c1.selectbox("Method", methods, format_func=figures.method_label, key="layers_method")
-fixed = compute.pruning_core.get_method(method).fixed_sparsity
-sparsity = c2.select_slider(
-    "Sparsity (one of the swept levels)",
-    levels,
-    key="layers_sparsity",
-    format_func=lambda s: f"{s:.0%}",
-    disabled=fixed is not None,
-    help="N:M patterns have a fixed sparsity." if fixed is not None else None,
-)
+method, sparsity = state.pick_method_and_sparsity("layers", "l", config.methods[0], 0.9, columns=(c1, c2))
+if "layers_log" not in st.session_state:
+    st.session_state.layers_log = state.page_param("log", "0", ["0", "1"]) == "1"
 log_count = c3.checkbox("Log counts", key="layers_log")
-state.set_page_param("lm", method, methods[0])
-state.set_page_param("ls", f"{sparsity:g}", "")
 state.set_page_param("log", "1" if log_count else "0", "0")
 
-view = compute.layer_view(
-    config.model, method, config.scope, fixed if fixed is not None else sparsity, config.exclude, config.seed
-)
+view = compute.layer_view(config.model, method, config.scope, sparsity, config.exclude, config.seed)
 table = view["table"]
 total, nonzero = int(table["params"].sum()), int(table["nonzero"].sum())
 if compute.pruning_core.get_method(method).granularity == "structured":

@@ -25,38 +25,14 @@ common question about pruning libraries: *"why is my pruned model not faster?"*
 """
     )
 
-levels = list(config.levels)
 methods = list(config.methods)
 structured = [m for m in methods if get_method(m).granularity == "structured"]
-default_method = structured[0] if structured else methods[0]
-if "size_method" not in st.session_state:
-    st.session_state.size_method = state.page_param("sm", default_method, methods)
-    wanted = state.page_param("ss", "")
-    try:
-        wanted_level = float(wanted) if wanted else None
-    except ValueError:
-        wanted_level = None
-    st.session_state.size_sparsity = wanted_level if wanted_level in levels else min(levels, key=lambda s: abs(s - 0.5))
-if st.session_state.size_method not in methods:
-    st.session_state.size_method = default_method
-if st.session_state.size_sparsity not in levels:
-    st.session_state.size_sparsity = min(levels, key=lambda s: abs(s - st.session_state.size_sparsity))
-
-c1, c2 = st.columns(2)
-method = c1.selectbox("Method", methods, format_func=figures.method_label, key="size_method")
-fixed = get_method(method).fixed_sparsity
-sparsity = c2.select_slider(
-    "Sparsity", levels, key="size_sparsity", format_func=lambda s: f"{s:.0%}", disabled=fixed is not None
-)
-state.set_page_param("sm", method, default_method)
-state.set_page_param("ss", f"{sparsity:g}", "")
+method, sparsity = state.pick_method_and_sparsity("size", "s", structured[0] if structured else methods[0], 0.5)
 if not structured:
     st.info("Add a structured method (Structured L1 or L2) in the sidebar to see a physically smaller model.")
 
 with st.spinner("Measuring latency on the CPU..."):
-    result = compute.size_speed(
-        config.model, method, config.scope, fixed if fixed is not None else sparsity, config.exclude, config.seed
-    )
+    result = compute.size_speed(config.model, method, config.scope, sparsity, config.exclude, config.seed)
 
 shrunk = "params_shrunk" in result and result["params_shrunk"] < result["params_dense"]
 m1, m2, m3, m4 = st.columns(4)

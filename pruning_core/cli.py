@@ -33,15 +33,14 @@ def parse_list(text: str, what: str) -> list[str]:
     return items
 
 
-def parse_sparsities(text: str) -> list[float]:
+def parse_sparsities(text: str, option: str = "--sparsities") -> list[float]:
     values = []
     for item in parse_list(text, "sparsity"):
         try:
             values.append(check_sparsity(item))
         except ValueError:
-            raise UsageError(
-                f"bad sparsity {item!r} in --sparsities: each must be a number in [0, 1), e.g. 0,0.5,0.9"
-            ) from None
+            example = "0,0.5,0.9" if option == "--sparsities" else "0.9"
+            raise UsageError(f"bad sparsity {item!r} in {option}: give a number in [0, 1), e.g. {example}") from None
     return values
 
 
@@ -71,12 +70,44 @@ def cmd_methods(args) -> int:
     return 0
 
 
+def check_model(name: str) -> str:
+    if name not in sample_models.available():
+        raise UsageError(f"unknown model {name!r}; valid models: {', '.join(sample_models.available())}")
+    return name
+
+
+def read_recipe(path: str):
+    from pruning_core.recipe import RecipeError, load
+
+    try:
+        return load(path)
+    except RecipeError as exc:
+        raise UsageError(f"recipe {path!r} refused: " + "; ".join(exc.problems)) from None
+
+
 def cmd_sweep(args) -> int:
-    if args.model not in sample_models.available():
-        raise UsageError(f"unknown model {args.model!r}; valid models: {', '.join(sample_models.available())}")
-    methods = parse_methods(args.methods)
-    sparsities = parse_sparsities(args.sparsities)
-    exclude = parse_list(args.exclude, "layer") if args.exclude else []
+    if args.recipe:
+        recipe = read_recipe(args.recipe)
+        if args.model and args.model != recipe.model:
+            raise UsageError(
+                f"--model {args.model!r} contradicts the recipe's model {recipe.model!r}; give one of them"
+            )
+        args.model, args.scope, args.seed = recipe.model, recipe.scope, recipe.seed
+        methods = [recipe.method]
+        exclude = list(recipe.exclude)
+        if recipe.scope == "per-layer":
+            sparsities = [recipe.sparsity_argument]
+        elif args.sparsities_given:
+            sparsities = parse_sparsities(args.sparsities)
+        else:
+            sparsities = sorted({0.0, recipe.sparsity})  # the dense reference and the recipe's level
+    else:
+        if not args.model:
+            raise UsageError("give --model NAME or --recipe FILE")
+        check_model(args.model)
+        methods = parse_methods(args.methods)
+        sparsities = parse_sparsities(args.sparsities)
+        exclude = parse_list(args.exclude, "layer") if args.exclude else []
     sample = sample_models.load_sample(args.model)
     try:
         table = sweep(sample.model, sample.data, methods, sparsities, scope=args.scope, exclude=exclude, seed=args.seed)
@@ -87,14 +118,71 @@ def cmd_sweep(args) -> int:
         text = json.dumps(table.to_dict(orient="records"), indent=2) + "\n"
     else:
         text = table.to_csv(index=False)
-    if args.output:
+    write_text(text, args.output)
+    return 0
+
+
+def write_text(text: str, output: str | None) -> None:
+    if output:
         try:
-            Path(args.output).write_text(text)
+            Path(output).write_text(text)
         except OSError as exc:
-            raise UsageError(f"cannot write --output {args.output!r}: {exc.strerror}") from None
-        print(f"wrote {len(table)} rows to {args.output}", file=sys.stderr)
+            raise UsageError(f"cannot write --output {output!r}: {exc.strerror}") from None
+        print(f"wrote {output}", file=sys.stderr)
     else:
         sys.stdout.write(text)
+
+
+def cmd_recipe(args) -> int:
+    from pruning_core.export import make_recipe
+    from pruning_core.recipe import dumps
+
+    check_model(args.model)
+    methods = parse_methods(args.method)
+    if len(methods) != 1:
+        raise UsageError(f"--method takes one method, not {args.method!r}")
+    method = methods[0]
+    sparsities = parse_sparsities(args.sparsity, "--sparsity")
+    if len(sparsities) != 1:
+        raise UsageError(f"--sparsity takes one fraction, not {args.sparsity!r}")
+    sparsity = sparsities[0]
+    fixed = get_method(method).fixed_sparsity
+    if fixed is not None and abs(fixed - sparsity) > 1e-12:
+        print(f"note: {method} always has sparsity {fixed:g}; --sparsity {sparsity:g} is not used", file=sys.stderr)
+    exclude = parse_list(args.exclude, "layer") if args.exclude else []
+    try:
+        recipe = make_recipe(args.model, method, args.scope, sparsity, exclude, args.seed)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    write_text(dumps(recipe, args.format), args.output)
+    return 0
+
+
+def cmd_apply(args) -> int:
+    from pruning_core.export import apply_recipe, write_outputs
+
+    recipe = read_recipe(args.recipe)
+    try:
+        report = write_outputs(apply_recipe(recipe), args.out)
+    except OSError as exc:
+        raise UsageError(f"cannot write to --out {args.out!r}: {exc.strerror}") from None
+    measured = report["measured"]
+    print(
+        f"{recipe.model} {recipe.method} ({recipe.scope}): accuracy {measured['accuracy']:.2%}, "
+        f"sparsity {measured['actual_sparsity']:.2%}; wrote {', '.join(report['files_bytes'])} and report.json to {args.out}"
+    )
+    if report.get("matches_recorded") is False:
+        print(
+            "warning: the measured metrics differ from those recorded in the recipe (see report.json)", file=sys.stderr
+        )
+    return 0
+
+
+def cmd_script(args) -> int:
+    from pruning_core.script import generate_script
+
+    recipe = read_recipe(args.recipe)
+    write_text(generate_script(recipe), args.output)
     return 0
 
 
@@ -105,19 +193,41 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("models", help="list the sample models").set_defaults(run=cmd_models)
     sub.add_parser("methods", help="list the pruning methods").set_defaults(run=cmd_methods)
     p = sub.add_parser("sweep", help="sweep sparsity levels and print the results table")
-    p.add_argument("--model", required=True, help=f"sample model: {', '.join(sample_models.available())}")
+    p.add_argument("--model", help=f"sample model: {', '.join(sample_models.available())}")
+    p.add_argument("--recipe", help="run the sweep a recipe file describes (its level and 0, or --sparsities)")
     p.add_argument("--methods", default="magnitude", help=f"comma-separated: {', '.join(METHODS)}")
     p.add_argument("--scope", default="global", choices=[s for s in SCOPES if s != "per-layer"])
-    p.add_argument("--sparsities", default="0,0.5,0.7,0.8,0.9,0.95", help="comma-separated fractions in [0, 1)")
+    p.add_argument("--sparsities", help="comma-separated fractions in [0, 1) (default 0,0.5,0.7,0.8,0.9,0.95)")
     p.add_argument("--exclude", default="", help="comma-separated layers to leave dense, e.g. fc3")
     p.add_argument("--seed", type=int, default=0, help="seed of random methods")
     p.add_argument("--format", default="csv", choices=["csv", "json"])
     p.add_argument("--output", help="write to this file instead of standard output")
     p.set_defaults(run=cmd_sweep)
+
+    p = sub.add_parser("recipe", help="print the recipe (YAML or JSON) for one pruning choice")
+    p.add_argument("--model", required=True, help=f"sample model: {', '.join(sample_models.available())}")
+    p.add_argument("--method", required=True, help=f"one of: {', '.join(METHODS)}")
+    p.add_argument("--scope", default="global", choices=[s for s in SCOPES if s != "per-layer"])
+    p.add_argument("--sparsity", required=True, help="fraction of weights to remove, in [0, 1)")
+    p.add_argument("--exclude", default="", help="comma-separated layers to leave dense")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--format", default="yaml", choices=["yaml", "json"])
+    p.add_argument("--output", help="write to this file instead of standard output")
+    p.set_defaults(run=cmd_recipe)
+
+    p = sub.add_parser("apply", help="apply a recipe: write pruned weights, report.json and (structured) ONNX")
+    p.add_argument("recipe", help="recipe file (.yaml or .json)")
+    p.add_argument("--out", required=True, help="output directory")
+    p.set_defaults(run=cmd_apply)
+
+    p = sub.add_parser("script", help="print a standalone torch.nn.utils.prune script for a recipe")
+    p.add_argument("recipe", help="recipe file (.yaml or .json)")
+    p.add_argument("--output", help="write to this file instead of standard output")
+    p.set_defaults(run=cmd_script)
     return parser
 
 
-_LIST_OPTIONS = {"--sparsities", "--methods", "--exclude"}
+_LIST_OPTIONS = {"--sparsities", "--sparsity", "--methods", "--exclude"}
 
 
 def _join_list_values(argv: list[str]) -> list[str]:
@@ -137,6 +247,10 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     try:
         args = build_parser().parse_args(_join_list_values(argv))
+        if getattr(args, "command", None) == "sweep":
+            args.sparsities_given = args.sparsities is not None
+            if args.sparsities is None:
+                args.sparsities = "0,0.5,0.7,0.8,0.9,0.95"
         return args.run(args)
     except UsageError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -201,3 +201,43 @@ def first_layer_pixel_counts(name: str, kept_first: np.ndarray) -> tuple[np.ndar
         full = torch.nn.functional.conv_transpose2d(ones, torch.ones_like(mask), padding=conv.padding)[0, 0]
         return counts.round().int().numpy(), int(full.max())
     return None
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def export_bundle(name: str, method: str, scope: str, sparsity: float, exclude: tuple[str, ...], seed: int) -> dict:
+    """Every file the Export page offers for one choice, with its size, built once per choice."""
+    from pruning_core.script import generate_script
+
+    from pruning_core import export, recipe
+
+    made = export.make_recipe(name, method, scope, sparsity, exclude, seed)
+    applied = export.apply_recipe(made)
+    sample = shared_sample(name)
+    dense = export.state_dict_bytes(sample.model)
+    weights = export.state_dict_bytes(applied.model)
+    bundle = {
+        "recipe": made,
+        "recipe_yaml": recipe.dumps(made, "yaml"),
+        "recipe_json": recipe.dumps(made, "json"),
+        "script": generate_script(made),
+        "metrics": applied.metrics,
+        "weights": weights,
+        "sizes": {
+            "dense": len(dense),
+            "dense, gzip": export.gzip_size(dense),
+            "pruned (zeros in place)": len(weights),
+            "pruned, gzip": export.gzip_size(weights),
+        },
+        "notes": applied.notes,
+    }
+    if applied.shrunk is not None:
+        shrunk = export.state_dict_bytes(applied.shrunk)
+        onnx_model = export.onnx_bytes(applied.shrunk, applied.example_input)
+        bundle["shrunk"] = shrunk
+        bundle["onnx"] = onnx_model
+        bundle["onnx_max_abs_difference"] = export.onnx_max_difference(
+            onnx_model, applied.shrunk, applied.example_input
+        )
+        bundle["sizes"]["neurons removed"] = len(shrunk)
+        bundle["sizes"]["neurons removed, ONNX"] = len(onnx_model)
+    return bundle

@@ -172,3 +172,48 @@ def set_page_param(key: str, value: str, default: str) -> None:
             del st.query_params[key]
     elif st.query_params.get(key) != value:
         st.query_params[key] = value
+
+
+def pick_method_and_sparsity(
+    prefix: str, url_prefix: str, default_method: str, default_level: float, columns: Sequence | None = None
+) -> tuple[str, float]:
+    """A page's method and swept-sparsity choice, in session keys ``{prefix}_method``/``_sparsity``
+    and bound to URL parameters ``{url_prefix}m``/``{url_prefix}s``.
+
+    Returns the method and the sparsity to prune at: a fixed-pattern method's own sparsity (N:M)
+    whatever the slider says. A link naming a method or level that is not swept gets a notice.
+    """
+    config: ExplorerConfig = st.session_state.config
+    levels, methods = list(config.levels), list(config.methods)
+    method_key, level_key = f"{prefix}_method", f"{prefix}_sparsity"
+    nearest = lambda target: min(levels, key=lambda s: abs(s - target))  # noqa: E731
+    if method_key not in st.session_state:
+        st.session_state[method_key] = page_param(f"{url_prefix}m", default_method, methods)
+        wanted = page_param(f"{url_prefix}s", "")
+        try:
+            level = float(wanted) if wanted else None
+        except ValueError:
+            level = None
+        if wanted and level not in levels:
+            st.warning(
+                f"Link: {url_prefix}s={wanted!r} is not one of the swept sparsities; using the nearest.", icon="⚠️"
+            )
+        st.session_state[level_key] = level if level in levels else nearest(default_level if level is None else level)
+    if st.session_state[method_key] not in methods:
+        st.session_state[method_key] = default_method if default_method in methods else methods[0]
+    if st.session_state[level_key] not in levels:
+        st.session_state[level_key] = nearest(st.session_state[level_key])
+    left, right = columns if columns is not None else st.columns(2)
+    method = left.selectbox("Method", methods, format_func=method_label, key=method_key)
+    fixed = get_method(method).fixed_sparsity
+    sparsity = right.select_slider(
+        "Sparsity (one of the swept levels)",
+        levels,
+        key=level_key,
+        format_func=lambda s: f"{s:.0%}",
+        disabled=fixed is not None,
+        help="N:M patterns have a fixed sparsity." if fixed is not None else None,
+    )
+    set_page_param(f"{url_prefix}m", method, default_method)
+    set_page_param(f"{url_prefix}s", f"{sparsity:g}", "")
+    return method, fixed if fixed is not None else sparsity

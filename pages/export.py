@@ -1,0 +1,168 @@
+"""Export: take the chosen configuration away as a recipe, weights, ONNX or a script; or import one."""
+
+import urllib.parse
+
+import streamlit as st
+
+from pruning_core.recipe import RecipeError, loads
+from ui import compute, figures, state
+from ui.config import ExplorerConfig
+
+config = st.session_state.explorer
+st.title("Export: take this pruning with you")
+state.show_notices()
+
+with st.expander("What am I looking at?"):
+    st.markdown(
+        """
+Exploring is half the job; the other half is using the pruned model somewhere else.
+
+- The **recipe** is a small text file (YAML or JSON) that says exactly what was pruned and how:
+  model, method, scope, sparsity, excluded layers, seed, plus the accuracy and sizes measured here,
+  so anyone can check that they reproduced the same model. Import it back here to reopen this view.
+- The **pruned weights** are a normal weights file (safetensors) for the same architecture, with
+  the removed weights set to zero. It is as big as the original until it is compressed.
+- For **structured** methods, the **smaller model** has the removed neurons physically gone:
+  smaller file, faster inference, also as **ONNX** for other runtimes.
+- The **script** re-applies the same pruning with PyTorch's own `torch.nn.utils.prune`, so you can
+  prune your own copy of the model, or its trained weights, in your own code.
+"""
+    )
+
+methods = list(config.methods)
+method, sparsity = state.pick_method_and_sparsity("export", "e", methods[0], 0.5)
+
+with st.spinner("Preparing files..."):
+    bundle = compute.export_bundle(config.model, method, config.scope, sparsity, config.exclude, config.seed)
+
+metrics = bundle["metrics"]
+m1, m2, m3, m4 = st.columns(4)
+m1.metric("Test accuracy", f"{metrics['accuracy']:.2%}")
+m2.metric("Sparsity (prunable weights)", f"{metrics['actual_sparsity']:.1%}")
+m3.metric("Nonzero parameters", f"{metrics['nonzero_params']:,}")
+m4.metric("Compression ratio", f"{metrics['compression_ratio']:.2f}×")
+
+stem = f"prunelab-{config.model}-{method.replace(':', '_')}-{sparsity:g}"
+st.subheader("Download")
+c1, c2, c3 = st.columns(3)
+c1.download_button(
+    "Recipe (YAML)", bundle["recipe_yaml"], f"{stem}.yaml", "application/yaml", on_click="ignore", key="dl_yaml"
+)
+c1.download_button(
+    "Recipe (JSON)", bundle["recipe_json"], f"{stem}.json", "application/json", on_click="ignore", key="dl_json"
+)
+c2.download_button(
+    "Pruned weights (.safetensors)",
+    bundle["weights"],
+    f"{stem}.safetensors",
+    "application/octet-stream",
+    on_click="ignore",
+    key="dl_weights",
+)
+c3.download_button(
+    "Standalone script (.py)",
+    bundle["script"],
+    f"{stem}.py",
+    "text/x-python",
+    on_click="ignore",
+    key="dl_script",
+    help="Applies the same pruning with torch.nn.utils.prune; `apply_pruning(model)` or "
+    "`python script.py --weights IN.safetensors --out OUT.safetensors`.",
+)
+if "shrunk" in bundle:
+    c2.download_button(
+        "Smaller model weights (.safetensors)",
+        bundle["shrunk"],
+        f"{stem}-shrunk.safetensors",
+        "application/octet-stream",
+        on_click="ignore",
+        key="dl_shrunk",
+    )
+    c3.download_button(
+        "Smaller model (ONNX)",
+        bundle["onnx"],
+        f"{stem}.onnx",
+        "application/octet-stream",
+        on_click="ignore",
+        key="dl_onnx",
+        help=f"Checked with onnxruntime: largest difference from PyTorch {bundle['onnx_max_abs_difference']:.1e}.",
+    )
+else:
+    c2.caption("Structured methods also offer the physically smaller model, as safetensors and ONNX.")
+for note in bundle["notes"]:
+    st.info(note)
+
+sizes = bundle["sizes"]
+st.plotly_chart(
+    figures.bar_comparison(
+        list(sizes),
+        [b / 1024 for b in sizes.values()],
+        "Size of each file",
+        "Size (KB)",
+        fmt="{:,.1f} KB",
+        x_title="file",
+    ),
+    key="export_sizes",
+)
+st.caption(
+    "The pruned weights keep every zero, so the file is as big as the dense one until compressed; "
+    "removing neurons makes the file itself smaller."
+)
+
+with st.expander("Recipe preview"):
+    st.code(bundle["recipe_yaml"], language="yaml")
+with st.expander("Script preview"):
+    st.code(bundle["script"], language="python")
+
+st.subheader("Share this view")
+base = st.context.url.split("?")[0] if st.context.url else ""
+query = urllib.parse.urlencode(st.query_params.to_dict())
+st.code(f"{base}?{query}" if query else base, language=None)
+st.caption("Use the copy button on the right of the link; everything on this page is in it.")
+
+st.subheader("Import a recipe")
+uploaded = st.file_uploader("Recipe file (.yaml, .yml or .json)", type=["yaml", "yml", "json"], key="recipe_upload")
+if uploaded is not None and st.session_state.get("recipe_imported") != uploaded.file_id:
+    try:
+        recipe = loads(uploaded.getvalue())
+    except RecipeError as exc:
+        st.error(
+            f"**{uploaded.name}** is not a recipe PruneLab can use. Nothing was changed.\n\n"
+            + "\n".join(f"- {problem}" for problem in exc.problems)
+        )
+    else:
+        if recipe.scope == "per-layer":
+            st.warning(
+                "This recipe sets a sparsity per layer; the explorer sweeps one sparsity for all layers. "
+                "Apply it on the command line: `python -m pruning_core apply RECIPE --out DIR`."
+            )
+        else:
+            levels = tuple(sorted(set(config.levels) | {recipe.sparsity}))
+            state.set_config(
+                ExplorerConfig(
+                    model=recipe.model,
+                    methods=(recipe.method,) + tuple(m for m in config.methods if m != recipe.method),
+                    scope=recipe.scope if recipe.scope in ("global", "layerwise") else config.scope,
+                    explicit_levels=levels if recipe.sparsity not in config.levels else config.explicit_levels,
+                    s_min=config.s_min,
+                    s_max=config.s_max,
+                    n_levels=config.n_levels,
+                    exclude=recipe.exclude,
+                    seed=recipe.seed,
+                )
+            )
+            st.session_state.export_method = recipe.method
+            st.session_state.export_sparsity = recipe.sparsity
+            st.session_state.recipe_imported = uploaded.file_id
+            st.session_state.import_message = f"Restored {recipe.model} · {recipe.method} · {recipe.scope} · {recipe.sparsity:.0%} from {uploaded.name}."
+            st.session_state.import_recorded = recipe.provenance.get("metrics", {})
+            st.rerun()
+if "import_message" in st.session_state:
+    st.success(st.session_state.pop("import_message"))
+    recorded = st.session_state.pop("import_recorded", {})
+    if "accuracy" in recorded:
+        same = abs(recorded["accuracy"] - metrics["accuracy"]) < 1e-9
+        (st.success if same else st.warning)(
+            f"Recorded in the recipe: accuracy {recorded['accuracy']:.2%}; reproduced here: {metrics['accuracy']:.2%}"
+            + (" (identical)." if same else ". They differ: check the versions in the recipe's provenance.")
+        )

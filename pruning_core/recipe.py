@@ -1,0 +1,328 @@
+"""Recipes: one validated, versioned description of a pruning choice, written as YAML or JSON.
+
+A recipe names the model, the method and its settings, and records provenance (PruneLab and torch
+versions, the metrics seen when it was exported) so a reader can check a reproduction. Loading
+validates everything and reports every problem at once; YAML is read with the safe loader and
+anchors/aliases are refused (they allow "billion laughs" memory bombs).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import yaml
+
+RECIPE_VERSION = 1
+MAX_RECIPE_BYTES = 1_000_000
+FORMATS = ("yaml", "json")
+
+
+class RecipeError(ValueError):
+    """A recipe that cannot be used; ``problems`` lists every reason, one sentence each."""
+
+    def __init__(self, problems: list[str]):
+        self.problems = list(problems)
+        super().__init__("invalid recipe: " + "; ".join(self.problems))
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """A pruning choice, reproducible from this object alone."""
+
+    model: str  # a sample model name
+    method: str
+    scope: str = "global"
+    sparsity: float = 0.5
+    layer_sparsities: dict[str, float] | None = None  # with scope "per-layer"
+    exclude: tuple[str, ...] = ()
+    seed: int = 0
+    model_description: dict[str, Any] | None = None  # for a user model: what it is, free-form
+    schedule: dict[str, Any] | None = None  # reserved for prune-and-fine-tune schedules
+    finetune: dict[str, Any] | None = None  # reserved for fine-tuning settings
+    provenance: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def granularity(self) -> str:
+        from pruning_core.methods import get_method
+
+        return get_method(self.method).granularity
+
+    @property
+    def sparsity_argument(self) -> float | dict[str, float]:
+        """What ``compute_masks`` takes as ``sparsity`` for this recipe."""
+        return dict(self.layer_sparsities) if self.scope == "per-layer" else self.sparsity
+
+    def to_dict(self) -> dict[str, Any]:
+        from pruning_core.methods import get_method
+
+        method = get_method(self.method)
+        pruning: dict[str, Any] = {
+            "method": self.method,
+            "granularity": method.granularity,
+            "scope": self.scope,
+        }
+        if self.scope == "per-layer":
+            pruning["layer_sparsities"] = dict(self.layer_sparsities or {})
+        else:
+            pruning["sparsity"] = self.sparsity
+        if method.granularity == "n:m":
+            pruning["n_m"] = {"n": method.n, "m": method.m}
+        pruning["exclude"] = list(self.exclude)
+        pruning["seed"] = self.seed
+        model: dict[str, Any] = {"sample": self.model}
+        if self.model_description:
+            model["description"] = dict(self.model_description)
+        return {
+            "version": RECIPE_VERSION,
+            "model": model,
+            "pruning": pruning,
+            "schedule": self.schedule,
+            "finetune": self.finetune,
+            "provenance": dict(self.provenance),
+        }
+
+
+def provenance(metrics: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Versions and time of export, plus the metrics observed (numbers only)."""
+    from pruning_core import __version__
+
+    record: dict[str, Any] = {
+        "prunelab_version": __version__,
+        "torch_version": torch.__version__.split("+")[0],
+        "exported_at": _dt.datetime.now(_dt.UTC).replace(microsecond=0).isoformat(),
+    }
+    if metrics:
+        record["metrics"] = {k: (v.item() if hasattr(v, "item") else v) for k, v in metrics.items()}
+    return record
+
+
+def dumps(recipe: Recipe, fmt: str = "yaml") -> str:
+    """The recipe as YAML or JSON text."""
+    data = recipe.to_dict()
+    if fmt == "json":
+        return json.dumps(data, indent=2) + "\n"
+    if fmt == "yaml":
+        return "# PruneLab pruning recipe\n" + yaml.safe_dump(data, sort_keys=False, default_flow_style=False)
+    raise ValueError(f"unknown recipe format {fmt!r}; valid formats: {', '.join(FORMATS)}")
+
+
+def _parse(text: str | bytes, fmt: str | None) -> Any:
+    if isinstance(text, bytes):
+        if len(text) > MAX_RECIPE_BYTES:
+            raise RecipeError([f"the file is {len(text):,} bytes; a recipe is at most {MAX_RECIPE_BYTES:,}"])
+        try:
+            text = text.decode("utf-8")
+        except UnicodeDecodeError:
+            raise RecipeError(["the file is not UTF-8 text; a recipe is a YAML or JSON text file"]) from None
+    if len(text) > MAX_RECIPE_BYTES:
+        raise RecipeError([f"the text is {len(text):,} characters; a recipe is at most {MAX_RECIPE_BYTES:,}"])
+    if fmt == "json" or (fmt is None and text.lstrip().startswith("{")):
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise RecipeError([f"not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}"]) from None
+    try:
+        for event in yaml.parse(text, Loader=yaml.SafeLoader):
+            if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None):
+                raise RecipeError(["YAML anchors and aliases (& and *) are not allowed in a recipe"])
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise RecipeError([f"not valid YAML{where}: {problem}"]) from None
+
+
+_TOP_KEYS = {"version", "model", "pruning", "schedule", "finetune", "provenance"}
+_MODEL_KEYS = {"sample", "description"}
+_PRUNING_KEYS = {"method", "granularity", "scope", "sparsity", "layer_sparsities", "n_m", "exclude", "seed"}
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def from_dict(data: Any) -> Recipe:
+    """Validate parsed recipe data; raise RecipeError listing every problem found."""
+    import sample_models
+    from pruning_core.masks import SCOPES
+    from pruning_core.methods import get_method, method_names
+    from pruning_core.targets import prunable_layers
+
+    problems: list[str] = []
+    if not isinstance(data, dict):
+        raise RecipeError([f"a recipe is a mapping of keys to values, not {type(data).__name__}"])
+    unknown = sorted(set(map(str, data)) - _TOP_KEYS)
+    if unknown:
+        problems.append(f"unknown top-level key(s) {', '.join(unknown)}; valid: {', '.join(sorted(_TOP_KEYS))}")
+
+    version = data.get("version")
+    if version is None:
+        problems.append("missing 'version' (this PruneLab writes version 1)")
+    elif not isinstance(version, int) or isinstance(version, bool):
+        problems.append(f"'version' must be an integer, not {version!r}")
+    elif version > RECIPE_VERSION:
+        problems.append(
+            f"recipe version {version} is newer than this PruneLab understands (up to {RECIPE_VERSION}); upgrade PruneLab"
+        )
+    elif version < 1:
+        problems.append(f"'version' {version} is not a recipe version (1 is the first)")
+
+    model_section = data.get("model")
+    model_name, description = None, None
+    if not isinstance(model_section, dict):
+        problems.append("'model' must be a mapping with 'sample: NAME'")
+    else:
+        unknown = sorted(set(map(str, model_section)) - _MODEL_KEYS)
+        if unknown:
+            problems.append(f"unknown key(s) in 'model': {', '.join(unknown)}; valid: {', '.join(sorted(_MODEL_KEYS))}")
+        model_name = model_section.get("sample")
+        description = model_section.get("description")
+        if description is not None and not isinstance(description, dict):
+            problems.append("'model.description' must be a mapping (name, architecture, notes...)")
+        if model_name is None:
+            problems.append(
+                "'model.sample' is missing: recipes for your own models can be read, but only sample models "
+                f"can be applied here ({', '.join(sample_models.available())})"
+            )
+        elif model_name not in sample_models.available():
+            problems.append(f"unknown model {model_name!r}; valid: {', '.join(sample_models.available())}")
+
+    pruning = data.get("pruning")
+    fields: dict[str, Any] = {}
+    if not isinstance(pruning, dict):
+        problems.append("'pruning' must be a mapping with at least 'method'")
+        pruning = {}
+    unknown = sorted(set(map(str, pruning)) - _PRUNING_KEYS)
+    if unknown:
+        problems.append(f"unknown key(s) in 'pruning': {', '.join(unknown)}; valid: {', '.join(sorted(_PRUNING_KEYS))}")
+
+    method = None
+    method_name = pruning.get("method")
+    if method_name is None and pruning:
+        problems.append("'pruning.method' is missing")
+    elif method_name is not None:
+        if not isinstance(method_name, str):
+            problems.append(f"'pruning.method' must be text, not {method_name!r}")
+        else:
+            try:
+                method = get_method(method_name)
+                fields["method"] = method.name
+            except ValueError:
+                problems.append(f"unknown method {method_name!r}; valid: {', '.join(method_names())} or nm-N:M")
+
+    if method is not None and "granularity" in pruning and pruning["granularity"] != method.granularity:
+        problems.append(
+            f"'pruning.granularity' is {pruning['granularity']!r} but {method.name} is {method.granularity!r}"
+        )
+    n_m = pruning.get("n_m")
+    if n_m is not None:
+        if method is None or method.granularity != "n:m":
+            problems.append("'pruning.n_m' is only for N:M methods")
+        elif not isinstance(n_m, dict) or n_m.get("n") != method.n or n_m.get("m") != method.m:
+            problems.append(f"'pruning.n_m' must be {{n: {method.n}, m: {method.m}}} for {method.name}")
+
+    scope = pruning.get("scope", "global")
+    if scope not in SCOPES:
+        problems.append(f"unknown scope {scope!r}; valid: {', '.join(SCOPES)}")
+    else:
+        fields["scope"] = scope
+
+    layers = []
+    if model_name in sample_models.available():
+        layers = prunable_layers(sample_models.get_spec(model_name).build())
+
+    if scope == "per-layer":
+        per_layer = pruning.get("layer_sparsities")
+        if not isinstance(per_layer, dict) or not per_layer:
+            problems.append("scope 'per-layer' needs 'pruning.layer_sparsities': a mapping of layer to fraction")
+        else:
+            for layer, value in per_layer.items():
+                if layers and layer not in layers:
+                    problems.append(
+                        f"layer_sparsities names {layer!r}, not a layer of {model_name}; valid: {', '.join(layers)}"
+                    )
+                if not _is_number(value) or not 0 <= value < 1:
+                    problems.append(f"sparsity of layer {layer!r} is {value!r}; give a fraction in [0, 1)")
+            fields["layer_sparsities"] = {str(k): float(v) for k, v in per_layer.items() if _is_number(v)}
+        if "sparsity" in pruning:
+            problems.append("give either 'sparsity' or, with scope 'per-layer', 'layer_sparsities', not both")
+    else:
+        if "layer_sparsities" in pruning:
+            problems.append("'layer_sparsities' needs scope 'per-layer'")
+        sparsity = pruning.get("sparsity")
+        if sparsity is None:
+            if method is None or method.fixed_sparsity is None:
+                problems.append("'pruning.sparsity' is missing: give a fraction of weights to remove in [0, 1)")
+            else:
+                fields["sparsity"] = method.fixed_sparsity
+        elif not _is_number(sparsity):
+            problems.append(f"'pruning.sparsity' must be a number in [0, 1), not {sparsity!r}")
+        elif not 0 <= sparsity < 1:
+            problems.append(f"'pruning.sparsity' is {sparsity}; give a fraction in [0, 1), e.g. 0.9")
+        else:
+            fields["sparsity"] = float(sparsity)
+
+    exclude = pruning.get("exclude", [])
+    if not isinstance(exclude, list) or not all(isinstance(x, str) for x in exclude):
+        problems.append(f"'pruning.exclude' must be a list of layer names, not {exclude!r}")
+    else:
+        bad = [x for x in exclude if layers and x not in layers]
+        if bad:
+            problems.append(
+                f"cannot exclude {', '.join(map(repr, bad))}: not layers of {model_name}; valid: {', '.join(layers)}"
+            )
+        fields["exclude"] = tuple(exclude)
+
+    seed = pruning.get("seed", 0)
+    if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2**63:
+        problems.append(f"'pruning.seed' must be a non-negative integer, not {seed!r}")
+    else:
+        fields["seed"] = seed
+
+    for key in ("schedule", "finetune"):
+        value = data.get(key)
+        if value is not None and not isinstance(value, dict):
+            problems.append(f"'{key}' must be a mapping or null, not {value!r}")
+    provenance_section = data.get("provenance", {})
+    if provenance_section is None:
+        provenance_section = {}
+    if not isinstance(provenance_section, dict):
+        problems.append("'provenance' must be a mapping")
+        provenance_section = {}
+
+    if problems:
+        raise RecipeError(problems)
+    return Recipe(
+        model=model_name,
+        model_description=description,
+        schedule=data.get("schedule"),
+        finetune=data.get("finetune"),
+        provenance=provenance_section,
+        **fields,
+    )
+
+
+def loads(text: str | bytes, fmt: str | None = None) -> Recipe:
+    """Parse and validate a recipe from YAML or JSON text (format guessed when not given)."""
+    if fmt is not None and fmt not in FORMATS:
+        raise ValueError(f"unknown recipe format {fmt!r}; valid formats: {', '.join(FORMATS)}")
+    return from_dict(_parse(text, fmt))
+
+
+def load(path) -> Recipe:
+    """Read a recipe file (.yaml, .yml or .json)."""
+    from pathlib import Path
+
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise RecipeError([f"cannot read {str(path)!r}: {exc.strerror}"]) from None
+    fmt = "json" if path.suffix.lower() == ".json" else None
+    return loads(data, fmt)
