@@ -121,42 +121,55 @@ st.code(f"{base}?{query}" if query else base, language=None)
 st.caption("Use the copy button on the right of the link; everything on this page is in it.")
 
 st.subheader("Import a recipe")
-uploaded = st.file_uploader("Recipe file (.yaml, .yml or .json)", type=["yaml", "yml", "json"], key="recipe_upload")
-if uploaded is not None and st.session_state.get("recipe_imported") != uploaded.file_id:
+
+
+def import_recipe() -> None:
+    """Runs before the page's widgets exist, so it may move them (sidebar included)."""
+    uploaded = st.session_state.get("recipe_upload")
+    if uploaded is None:
+        return
     try:
         recipe = loads(uploaded.getvalue())
     except RecipeError as exc:
-        st.error(
+        st.session_state.import_error = (
             f"**{uploaded.name}** is not a recipe PruneLab can use. Nothing was changed.\n\n"
             + "\n".join(f"- {problem}" for problem in exc.problems)
         )
-    else:
-        if recipe.scope == "per-layer":
-            st.warning(
-                "This recipe sets a sparsity per layer; the explorer sweeps one sparsity for all layers. "
-                "Apply it on the command line: `python -m pruning_core apply RECIPE --out DIR`."
-            )
-        else:
-            levels = tuple(sorted(set(config.levels) | {recipe.sparsity}))
-            state.set_config(
-                ExplorerConfig(
-                    model=recipe.model,
-                    methods=(recipe.method,) + tuple(m for m in config.methods if m != recipe.method),
-                    scope=recipe.scope if recipe.scope in ("global", "layerwise") else config.scope,
-                    explicit_levels=levels if recipe.sparsity not in config.levels else config.explicit_levels,
-                    s_min=config.s_min,
-                    s_max=config.s_max,
-                    n_levels=config.n_levels,
-                    exclude=recipe.exclude,
-                    seed=recipe.seed,
-                )
-            )
-            st.session_state.export_method = recipe.method
-            st.session_state.export_sparsity = recipe.sparsity
-            st.session_state.recipe_imported = uploaded.file_id
-            st.session_state.import_message = f"Restored {recipe.model} · {recipe.method} · {recipe.scope} · {recipe.sparsity:.0%} from {uploaded.name}."
-            st.session_state.import_recorded = recipe.provenance.get("metrics", {})
-            st.rerun()
+        return
+    if recipe.scope == "per-layer":
+        st.session_state.import_error = (
+            f"**{uploaded.name}** sets a sparsity per layer; the explorer sweeps one sparsity for all layers, so "
+            "nothing was changed. Apply it on the command line: `python -m pruning_core apply RECIPE --out DIR`."
+        )
+        return
+    current: ExplorerConfig = st.session_state.config
+    levels = tuple(sorted(set(current.levels) | {recipe.sparsity}))
+    state.set_config(
+        ExplorerConfig(
+            model=recipe.model,
+            methods=(recipe.method,) + tuple(m for m in current.methods if m != recipe.method),
+            scope=recipe.scope,
+            s_min=current.s_min,
+            s_max=current.s_max,
+            n_levels=current.n_levels,
+            explicit_levels=current.explicit_levels if recipe.sparsity in current.levels else levels,
+            exclude=recipe.exclude,
+            seed=recipe.seed,
+        )
+    )
+    st.session_state.export_method = recipe.method
+    st.session_state.export_sparsity = recipe.sparsity
+    st.session_state.import_message = (
+        f"Restored {recipe.model} · {recipe.method} · {recipe.scope} · {recipe.sparsity:.0%} from {uploaded.name}."
+    )
+    st.session_state.import_recorded = recipe.provenance.get("metrics", {})
+
+
+st.file_uploader(
+    "Recipe file (.yaml, .yml or .json)", type=["yaml", "yml", "json"], key="recipe_upload", on_change=import_recipe
+)
+if "import_error" in st.session_state:
+    st.error(st.session_state.pop("import_error"))
 if "import_message" in st.session_state:
     st.success(st.session_state.pop("import_message"))
     recorded = st.session_state.pop("import_recorded", {})

@@ -185,3 +185,61 @@ def test_every_page_has_a_what_am_i_looking_at_expander():
         if page:
             at.switch_page(page).run()
         assert any(e.label == "What am I looking at?" for e in at.expander)
+
+
+def test_export_page_offers_every_file_and_their_sizes():
+    at = run_app(n="3", model="digits-cnn", methods="structured-l1,magnitude")
+    at.switch_page("pages/export.py").run()
+    assert not at.exception
+    labels = {b.label for b in at.get("download_button")}
+    assert {
+        "Recipe (YAML)",
+        "Recipe (JSON)",
+        "Pruned weights (.safetensors)",
+        "Standalone script (.py)",
+        "Smaller model weights (.safetensors)",
+        "Smaller model (ONNX)",
+    } <= labels
+    (sizes,) = figures(at)
+    assert sizes["data"][0]["x"][:4] == ["dense", "dense, gzip", "pruned (zeros in place)", "pruned, gzip"]
+    assert "neurons removed" in sizes["data"][0]["x"]
+    at.selectbox(key="export_method").set_value("magnitude").run()
+    labels = {b.label for b in at.get("download_button")}
+    assert "Smaller model (ONNX)" not in labels, "unstructured masks remove no neuron: nothing smaller to offer"
+
+
+def _upload(at: AppTest, name: str, data: bytes) -> AppTest:
+    at.get("file_uploader")[0].set_value((name, data, "application/octet-stream"))
+    return at.run()
+
+
+def test_importing_a_recipe_restores_the_view_it_describes():
+    from pruning_core.recipe import Recipe, dumps
+
+    recipe = Recipe(model="moons-mlp", method="random", scope="layerwise", sparsity=0.35, exclude=("fc3",), seed=4)
+    at = run_sidebar_app("export.py", n="3", methods="magnitude")
+    _upload(at, "r.yaml", dumps(recipe).encode())
+    assert not at.exception
+    assert any("Restored moons-mlp" in s.value for s in at.success)
+    assert at.selectbox(key="w_model").value == "moons-mlp"
+    assert at.multiselect(key="w_methods").value[0] == "random"
+    assert at.multiselect(key="w_exclude").value == ["fc3"]
+    assert at.selectbox(key="export_method").value == "random"
+    assert at.select_slider(key="export_sparsity").value == 0.35
+    assert at.query_params["model"] in ("moons-mlp", ["moons-mlp"])
+
+
+@pytest.mark.parametrize(
+    "name, data, named",
+    [
+        ("bad.yaml", b"version: 7\nmodel: {sample: nope}\npruning: {method: magnitude, sparsity: 2}\n", "newer"),
+        ("bomb.yaml", b"a: &x [1]\nb: *x\n", "aliases"),
+        ("binary.json", b"\x00\xff\xfe", "UTF-8"),
+    ],
+)
+def test_importing_a_bad_recipe_explains_and_keeps_the_current_view(name, data, named):
+    at = run_sidebar_app("export.py", n="3", methods="magnitude")
+    _upload(at, name, data)
+    assert not at.exception
+    assert any(named in e.value and "Nothing was changed" in e.value for e in at.error)
+    assert at.selectbox(key="w_model").value == "digits-mlp"
