@@ -8,6 +8,7 @@ from pruning_core.recipe import RecipeError, loads
 from ui import compute, figures, state
 from ui.config import ExplorerConfig
 
+state.require_router()
 config = st.session_state.explorer
 st.title("Export: take this pruning with you")
 state.show_notices()

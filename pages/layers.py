@@ -5,6 +5,7 @@ import streamlit as st
 
 from ui import compute, figures, state
 
+state.require_router()
 config = st.session_state.explorer
 st.title("Layers: where did the pruning go?")
 state.show_notices()

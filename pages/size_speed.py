@@ -5,6 +5,7 @@ import streamlit as st
 from pruning_core.methods import get_method
 from ui import compute, figures, state
 
+state.require_router()
 config = st.session_state.explorer
 st.title("Size & speed: does pruning make the model smaller or faster?")
 state.show_notices()

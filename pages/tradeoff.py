@@ -5,6 +5,7 @@ import streamlit as st
 from pruning_core.analysis import knee_points
 from ui import compute, figures, state
 
+state.require_router()
 config = st.session_state.explorer
 st.title("Trade-off: how far can this model be pruned?")
 state.show_notices()

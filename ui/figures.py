@@ -194,7 +194,12 @@ def layer_histograms(
     title = "Weight histograms per layer"
     if threshold is not None:
         title += f" (dotted: |w| threshold {threshold:.4f})"
-    return _style(fig, title, height=max(380, 300 * rows + 120))
+    height = max(420, 300 * rows + 140)
+    fig = _style(fig, title, height=height)
+    # Lift the legend above the subplot titles, which sit just over each panel.
+    plot_px = height - 130 - 70
+    fig.update_layout(margin={"t": 130}, legend={"y": 1 + 40 / plot_px})
+    return fig
 
 
 def layer_sparsity_bars(layer_table: pd.DataFrame, colour: str = KEPT_COLOUR) -> go.Figure:
@@ -213,6 +218,17 @@ def layer_sparsity_bars(layer_table: pd.DataFrame, colour: str = KEPT_COLOUR) ->
     fig.update_yaxes(title_text="Sparsity (%)", range=[0, 110])
     fig.update_xaxes(title_text="Layer (labels: nonzero / total weights)")
     return _style(fig, "Sparsity per layer", height=420)
+
+
+VARIANT_COLOURS = {"dense": "#777777", "pruned": PRUNED_COLOUR, "neurons removed": "#009E73"}
+
+
+def variant_colour(label: str) -> str:
+    """Grey for dense files, orange for pruned-with-zeros, green for physically smaller; lighter
+    for their compressed/ONNX forms."""
+    family = next((k for k in VARIANT_COLOURS if label.startswith(k)), None)
+    colour = VARIANT_COLOURS.get(family, "#CC79A7")
+    return colour + ("99" if "," in label else "")
 
 
 def mask_heatmap(mask: np.ndarray, layer: str) -> go.Figure:
@@ -259,10 +275,11 @@ def bar_comparison(
     y_title: str,
     fmt: str = "{:,.0f}",
     x_title: str = "model variant",
+    colours: Sequence[str] | None = None,
 ) -> go.Figure:
     """A plain labelled bar chart comparing a few variants (dense, masked, shrunk)."""
     base = ["#777777", PRUNED_COLOUR, "#009E73", "#CC79A7", "#E69F00", "#56B4E9"]
-    colours = [base[i % len(base)] for i in range(len(labels))]
+    colours = list(colours) if colours is not None else [base[i % len(base)] for i in range(len(labels))]
     fig = go.Figure(
         go.Bar(
             x=list(labels),

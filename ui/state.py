@@ -217,3 +217,20 @@ def pick_method_and_sparsity(
     set_page_param(f"{url_prefix}m", method, default_method)
     set_page_param(f"{url_prefix}s", f"{sparsity:g}", "")
     return method, fixed if fixed is not None else sparsity
+
+
+def require_router() -> None:
+    """Run the app's router if a page was started without it, then stop.
+
+    Streamlit treats a folder named ``pages`` as an old-style multipage app until some session
+    has called ``st.navigation``: a deep link (``/layers?...``) as the very first request to a fresh
+    server would run the page alone, without the sidebar and config. Running ``app.py`` here
+    calls ``st.navigation``, which switches the server to the router and runs this page properly.
+    """
+    if "explorer" in st.session_state:
+        return
+    import runpy
+    from pathlib import Path
+
+    runpy.run_path(str(Path(__file__).resolve().parents[1] / "app.py"), run_name="__main__")
+    st.stop()

@@ -114,6 +114,18 @@ def assert_no_exception(page) -> None:
     assert page.locator(ERROR).count() == 0, page.locator(ERROR).first.text_content()
 
 
+def test_a_deep_link_is_the_first_request_to_a_fresh_server(server, browser):
+    """Streamlit runs a `pages/` folder old-style until a session calls st.navigation; a shared
+    link to a page must still open with the router, sidebar and config."""
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.goto(f"{server}/layers?model=moons-mlp&n=4&methods=magnitude")
+    wait_for_title(page, "Weight histograms")
+    assert_no_exception(page)
+    sidebar = page.locator('[data-testid="stSidebar"]')
+    assert sidebar.get_by_text("Over-parameterised 2-256-256-2 MLP", exact=False).count() == 1, "the linked model"
+    page.close()
+
+
 def test_explore_change_visit_every_page_and_share(server, browser):
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
     start = time.perf_counter()
@@ -146,7 +158,11 @@ def test_explore_change_visit_every_page_and_share(server, browser):
     assert_no_exception(page)
 
     # Visit every page from the navigation.
-    for label, expected in (("Layers", "Weight histograms"), ("Size & speed", "Parameters that must be stored")):
+    for label, expected in (
+        ("Layers", "Weight histograms"),
+        ("Export", "Size of each file"),
+        ("Size & speed", "Parameters that must be stored"),
+    ):
         page.locator('[data-testid="stSidebarNav"]').get_by_text(label, exact=True).click()
         wait_for_title(page, expected)
         assert_no_exception(page)
