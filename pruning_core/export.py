@@ -23,6 +23,7 @@ from torch import nn
 import sample_models
 from pruning_core.masks import apply_masks, compute_masks
 from pruning_core.recipe import Recipe, provenance
+from pruning_core.schedules import run_schedule
 from pruning_core.shrink import shrink
 from pruning_core.sweep import sweep
 
@@ -42,7 +43,8 @@ RECORDED_METRICS = (
 
 
 def measure(recipe: Recipe) -> dict[str, Any]:
-    """The sweep row of exactly this recipe: accuracy, sparsity, sizes, multiply-adds."""
+    """The sweep row of exactly this recipe (schedule and fine-tuning included): accuracy,
+    sparsity, sizes, multiply-adds."""
     sample = sample_models.load_sample(recipe.model)
     table = sweep(
         sample.model,
@@ -52,6 +54,8 @@ def measure(recipe: Recipe) -> dict[str, Any]:
         scope=recipe.scope,
         exclude=recipe.exclude,
         seed=recipe.seed,
+        schedule=recipe.schedule_object if recipe.trains else None,
+        init_state=sample_models.initial_state(recipe.model),
     )
     row = table.iloc[0]
     return {name: row[name].item() if hasattr(row[name], "item") else row[name] for name in RECORDED_METRICS}
@@ -65,8 +69,10 @@ def make_recipe(
     exclude: tuple[str, ...] | list[str] = (),
     seed: int = 0,
     metrics: dict[str, Any] | None = None,
+    schedule=None,
 ) -> Recipe:
-    """A recipe for this choice with provenance; the metrics are measured unless given."""
+    """A recipe for this choice (a ``Schedule`` optional) with provenance; the metrics are
+    measured unless given."""
     from pruning_core.methods import get_method
 
     method_obj = get_method(method)
@@ -81,6 +87,8 @@ def make_recipe(
         layer_sparsities=dict(sparsity) if per_layer else None,
         exclude=tuple(exclude),
         seed=int(seed),
+        schedule=None if schedule is None else {k: v for k, v in schedule.to_dict().items() if k != "finetune"},
+        finetune=None if schedule is None or schedule.finetune is None else schedule.finetune.to_dict(),
     )
     if metrics is None:
         metrics = measure(recipe)
@@ -105,19 +113,33 @@ class AppliedRecipe:
 def apply_recipe(recipe: Recipe) -> AppliedRecipe:
     """Prune the recipe's sample model as it says, measure it, and shrink it when structured."""
     sample = sample_models.load_sample(recipe.model)
-    masks = compute_masks(
-        sample.model, recipe.method, recipe.scope, recipe.sparsity_argument, exclude=recipe.exclude, seed=recipe.seed
-    )
+    if recipe.trains:
+        result = run_schedule(
+            sample.model, sample.data.X_train, sample.data.y_train, recipe.method, recipe.scope,
+            recipe.sparsity_argument, recipe.schedule_object, exclude=recipe.exclude, seed=recipe.seed,
+            init_state=sample_models.initial_state(recipe.model),
+        )  # fmt: skip
+        pruned, masks = result.model, result.masks
+    else:
+        masks = compute_masks(
+            sample.model,
+            recipe.method,
+            recipe.scope,
+            recipe.sparsity_argument,
+            exclude=recipe.exclude,
+            seed=recipe.seed,
+        )
+        pruned = apply_masks(sample.model, masks).eval()
     applied = AppliedRecipe(
         recipe=recipe,
-        model=apply_masks(sample.model, masks).eval(),
+        model=pruned,
         masks=masks,
         metrics=measure(recipe),
         example_input=sample.data.X_test,
     )
     if recipe.granularity == "structured":
         try:
-            applied.shrunk = shrink(sample.model, masks)
+            applied.shrunk = shrink(pruned, masks)
         except ValueError as exc:
             applied.notes.append(f"not shrunk physically: {exc}")
     return applied

@@ -53,6 +53,20 @@ class Recipe:
         return get_method(self.method).granularity
 
     @property
+    def schedule_object(self):
+        """The recipe's schedule and fine-tuning as a ``Schedule`` (one-shot without training if unset)."""
+        from pruning_core.finetune import FineTuneConfig
+        from pruning_core.schedules import Schedule
+
+        finetune = FineTuneConfig(**self.finetune) if self.finetune else None
+        return Schedule(**{**(self.schedule or {}), "finetune": finetune})
+
+    @property
+    def trains(self) -> bool:
+        """True when reproducing the recipe involves training (fine-tuning or a multi-step schedule)."""
+        return self.schedule_object.finetune_epochs > 0
+
+    @property
     def sparsity_argument(self) -> float | dict[str, float]:
         """What ``compute_masks`` takes as ``sparsity`` for this recipe."""
         return dict(self.layer_sparsities) if self.scope == "per-layer" else self.sparsity
@@ -289,6 +303,7 @@ def from_dict(data: Any) -> Recipe:
         value = data.get(key)
         if value is not None and not isinstance(value, dict):
             problems.append(f"'{key}' must be a mapping or null, not {value!r}")
+    problems += _schedule_problems(data.get("schedule"), data.get("finetune"))
     provenance_section = data.get("provenance", {})
     if provenance_section is None:
         provenance_section = {}
@@ -306,6 +321,38 @@ def from_dict(data: Any) -> Recipe:
         provenance=provenance_section,
         **fields,
     )
+
+
+_SCHEDULE_KEYS = {"kind", "rounds", "initial_sparsity", "pruning_steps", "rewind_iteration"}
+_FINETUNE_KEYS = {"epochs", "lr", "optimizer", "batch_size", "momentum", "weight_decay", "seed"}
+
+
+def _schedule_problems(schedule: Any, finetune: Any) -> list[str]:
+    """What is wrong with a recipe's schedule and fine-tuning sections (nothing when both are null)."""
+    from pruning_core.finetune import FineTuneConfig
+    from pruning_core.schedules import Schedule
+
+    problems = []
+    if isinstance(schedule, dict):
+        unknown = sorted(set(map(str, schedule)) - _SCHEDULE_KEYS)
+        if unknown:
+            problems.append(
+                f"unknown key(s) in 'schedule': {', '.join(unknown)}; valid: {', '.join(sorted(_SCHEDULE_KEYS))}"
+            )
+    if isinstance(finetune, dict):
+        unknown = sorted(set(map(str, finetune)) - _FINETUNE_KEYS)
+        if unknown:
+            problems.append(
+                f"unknown key(s) in 'finetune': {', '.join(unknown)}; valid: {', '.join(sorted(_FINETUNE_KEYS))}"
+            )
+    if problems or not isinstance(schedule or {}, dict) or not isinstance(finetune or {}, dict):
+        return problems
+    try:
+        ft = FineTuneConfig(**finetune) if finetune else None
+        Schedule(**{**(schedule or {}), "finetune": ft})
+    except (TypeError, ValueError) as exc:
+        problems.append(f"schedule/finetune: {exc}")
+    return problems
 
 
 def loads(text: str | bytes, fmt: str | None = None) -> Recipe:

@@ -7,18 +7,23 @@ costs one pass over the pruned weights plus the evaluation, instead of a deepcop
 
 from __future__ import annotations
 
+import concurrent.futures
 import copy
+import functools
 import math
+import multiprocessing
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
 import pandas as pd
 import torch
 from torch import nn
 
+from pruning_core.finetune import Stopped
 from pruning_core.masks import MaskPlan, Sparsity, check_scope, check_sparsity
 from pruning_core.methods import get_method
 from pruning_core.metrics import ModelProfile, evaluate, nonzero_counts, size_metrics
+from pruning_core.schedules import Schedule, run_schedule
 
 Progress = Callable[[float, str], None]
 
@@ -42,6 +47,10 @@ COLUMNS = [
     "dense_macs",
     "effective_macs",
     "theoretical_speedup",
+    "schedule",
+    "finetune_epochs",
+    "train_accuracy",
+    "noisy_accuracy",
     "seed",
     "seconds",
 ]
@@ -74,12 +83,26 @@ def sweep(
     progress: Progress | None = None,
     batch_size: int = 512,
     calibration_samples: int = 256,
+    schedule: Schedule | None = None,
+    generalisation: bool = True,
+    noise_std: float | None = None,
+    workers: int = 1,
+    init_state: Mapping[str, torch.Tensor] | None = None,
+    reinit: Callable[[int], Mapping[str, torch.Tensor]] | None = None,
+    should_stop: Callable[[], bool] | None = None,
 ) -> pd.DataFrame:
     """Prune ``model`` with each method at each sparsity and evaluate on the test split.
 
-    Returns one row per (method, scope, target sparsity) with the columns in ``COLUMNS``. A
-    fixed-pattern method (N:M) gives one row at its own sparsity. ``progress(fraction, message)`` is
-    called after every row. The caller's model is not modified.
+    Returns one row per (method, scope, target sparsity, schedule) with the columns in
+    ``COLUMNS``. A fixed-pattern method (N:M) gives one row at its own sparsity.
+    ``progress(fraction, message)`` is called after every row. The caller's model is not modified.
+
+    With a ``schedule`` that trains (fine-tuning, iterative, gradual, lottery), each level is pruned
+    and trained on the train split only; ``workers`` > 1 runs levels in that many processes.
+    The lottery schedule needs ``init_state`` and adds a "lottery-reinit" control row per level
+    when ``reinit(seed)`` is given. ``generalisation`` adds train accuracy and accuracy on test
+    inputs with Gaussian noise (``noise_std``, default 0.2 x the train inputs' std; fixed seed).
+    ``should_stop()`` is polled during training; when it returns True the rows so far are returned.
     """
     check_scope(scope)
     resolved = [get_method(m) for m in methods]
@@ -93,10 +116,23 @@ def sweep(
     X_calib = X_train[:calibration_samples] if X_train is not None else None
     y_calib = y_train[:calibration_samples] if y_train is not None else None
 
+    profile = ModelProfile.of(model, X_test)
+    noisy = _noisy(X_test, X_train, noise_std) if generalisation else None
+    measure = functools.partial(
+        _measure, X_test=X_test, y_test=y_test, X_train=X_train if generalisation else None,
+        y_train=y_train, noisy=noisy, batch_size=batch_size,
+    )  # fmt: skip
+    if schedule is not None and (schedule.kind != "oneshot" or schedule.finetune_epochs > 0):
+        if X_train is None:
+            raise ValueError("a schedule that trains needs train data: pass a DataSplit or a 4-tuple")
+        return _scheduled_sweep(
+            model, X_train, y_train, resolved, levels, scope, exclude, seed, schedule, profile, measure,
+            progress, workers, init_state, reinit, should_stop,
+        )  # fmt: skip
+
     working = copy.deepcopy(model).eval()
     originals = {n: p.detach() for n, p in model.named_parameters()}
     working_params = dict(working.named_parameters())
-    profile = ModelProfile.of(model, X_test)
 
     plans = [(m, m.fixed_sparsity) for m in resolved]
     total_rows = sum(1 if fixed is not None else len(levels) for _, fixed in plans)
@@ -117,7 +153,7 @@ def sweep(
             with torch.no_grad():
                 for p_name, mask in masks.items():
                     torch.mul(originals[p_name], mask, out=working_params[p_name])
-            metrics = evaluate(working, X_test, y_test, batch_size=batch_size)
+            metrics = measure(working)
             sizes = size_metrics(profile, _nonzero_after(masks, pruned, profile, working_params))
             seconds = time.perf_counter() - t0 + prep_seconds / len(method_levels)
             target = level if not isinstance(level, dict) else _mean_target(level, profile)
@@ -128,6 +164,8 @@ def sweep(
                 "target_sparsity": float(target),
                 **sizes,
                 **metrics,
+                "schedule": "oneshot",
+                "finetune_epochs": 0,
                 "seed": seed,
                 "seconds": seconds,
             }
@@ -137,6 +175,109 @@ def sweep(
             if progress is not None:
                 progress(done / total_rows, f"{method.label} at {float(target):.0%} sparsity")
     return pd.DataFrame(columns)
+
+
+def _noisy(X_test: torch.Tensor, X_train: torch.Tensor | None, noise_std: float | None) -> torch.Tensor:
+    """Test inputs plus fixed Gaussian noise, to show robustness to variation in the data."""
+    reference = X_train if X_train is not None else X_test
+    std = float(reference.std()) * 0.2 if noise_std is None else float(noise_std)
+    generator = torch.Generator().manual_seed(1234)
+    return X_test + std * torch.randn(X_test.shape, generator=generator)
+
+
+def _measure(model, X_test, y_test, X_train, y_train, noisy, batch_size) -> dict[str, float]:
+    metrics = evaluate(model, X_test, y_test, batch_size=batch_size)
+    metrics["train_accuracy"] = (
+        evaluate(model, X_train, y_train, batch_size=batch_size)["accuracy"] if X_train is not None else float("nan")
+    )
+    metrics["noisy_accuracy"] = (
+        evaluate(model, noisy, y_test, batch_size=batch_size)["accuracy"] if noisy is not None else float("nan")
+    )
+    return metrics
+
+
+def _schedule_level(
+    model, X_train, y_train, method, scope, level, exclude, seed, schedule, init_state, reinit, threads
+):
+    """One level of a scheduled sweep; runs in a worker process when the sweep is parallel."""
+    if threads:
+        torch.set_num_threads(threads)
+    start = time.perf_counter()
+    result = run_schedule(
+        model, X_train, y_train, method, scope, level, schedule, exclude=exclude, seed=seed,
+        init_state=init_state, reinit=reinit,
+    )  # fmt: skip
+    return result.model, result.masks, result.control, time.perf_counter() - start
+
+
+def _scheduled_sweep(
+    model, X_train, y_train, resolved, levels, scope, exclude, seed, schedule, profile, measure,
+    progress, workers, init_state, reinit, should_stop,
+) -> pd.DataFrame:  # fmt: skip
+    jobs = []
+    for method in resolved:
+        method_scope = scope if scope in method.scopes else method.scopes[0]
+        for level in [method.fixed_sparsity] if method.fixed_sparsity is not None else levels:
+            jobs.append((method, method_scope, level))
+    rows: list[dict] = []
+    start = time.perf_counter()
+
+    def add_rows(job, outcome) -> None:
+        method, method_scope, level = job
+        trained, masks, control, seconds = outcome
+        target = level if not isinstance(level, dict) else _mean_target(level, profile)
+        for kind, trained_model in ((schedule.kind, trained), ("lottery-reinit", control)):
+            if trained_model is None:
+                continue
+            params = dict(trained_model.named_parameters())
+            rows.append(
+                {
+                    "method": method.name,
+                    "granularity": method.granularity,
+                    "scope": method_scope,
+                    "target_sparsity": float(target),
+                    **size_metrics(profile, nonzero_counts({n: params[n] for n in masks})),
+                    **measure(trained_model),
+                    "schedule": kind,
+                    "finetune_epochs": schedule.finetune_epochs,
+                    "seed": seed,
+                    "seconds": seconds,
+                }
+            )
+        if progress is not None:
+            done = len({(r["method"], r["target_sparsity"]) for r in rows})
+            elapsed = time.perf_counter() - start
+            left = elapsed / done * (len(jobs) - done)
+            progress(
+                done / len(jobs), f"{method.label} at {float(target):.0%}: {schedule.label}; about {left:.0f} s left"
+            )
+
+    args = [
+        (model, X_train, y_train, m.name, sc, lv, exclude, seed, schedule, init_state, reinit) for m, sc, lv in jobs
+    ]
+    if workers > 1 and len(jobs) > 1:
+        context = multiprocessing.get_context("fork")
+        with concurrent.futures.ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+            futures = {pool.submit(_schedule_level, *a, 1): job for a, job in zip(args, jobs)}
+            try:
+                for future in concurrent.futures.as_completed(futures):
+                    add_rows(futures[future], future.result())
+                    if should_stop is not None and should_stop():
+                        raise Stopped()
+            except Stopped:
+                for future in futures:
+                    future.cancel()
+    else:
+        try:
+            for a, job in zip(args, jobs):
+                if should_stop is not None and should_stop():
+                    break
+                add_rows(job, _schedule_level(*a, 0))
+        except Stopped:
+            pass
+    order = {m.name: i for i, m in enumerate(resolved)}
+    rows.sort(key=lambda r: (order[r["method"]], r["schedule"] != schedule.kind, r["target_sparsity"]))
+    return pd.DataFrame(rows, columns=COLUMNS)
 
 
 def _nonzero_after(masks, pruned, profile: ModelProfile, working_params) -> dict[str, int]:

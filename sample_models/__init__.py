@@ -22,7 +22,7 @@ from torch import nn
 from sample_models import architectures, datasets
 from sample_models.datasets import DataSplit
 
-__all__ = ["SampleSpec", "Sample", "DataSplit", "available", "get_spec", "load_sample", "WEIGHTS_DIR"]
+__all__ = ["SampleSpec", "Sample", "DataSplit", "available", "get_spec", "initial_state", "load_sample", "WEIGHTS_DIR"]
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 
@@ -156,6 +156,16 @@ def _state_dict(name: str) -> dict[str, torch.Tensor]:
 def recorded_info(name: str) -> dict:
     """The training record shipped next to the weights (test accuracy, epochs, ...)."""
     return json.loads(get_spec(name).info_path.read_text())
+
+
+def initial_state(name: str, seed: int | None = None) -> dict[str, torch.Tensor]:
+    """The weights a sample starts training from: its architecture initialised under its training
+    seed (the shipped weights were trained from exactly these), or under ``seed`` for a fresh draw.
+    The global random state is left as it was."""
+    spec = get_spec(name)
+    with torch.random.fork_rng():
+        torch.manual_seed(spec.training.seed if seed is None else seed)
+        return spec.build().state_dict()
 
 
 def load_sample(name: str) -> Sample:

@@ -1,0 +1,117 @@
+"""Masked fine-tuning: train a pruned model on the train split with pruned weights held at zero.
+
+Gradients of pruned weights are masked before each step and the masks are re-applied after it
+(optimisers with momentum or weight decay would otherwise move a zero). Shuffling is seeded, so a
+run is deterministic on a given machine. Only the train tensors are ever passed in here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+
+OPTIMIZERS = ("adam", "sgd")
+
+
+@dataclass(frozen=True)
+class FineTuneConfig:
+    """How to retrain after (or between) pruning steps."""
+
+    epochs: int = 1
+    lr: float = 1e-3
+    optimizer: str = "adam"
+    batch_size: int = 64
+    momentum: float = 0.9  # sgd only
+    weight_decay: float = 0.0
+    seed: int = 0
+
+    def __post_init__(self):
+        problems = []
+        if not isinstance(self.epochs, int) or self.epochs < 0:
+            problems.append(f"epochs must be a non-negative integer, not {self.epochs!r}")
+        if not (isinstance(self.lr, int | float) and 0 < self.lr <= 10):
+            problems.append(f"lr must be a number in (0, 10], not {self.lr!r}")
+        if self.optimizer not in OPTIMIZERS:
+            problems.append(f"optimizer {self.optimizer!r} is unknown; valid: {', '.join(OPTIMIZERS)}")
+        if not isinstance(self.batch_size, int) or self.batch_size < 1:
+            problems.append(f"batch_size must be a positive integer, not {self.batch_size!r}")
+        if problems:
+            raise ValueError("; ".join(problems))
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class Stopped(Exception):
+    """Raised inside a long run when the caller's ``should_stop()`` says so."""
+
+
+def make_optimizer(model: nn.Module, config: FineTuneConfig) -> torch.optim.Optimizer:
+    if config.optimizer == "sgd":
+        return torch.optim.SGD(
+            model.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
+        )
+    return torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+
+
+def masked_steps(
+    model: nn.Module,
+    masks: Mapping[str, torch.Tensor],
+    X_train: torch.Tensor,
+    y_train: torch.Tensor,
+    config: FineTuneConfig,
+    on_step: Callable[[int], Mapping[str, torch.Tensor] | None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    optimizer: torch.optim.Optimizer | None = None,
+) -> nn.Module:
+    """Train ``model`` in place for ``config.epochs`` epochs, pruned weights held at zero.
+
+    ``on_step(step)`` is called before every optimiser step and may return new masks (gradual
+    pruning raises the sparsity during training); they are applied at once and used from then on.
+    """
+    params = dict(model.named_parameters())
+    unknown = set(masks) - set(params)
+    if unknown:
+        raise ValueError(f"masks name parameters the model lacks: {', '.join(sorted(unknown))}")
+    masks = dict(masks)
+    optimizer = optimizer or make_optimizer(model, config)
+    generator = torch.Generator().manual_seed(config.seed)
+    loss_fn = nn.CrossEntropyLoss()
+    _apply(params, masks)
+    model.train()
+    step = 0
+    for _ in range(config.epochs):
+        order = torch.randperm(len(X_train), generator=generator)
+        for start in range(0, len(X_train), config.batch_size):
+            if should_stop is not None and should_stop():
+                model.eval()
+                raise Stopped()
+            if on_step is not None:
+                new_masks = on_step(step)
+                if new_masks is not None:
+                    masks = dict(new_masks)
+                    _apply(params, masks)
+            idx = order[start : start + config.batch_size]
+            optimizer.zero_grad(set_to_none=True)
+            loss_fn(model(X_train[idx]), y_train[idx]).backward()
+            with torch.no_grad():
+                for name, mask in masks.items():
+                    if params[name].grad is not None:
+                        params[name].grad.mul_(mask)
+            optimizer.step()
+            _apply(params, masks)
+            step += 1
+    return model.eval()
+
+
+def _apply(params: Mapping[str, nn.Parameter], masks: Mapping[str, torch.Tensor]) -> None:
+    with torch.no_grad():
+        for name, mask in masks.items():
+            params[name].mul_(mask)
+
+
+def steps_per_epoch(n_train: int, batch_size: int) -> int:
+    return -(-n_train // batch_size)
