@@ -10,7 +10,15 @@ Nothing here modifies the caller's model.
 """
 
 from pruning_core.graph import GraphError, trace_links
-from pruning_core.masks import SCOPES, MaskPlan, apply_masks, check_sparsity, compute_masks, mask_sparsity
+from pruning_core.masks import (
+    SCOPES,
+    MaskPlan,
+    apply_masks,
+    check_sparsity,
+    compute_masks,
+    erk_sparsities,
+    mask_sparsity,
+)
 from pruning_core.methods import METHODS, PruningMethod, ScoringContext, get_method, method_names, register
 from pruning_core.metrics import ModelProfile, evaluate, size_metrics
 from pruning_core.shrink import ShrinkReport, count_params, measure_latency_ms, shrink, shrink_report
@@ -34,6 +42,7 @@ __all__ = [
     "check_sparsity",
     "compute_masks",
     "count_params",
+    "erk_sparsities",
     "evaluate",
     "find_targets",
     "get_method",

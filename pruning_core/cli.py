@@ -7,6 +7,7 @@ value and the valid choices, and exit status 2; never a traceback.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
 from pathlib import Path
@@ -110,7 +111,12 @@ def cmd_sweep(args) -> int:
         exclude = parse_list(args.exclude, "layer") if args.exclude else []
     sample = sample_models.load_sample(args.model)
     try:
-        table = sweep(sample.model, sample.data, methods, sparsities, scope=args.scope, exclude=exclude, seed=args.seed)
+        schedule = schedule_from_args(args, recipe.schedule_object if args.recipe and recipe.trains else None)
+        table = sweep(
+            sample.model, sample.data, methods, sparsities, scope=args.scope, exclude=exclude, seed=args.seed,
+            schedule=schedule, workers=args.workers, init_state=sample_models.initial_state(args.model),
+            reinit=functools.partial(sample_models.initial_state, args.model),
+        )  # fmt: skip
     except ValueError as exc:  # e.g. an excluded layer the model lacks
         raise UsageError(str(exc)) from None
     table.insert(0, "model", args.model)
@@ -118,6 +124,67 @@ def cmd_sweep(args) -> int:
         text = json.dumps(table.to_dict(orient="records"), indent=2) + "\n"
     else:
         text = table.to_csv(index=False)
+    write_text(text, args.output)
+    return 0
+
+
+def schedule_from_args(args, base=None):
+    """The Schedule the --schedule/--finetune-epochs/--lr/--rounds flags describe (over ``base``),
+    or None for one-shot pruning without training."""
+    from pruning_core.finetune import FineTuneConfig
+    from pruning_core.schedules import SCHEDULES, Schedule
+
+    given = {
+        k: getattr(args, k) for k in ("schedule", "finetune_epochs", "lr", "rounds") if getattr(args, k) is not None
+    }
+    if not given:
+        return base
+    kind = given.get("schedule", base.kind if base else "oneshot")
+    if kind not in SCHEDULES:
+        raise UsageError(f"unknown schedule {kind!r}; valid schedules: {', '.join(SCHEDULES)}")
+    base_ft = base.finetune if base and base.finetune else FineTuneConfig(epochs=0)
+    epochs = given.get("finetune_epochs", base_ft.epochs if base_ft.epochs else (0 if kind == "oneshot" else 2))
+    try:
+        finetune = FineTuneConfig(**{**base_ft.to_dict(), "epochs": epochs, "lr": given.get("lr", base_ft.lr)})
+        schedule = Schedule(
+            kind=kind, finetune=finetune if epochs else None, rounds=given.get("rounds", base.rounds if base else 3)
+        )
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    return schedule if schedule.finetune_epochs or kind != "oneshot" else None
+
+
+def cmd_sensitivity(args) -> int:
+    from pruning_core.sensitivity import layer_sensitivity, propose
+
+    check_model(args.model)
+    (method,) = parse_methods(args.method)
+    sparsities = parse_sparsities(args.sparsities)
+    exclude = parse_list(args.exclude, "layer") if args.exclude else []
+    sample = sample_models.load_sample(args.model)
+    try:
+        table = layer_sensitivity(sample.model, sample.data, method, sparsities, exclude=exclude, seed=args.seed)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    table.insert(0, "model", args.model)
+    if args.format == "json":
+        text = json.dumps(table.to_dict(orient="records"), indent=2) + "\n"
+    elif args.format == "csv":
+        text = table.to_csv(index=False)
+    else:
+        wide = table.pivot(index="layer", columns="sparsity", values="accuracy_drop")
+        wide = wide.reindex(table["layer"].unique())
+        wide.columns = [f"{c:.0%}" for c in wide.columns]
+        text = f"Accuracy drop (points) with one layer pruned alone by {method}, {args.model}:\n"
+        text += (wide * 100).round(2).to_string() + "\n"
+    if args.target is not None:
+        (target,) = parse_sparsities(args.target, "--target")
+        proposal = propose(sample.model, sample.data, table, target, args.budget / 100, method, exclude, args.seed)
+        per_layer = ", ".join(f"{k}={v:g}" for k, v in proposal.layer_sparsities.items())
+        text += (
+            f"Proposal for {target:.0%} within {args.budget:g} points: {per_layer}; overall {proposal.overall_sparsity:.1%}"
+            f" ({'meets' if proposal.meets_target else 'below'} the target), measured drop {proposal.measured_drop * 100:.2f} points\n"
+        )
     write_text(text, args.output)
     return 0
 
@@ -162,6 +229,15 @@ def cmd_apply(args) -> int:
     from pruning_core.export import apply_recipe, write_outputs
 
     recipe = read_recipe(args.recipe)
+    schedule = schedule_from_args(args, recipe.schedule_object if recipe.trains else None)
+    if schedule is not None:
+        from dataclasses import replace
+
+        recipe = replace(
+            recipe,
+            schedule={k: v for k, v in schedule.to_dict().items() if k != "finetune"},
+            finetune=schedule.finetune.to_dict() if schedule.finetune else None,
+        )
     try:
         report = write_outputs(apply_recipe(recipe), args.out)
     except OSError as exc:
@@ -186,6 +262,15 @@ def cmd_script(args) -> int:
     return 0
 
 
+def _schedule_flags(p: argparse.ArgumentParser) -> None:
+    from pruning_core.schedules import SCHEDULES
+
+    p.add_argument("--schedule", choices=list(SCHEDULES), help="pruning schedule (default: one-shot)")
+    p.add_argument("--finetune-epochs", type=int, help="epochs of masked fine-tuning (per round for iterative/lottery)")
+    p.add_argument("--lr", type=float, help="fine-tuning learning rate (default 0.001)")
+    p.add_argument("--rounds", type=int, help="rounds for iterative and lottery schedules (default 3)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="python -m pruning_core", description="PruneLab's pruning engine.")
     sub = parser.add_subparsers(dest="command", parser_class=_Parser)
@@ -202,6 +287,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="seed of random methods")
     p.add_argument("--format", default="csv", choices=["csv", "json"])
     p.add_argument("--output", help="write to this file instead of standard output")
+    _schedule_flags(p)
+    p.add_argument("--workers", type=int, default=1, help="processes for sweeps that train (levels in parallel)")
     p.set_defaults(run=cmd_sweep)
 
     p = sub.add_parser("recipe", help="print the recipe (YAML or JSON) for one pruning choice")
@@ -218,7 +305,20 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("apply", help="apply a recipe: write pruned weights, report.json and (structured) ONNX")
     p.add_argument("recipe", help="recipe file (.yaml or .json)")
     p.add_argument("--out", required=True, help="output directory")
+    _schedule_flags(p)
     p.set_defaults(run=cmd_apply)
+
+    p = sub.add_parser("sensitivity", help="per-layer sensitivity table, and a per-layer proposal")
+    p.add_argument("--model", required=True, help=f"sample model: {', '.join(sample_models.available())}")
+    p.add_argument("--method", default="magnitude", help=f"one of: {', '.join(METHODS)}")
+    p.add_argument("--sparsities", default="0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9,0.95")
+    p.add_argument("--exclude", default="", help="comma-separated layers to leave out")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--target", help="overall sparsity to propose per-layer sparsities for, e.g. 0.8")
+    p.add_argument("--budget", type=float, default=1.0, help="accuracy drop allowed, in points (default 1)")
+    p.add_argument("--format", default="table", choices=["table", "csv", "json"])
+    p.add_argument("--output", help="write to this file instead of standard output")
+    p.set_defaults(run=cmd_sensitivity)
 
     p = sub.add_parser("script", help="print a standalone torch.nn.utils.prune script for a recipe")
     p.add_argument("recipe", help="recipe file (.yaml or .json)")

@@ -8,6 +8,7 @@ the BatchNorm that follows them, so the masked model computes what the smaller m
 from __future__ import annotations
 
 import copy
+import math
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -15,13 +16,15 @@ import torch
 from torch import nn
 
 from pruning_core import graph, selection
-from pruning_core.methods import PruningMethod, ScoringContext, StructuredNorm, get_method
+from pruning_core.methods import PruningMethod, ScoringContext, get_method
 from pruning_core.targets import Target, find_targets
 
 SCOPES = {
     "global": "One ranking across all layers: layers with many unimportant weights lose more.",
     "layerwise": "The same sparsity in every layer.",
     "per-layer": "An explicit sparsity for each layer (layers not listed stay dense).",
+    "erk": "Erdős-Rényi-Kernel allocation (Evci et al. 2020): small layers keep more, "
+    "each layer's density proportional to sum(dims)/prod(dims) of its weight.",
 }
 
 Sparsity = float | Mapping[str, float]
@@ -59,6 +62,41 @@ def per_layer_sparsities(targets: Sequence[Target], sparsity: Mapping[str, float
     return [by_layer.get(t.layer, 0.0) for t in targets]
 
 
+def erk_sparsities(
+    targets_or_shapes: Sequence[Target] | Mapping[str, Sequence[int]], sparsity: float
+) -> dict[str, float]:
+    """Per-layer sparsities of the Erdős-Rényi-Kernel allocation (Evci et al. 2020).
+
+    Each layer's density is proportional to ``sum(dims) / prod(dims)`` of its weight tensor, scaled
+    so that ``(1 - sparsity)`` of all the weights are kept. A layer whose density would exceed 1
+    stays dense, and the scale is solved again over the others until no density exceeds 1.
+    Takes targets or a mapping of layer name to weight shape; returns layer name -> sparsity.
+    """
+    s = check_sparsity(sparsity)
+    if isinstance(targets_or_shapes, Mapping):
+        shapes = {layer: tuple(int(d) for d in shape) for layer, shape in targets_or_shapes.items()}
+    else:
+        shapes = {t.layer: tuple(t.weight.shape) for t in targets_or_shapes}
+    sizes = {layer: math.prod(shape) for layer, shape in shapes.items()}
+    if any(n == 0 for n in sizes.values()):
+        raise ValueError("ERK needs weights with at least one element in every layer")
+    raw = {layer: sum(shape) / sizes[layer] for layer, shape in shapes.items()}
+    budget = (1 - s) * sum(sizes.values())
+    dense: set[str] = set()
+    scale = 0.0
+    while True:
+        rest = [layer for layer in shapes if layer not in dense]
+        if not rest:
+            break
+        kept_elsewhere = sum(sizes[layer] for layer in dense)
+        scale = (budget - kept_elsewhere) / sum(raw[layer] * sizes[layer] for layer in rest)
+        saturated = {layer for layer in rest if scale * raw[layer] > 1}
+        if not saturated:
+            break
+        dense |= saturated
+    return {layer: 0.0 if layer in dense else min(1.0, max(0.0, 1 - scale * raw[layer])) for layer in shapes}
+
+
 def _n_to_prune(sparsity: float, n: int) -> int:
     # torch.nn.utils.prune prunes round(amount * n) (Python's round: half to even); so do we.
     return round(sparsity * n)
@@ -78,6 +116,7 @@ class MaskPlan:
     scored: list[Target]  # targets the method may prune (structured: not the output layer)
     scores: list[torch.Tensor]
     links: dict[str, list[str]]  # layer -> parameter names pruned with its neurons (structured)
+    context: ScoringContext | None = None  # what the method saw; its ``masks`` hook sees it again
 
     @classmethod
     def build(
@@ -109,7 +148,7 @@ class MaskPlan:
                 raise ValueError(
                     f"{method.name} scored {t.layer} with shape {tuple(s.shape)}, expected {tuple(expected)}"
                 )
-        return cls(model, method, targets, scored, scores, links)
+        return cls(model, method, targets, scored, scores, links, context)
 
     @property
     def granularity(self) -> str:
@@ -143,17 +182,23 @@ class MaskPlan:
                 yield self._with_unscored(self._structured_masks(fractions, scope)), None
             return
         names = [t.param_name for t in self.scored]
-        if scope == "global":
-            total = sum(s.numel() for s in self.scores)
-            ks = [_n_to_prune(fractions, total) for fractions in per_level]
-            for threshold in selection.thresholds(self.scores, ks):
+        global_thresholds = None
+        for i, fractions in enumerate(per_level):
+            own = self._method_masks(fractions, scope)
+            if own is not None:
+                yield self._with_unscored(dict(zip(names, own))), {n: int((~m).sum()) for n, m in zip(names, own)}
+                continue
+            if scope == "global":
+                if global_thresholds is None:  # one ranking for every level
+                    total = sum(s.numel() for s in self.scores)
+                    global_thresholds = selection.thresholds(self.scores, [_n_to_prune(f, total) for f in per_level])
+                threshold = global_thresholds[i]
                 kept = selection.kept_masks(self.scores, threshold)
                 yield (
                     self._with_unscored(dict(zip(names, kept))),
                     dict(zip(names, threshold.pruned_per_tensor)),
                 )
-            return
-        for fractions in per_level:
+                continue
             masks, counts = {}, {}
             for name, s, f in zip(names, self.scores, fractions):
                 (threshold,) = selection.thresholds([s], [_n_to_prune(f, s.numel())])
@@ -161,7 +206,24 @@ class MaskPlan:
                 counts[name] = threshold.k
             yield self._with_unscored(masks), counts
 
+    def _method_masks(self, fractions, scope: str) -> list[torch.Tensor] | None:
+        """The method's own masks for one level (iterative or row-wise criteria), checked, else None."""
+        context = self.context or ScoringContext(model=self.model)
+        own = self.method.masks(self.scored, context, fractions, scope, self.scores)
+        if own is None:
+            return None
+        if len(own) != len(self.scored):
+            raise ValueError(f"{self.method.name} returned {len(own)} masks for {len(self.scored)} layers")
+        for t, mask in zip(self.scored, own):
+            if mask.dtype != torch.bool or tuple(mask.shape) != tuple(t.weight.shape):
+                raise ValueError(
+                    f"{self.method.name} returned a {mask.dtype} mask of shape {tuple(mask.shape)} for {t.layer}, "
+                    f"expected torch.bool {tuple(t.weight.shape)}"
+                )
+        return own
+
     def _level_fractions(self, level: Sparsity, scope: str):
+        """A global fraction (scope "global") or one fraction per scored target (every other scope)."""
         if isinstance(level, Mapping):
             if scope != "per-layer":
                 raise ValueError(f"a per-layer sparsity mapping needs scope 'per-layer', not {scope!r}")
@@ -169,6 +231,9 @@ class MaskPlan:
         if scope == "per-layer":
             raise ValueError("scope 'per-layer' needs a mapping of layer name to sparsity")
         s = check_sparsity(level)
+        if scope == "erk":
+            by_layer = erk_sparsities(self.scored, s)
+            return [by_layer[t.layer] for t in self.scored]
         return s if scope == "global" else [s] * len(self.scored)
 
     def _with_unscored(self, masks: Masks) -> Masks:
@@ -216,11 +281,14 @@ class MaskPlan:
         return self._global_channels(fractions)
 
     def _global_channels(self, sparsity: float) -> list[torch.Tensor]:
-        """Rank neurons of all layers together by layer-normalised norm; prune the lowest within budget."""
-        if not isinstance(self.method, StructuredNorm):
-            raise ValueError(f"global scope is not available for {self.method.name}")
-        context = ScoringContext(model=self.model)
-        normalised = self.method.normalised_scores(self.scored, context)
+        """Rank neurons of all layers together by layer-normalised score; prune the lowest within budget.
+
+        Raw scores are not comparable across layers (norms grow with fan-in, BatchNorm scales and
+        activations differ per layer), so a global ranking of them would empty one layer first;
+        dividing by the layer mean (Torch-Pruning's "mean" normaliser) ranks neurons by how they
+        compare with their own layer, for any structured criterion.
+        """
+        normalised = [s / s.mean().clamp_min(1e-12) for s in self.scores]
         sizes = [t.weight[0].numel() for t in self.scored]
         budget = _n_to_prune(sparsity, sum(size * s.numel() for size, s in zip(sizes, normalised, strict=False)))
         candidates = sorted(
@@ -268,8 +336,8 @@ def compute_masks(
 ) -> Masks:
     """Keep-masks (True = kept) for ``model``, keyed by parameter name. Never modifies ``model``.
 
-    ``scope`` is "global", "layerwise" or "per-layer" (then ``sparsity`` maps layer names to
-    fractions). ``exclude`` names layers left dense. Structured methods also return masks for the
+    ``scope`` is "global", "layerwise", "erk" (per-layer sparsities from :func:`erk_sparsities`) or
+    "per-layer" (then ``sparsity`` maps layer names to fractions). ``exclude`` names layers left dense. Structured methods also return masks for the
     pruned neurons' biases and BatchNorm entries; they never remove the output layer's neurons.
     """
     plan = MaskPlan.build(model, method, exclude=exclude, seed=seed, X_calib=X_calib, y_calib=y_calib)

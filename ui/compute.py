@@ -93,7 +93,10 @@ def method_sweep(
 def _masks(name: str, method: str, scope: str, sparsity: float, exclude: tuple[str, ...], seed: int):
     s = shared_sample(name)
     method_scope = scope if scope in pruning_core.get_method(method).scopes else "layerwise"
-    return compute_masks(s.model, method, method_scope, sparsity, exclude=exclude, seed=seed)
+    return compute_masks(
+        s.model, method, method_scope, sparsity, exclude=exclude, seed=seed,
+        X_calib=s.data.X_train[:256], y_calib=s.data.y_train[:256],
+    )  # fmt: skip
 
 
 @st.cache_data(show_spinner=False, max_entries=256)
@@ -206,9 +209,8 @@ def first_layer_pixel_counts(name: str, kept_first: np.ndarray) -> tuple[np.ndar
 @st.cache_data(show_spinner=False, max_entries=64)
 def export_bundle(name: str, method: str, scope: str, sparsity: float, exclude: tuple[str, ...], seed: int) -> dict:
     """Every file the Export page offers for one choice, with its size, built once per choice."""
-    from pruning_core.script import generate_script
-
     from pruning_core import export, recipe
+    from pruning_core.script import generate_script
 
     made = export.make_recipe(name, method, scope, sparsity, exclude, seed)
     applied = export.apply_recipe(made)

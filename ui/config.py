@@ -14,7 +14,7 @@ import sample_models
 from pruning_core.methods import get_method, method_names
 
 MAX_LEVELS = 40
-SWEEP_SCOPES = ("global", "layerwise")
+SWEEP_SCOPES = ("global", "layerwise", "erk")
 
 
 @dataclass(frozen=True)

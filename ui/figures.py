@@ -11,8 +11,11 @@ from plotly.subplots import make_subplots
 
 from pruning_core.methods import METHODS, get_method
 
-# Okabe-Ito: distinguishable for colour-blind viewers and on a projector.
-PALETTE = ["#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000", "#F0E442"]
+# Okabe-Ito, then Tol's muted colours: distinguishable for colour-blind viewers and on a projector.
+PALETTE = [
+    "#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000", "#882255",
+    "#44AA99", "#999933", "#AA4499", "#332288", "#DDCC77", "#117733", "#661100", "#6699CC",
+]  # fmt: skip
 KEPT_COLOUR, PRUNED_COLOUR = "#0072B2", "#D55E00"
 FONT = {"size": 16}
 

@@ -107,7 +107,8 @@ def sidebar() -> ExplorerConfig:
         key=_W + "scope",
         horizontal=True,
         help="Global: one ranking across all layers. Layer-wise: the same sparsity in every layer. "
-        "N:M patterns are always per layer.",
+        "ERK: per-layer densities proportional to (fan-in + fan-out) / weights (Evci et al. 2020), "
+        "so big layers lose more. N:M patterns are always per layer.",
     )
     mode = sb.radio("Sparsity levels", ["Range", "List"], key=_W + "mode", horizontal=True)
     explicit: tuple[float, ...] = ()
