@@ -10,6 +10,10 @@ PAGES = [
     st.Page("pages/tradeoff.py", title="Trade-off", icon=":material/show_chart:", url_path="tradeoff", default=True),
     st.Page("pages/layers.py", title="Layers", icon=":material/layers:", url_path="layers"),
     st.Page("pages/size_speed.py", title="Size & speed", icon=":material/speed:", url_path="size-speed"),
+    st.Page(
+        "pages/schedules.py", title="Fine-tuning & schedules", icon=":material/model_training:", url_path="schedules"
+    ),
+    st.Page("pages/sensitivity.py", title="Sensitivity", icon=":material/tune:", url_path="sensitivity"),
     st.Page("pages/export.py", title="Export", icon=":material/download:", url_path="export"),
 ]
 

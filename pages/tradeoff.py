@@ -1,5 +1,6 @@
 """Trade-off: a metric against size/sparsity, one line per method, with each method's knee."""
 
+import pandas as pd
 import streamlit as st
 
 from pruning_core.analysis import knee_points
@@ -60,6 +61,11 @@ state.set_page_param("y", y, Y_DEFAULT)
 state.set_page_param("tol", f"{tolerance:g}", TOL_DEFAULT)
 
 table = compute.sweep_all(config)
+if config.allocation:
+    proposal = compute.allocation_row(
+        config.model, config.allocation_method, config.allocation, config.exclude, config.seed
+    )
+    table = pd.concat([table, proposal], ignore_index=True)
 dense = compute.dense_metrics(config.model)
 scale = figures.Y_METRICS[y][1]
 knees = knee_points(table, metric=y, tolerance=tolerance / scale if scale != 1 else tolerance, dense=dense[y])

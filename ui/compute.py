@@ -243,3 +243,75 @@ def export_bundle(name: str, method: str, scope: str, sparsity: float, exclude: 
         bundle["sizes"]["neurons removed"] = len(shrunk)
         bundle["sizes"]["neurons removed, ONNX"] = len(onnx_model)
     return bundle
+
+
+SCHEDULE_CURVES = ("oneshot", "oneshot+ft", "iterative", "gradual", "lottery")
+
+
+def curve_schedule(curve: str, epochs: int, lr: float, rounds: int):
+    """The Schedule behind one curve of the schedules page; every trained curve gets the same
+    training budget (rounds x epochs) so the comparison is fair."""
+    from pruning_core.finetune import FineTuneConfig
+    from pruning_core.schedules import Schedule
+
+    per_round = FineTuneConfig(epochs=epochs, lr=lr)
+    total = FineTuneConfig(epochs=epochs * rounds, lr=lr)
+    return {
+        "oneshot": None,
+        "oneshot+ft": Schedule("oneshot", total),
+        "iterative": Schedule("iterative", per_round, rounds=rounds),
+        "gradual": Schedule("gradual", total),
+        "lottery": Schedule("lottery", per_round, rounds=rounds),
+    }[curve]
+
+
+def schedule_sweep(
+    name: str, method: str, scope: str, levels: tuple[float, ...], exclude: tuple[str, ...], seed: int,
+    curve: str, epochs: int, lr: float, rounds: int, progress=None, cached_only: bool = False,
+) -> pd.DataFrame | None:  # fmt: skip
+    """One schedule's sweep (stored like the other sweeps), with a ``curve`` column; with
+    ``cached_only``, None unless it was computed before."""
+    import functools
+
+    key = ("schedule", name, method, scope, tuple(levels), tuple(exclude), seed, curve, epochs, lr, rounds)
+    store = sweep_store()
+    table = store.get(key)
+    if table is None and not cached_only:
+        s = shared_sample(name)
+        table = pruning_core.sweep(
+            s.model, s.data, [method], list(levels), scope=scope, exclude=exclude, seed=seed, progress=progress,
+            schedule=curve_schedule(curve, epochs, lr, rounds), init_state=sample_models.initial_state(name),
+            reinit=functools.partial(sample_models.initial_state, name),
+        )  # fmt: skip
+        table["curve"] = [curve if kind != "lottery-reinit" else kind for kind in table["schedule"]]
+        store.put(key, table)
+    return table
+
+
+@st.cache_data(show_spinner=False, max_entries=128)
+def allocation_row(name: str, method: str, allocation: tuple, exclude: tuple[str, ...], seed: int) -> pd.DataFrame:
+    """The sweep row of an explicit per-layer allocation, labelled as a proposal."""
+    s = shared_sample(name)
+    row = pruning_core.sweep(
+        s.model, s.data, [method], [dict(allocation)], scope="per-layer", exclude=exclude, seed=seed
+    )
+    row["method"] = f"{method} (per-layer proposal)"
+    return row
+
+
+@st.cache_data(show_spinner="Pruning one layer at a time...", max_entries=64)
+def sensitivity_table(name: str, method: str, exclude: tuple[str, ...], seed: int) -> pd.DataFrame:
+    from pruning_core.sensitivity import layer_sensitivity
+
+    s = shared_sample(name)
+    return layer_sensitivity(s.model, s.data, method, exclude=exclude, seed=seed)
+
+
+@st.cache_data(show_spinner="Checking the proposal with every layer pruned at once...", max_entries=256)
+def sensitivity_proposal(name: str, method: str, exclude: tuple[str, ...], seed: int, target: float, budget: float):
+    from pruning_core.sensitivity import propose
+
+    s = shared_sample(name)
+    return propose(
+        s.model, s.data, sensitivity_table(name, method, exclude, seed), target, budget, method, exclude, seed
+    )

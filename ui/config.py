@@ -30,6 +30,8 @@ class ExplorerConfig:
     explicit_levels: tuple[float, ...] = ()  # overrides the range when given
     exclude: tuple[str, ...] = ()
     seed: int = 0
+    allocation: tuple[tuple[str, float], ...] = ()  # explicit per-layer sparsities (a proposal)
+    allocation_method: str = ""
 
     @property
     def levels(self) -> tuple[float, ...]:
@@ -54,6 +56,9 @@ class ExplorerConfig:
             "levels": ",".join(_fmt(s) for s in self.explicit_levels),
             "exclude": ",".join(self.exclude),
             "seed": str(self.seed),
+            "alloc": f"{self.allocation_method}|" + ",".join(f"{k}:{_fmt(v)}" for k, v in self.allocation)
+            if self.allocation
+            else "",
         }
         defaults = {
             "model": default.model,
@@ -65,11 +70,12 @@ class ExplorerConfig:
             "levels": "",
             "exclude": "",
             "seed": "0",
+            "alloc": "",
         }
         return {k: v for k, v in query.items() if v != defaults[k]}
 
 
-QUERY_KEYS = ("model", "methods", "scope", "smin", "smax", "n", "levels", "exclude", "seed")
+QUERY_KEYS = ("model", "methods", "scope", "smin", "smax", "n", "levels", "exclude", "seed", "alloc")
 
 
 def _fmt(x: float) -> str:
@@ -182,4 +188,30 @@ def from_query(query: Mapping[str, str], layers_of=None) -> tuple[ExplorerConfig
         except ValueError:
             notices.append(f"seed={query['seed']!r} is not an integer; using 0")
 
+    if query.get("alloc"):
+        allocation = _parse_allocation(
+            query["alloc"], layers_of(changes.get("model", default.model)) if layers_of else None
+        )
+        if isinstance(allocation, str):
+            notices.append(allocation)
+        else:
+            changes["allocation_method"], changes["allocation"] = allocation
+
     return replace(default, **changes), notices
+
+
+def _parse_allocation(text: str, layers) -> tuple[str, tuple[tuple[str, float], ...]] | str:
+    """``method|layer:s,layer:s`` into (method, pairs), or a notice saying what is wrong."""
+    method, _, pairs = text.partition("|")
+    try:
+        get_method(method)
+    except ValueError:
+        return f"alloc={text!r} names unknown method {method!r}; per-layer proposal ignored"
+    parsed = []
+    for item in pairs.split(","):
+        layer, _, value = item.partition(":")
+        number = _float(value)
+        if number is None or not 0 <= number < 1 or (layers is not None and layer not in layers):
+            return f"alloc={text!r}: {item!r} is not layer:sparsity for a layer of this model; proposal ignored"
+        parsed.append((layer, number))
+    return method, tuple(parsed)

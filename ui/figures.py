@@ -296,3 +296,120 @@ def bar_comparison(
     fig.update_xaxes(title_text=x_title)
     fig.update_layout(showlegend=False)
     return _style(fig, title, height=420)
+
+
+SCHEDULE_STYLES = {
+    "oneshot": ("One-shot, no fine-tuning", "#777777", "dot"),
+    "oneshot+ft": ("One-shot + fine-tuning", "#0072B2", "solid"),
+    "iterative": ("Iterative prune + fine-tune", "#009E73", "solid"),
+    "gradual": ("Gradual (Zhu & Gupta)", "#E69F00", "solid"),
+    "lottery": ("Lottery ticket (rewind)", "#D55E00", "solid"),
+    "lottery-reinit": ("Lottery mask, random re-init", "#D55E00", "dash"),
+}
+
+
+def schedules_figure(table: pd.DataFrame, dense: float | None = None, metric: str = "accuracy") -> go.Figure:
+    """Test accuracy against sparsity, one line per schedule (column ``curve``), dense dashed."""
+    fig = go.Figure()
+    for curve, rows in table.groupby("curve", sort=False):
+        label, colour, dash = SCHEDULE_STYLES.get(curve, (curve, "#CC79A7", "solid"))
+        rows = rows.sort_values("actual_sparsity")
+        fig.add_trace(
+            go.Scatter(
+                x=rows["actual_sparsity"] * 100,
+                y=rows[metric] * 100,
+                name=label,
+                mode="lines+markers",
+                line={"color": colour, "dash": dash, "width": 3},
+                hovertemplate=f"{label}<br>sparsity %{{x:.1f}}%<br>{metric} %{{y:.2f}}%<extra></extra>",
+            )
+        )
+    if dense is not None:
+        fig.add_hline(y=dense * 100, line={"dash": "dash", "color": "#555555", "width": 2},
+                      annotation_text=f"dense model: {dense * 100:.2f}", annotation_position="bottom left")  # fmt: skip
+    fig.update_xaxes(title_text="Sparsity of prunable weights (%)")
+    fig.update_yaxes(title_text=Y_METRICS.get(metric, (metric, 1))[0])
+    return _style(fig, "Test accuracy after each schedule")
+
+
+def schedule_curves_figure(curves: dict[str, list[tuple[int, float]]]) -> go.Figure:
+    """Sparsity against optimiser step for each schedule."""
+    fig = go.Figure()
+    for curve, points in curves.items():
+        label, colour, dash = SCHEDULE_STYLES.get(curve, (curve, "#CC79A7", "solid"))
+        fig.add_trace(
+            go.Scatter(
+                x=[p[0] for p in points],
+                y=[p[1] * 100 for p in points],
+                name=label,
+                mode="lines+markers",
+                line={"color": colour, "dash": dash, "width": 3, "shape": "linear"},
+            )
+        )
+    fig.update_xaxes(title_text="Training step (optimiser updates)")
+    fig.update_yaxes(title_text="Sparsity (%)", range=[0, 100])
+    return _style(fig, "The schedules: sparsity during training", height=420)
+
+
+def generalisation_figure(table: pd.DataFrame) -> go.Figure:
+    """Train (dotted) and test (solid) accuracy against sparsity for each schedule."""
+    fig = go.Figure()
+    for curve, rows in table.groupby("curve", sort=False):
+        label, colour, _ = SCHEDULE_STYLES.get(curve, (curve, "#CC79A7", "solid"))
+        rows = rows.sort_values("actual_sparsity")
+        for column, dash, suffix in (
+            ("accuracy", "solid", "test"),
+            ("train_accuracy", "dot", "train"),
+            ("noisy_accuracy", "dashdot", "noisy test"),
+        ):
+            fig.add_trace(
+                go.Scatter(
+                    x=rows["actual_sparsity"] * 100, y=rows[column] * 100, name=f"{label}: {suffix}",
+                    mode="lines", line={"color": colour, "dash": dash, "width": 2}, legendgroup=curve,
+                )
+            )  # fmt: skip
+    fig.update_xaxes(title_text="Sparsity of prunable weights (%)")
+    fig.update_yaxes(title_text="Accuracy (%)")
+    return _style(fig, "Train vs test vs noisy-test accuracy (the generalisation gap)", height=520)
+
+
+def sensitivity_figure(table: pd.DataFrame) -> go.Figure:
+    """Accuracy drop against sparsity when each layer is pruned alone."""
+    fig = go.Figure()
+    for i, (layer, rows) in enumerate(table.groupby("layer", sort=False)):
+        fig.add_trace(
+            go.Scatter(
+                x=rows["sparsity"] * 100, y=rows["accuracy_drop"] * 100, name=f"{layer} ({int(rows['params'].iloc[0]):,} weights)",
+                mode="lines+markers", line={"color": PALETTE[i % len(PALETTE)], "width": 3},
+            )
+        )  # fmt: skip
+    fig.update_xaxes(title_text="Sparsity of that layer alone (%)")
+    fig.update_yaxes(title_text="Accuracy drop (points)")
+    return _style(fig, "Sensitivity: accuracy drop with one layer pruned at a time")
+
+
+def sensitivity_heatmap(table: pd.DataFrame) -> go.Figure:
+    wide = table.pivot(index="layer", columns="sparsity", values="accuracy_drop").reindex(table["layer"].unique())
+    fig = go.Figure(
+        go.Heatmap(
+            z=wide.values * 100, x=[f"{c:.0%}" for c in wide.columns], y=list(wide.index), colorscale="Reds",
+            colorbar={"title": "drop (points)"}, texttemplate="%{z:.1f}",
+            hovertemplate="%{y} at %{x}: drop %{z:.2f} points<extra></extra>",
+        )
+    )  # fmt: skip
+    fig.update_xaxes(title_text="Sparsity of that layer alone")
+    fig.update_yaxes(title_text="Layer", autorange="reversed")
+    return _style(fig, "Sensitivity heatmap", height=max(320, 60 * len(wide) + 180))
+
+
+def allocation_figure(allocation: dict[str, float], params: dict[str, int]) -> go.Figure:
+    layers = list(allocation)
+    fig = go.Figure(
+        go.Bar(
+            x=layers, y=[allocation[k] * 100 for k in layers], marker_color="#009E73",
+            text=[f"{allocation[k]:.0%} of {params[k]:,}" for k in layers], textposition="outside",
+        )
+    )  # fmt: skip
+    fig.update_yaxes(title_text="Proposed sparsity (%)", range=[0, 110])
+    fig.update_xaxes(title_text="Layer")
+    return _style(fig, "Proposed per-layer sparsities", height=420)

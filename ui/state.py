@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 
 import streamlit as st
 
@@ -75,6 +76,10 @@ def sync_url(config: ExplorerConfig) -> None:
             del st.query_params[key]
 
 
+def _clear_allocation() -> None:
+    st.session_state.config = replace(st.session_state.config, allocation=(), allocation_method="")
+
+
 def _on_model_change() -> None:
     layers = compute.prunable_layers(st.session_state[_W + "model"])
     st.session_state[_W + "exclude"] = [n for n in st.session_state[_W + "exclude"] if n in layers]
@@ -137,6 +142,11 @@ def sidebar() -> ExplorerConfig:
     if not methods:
         sb.warning("Pick at least one method; showing the previous selection.")
         methods = list(previous.methods)
+    keep_allocation = previous.allocation and previous.model == model
+    if keep_allocation:
+        pairs = ", ".join(f"{k} {v:.0%}" for k, v in previous.allocation)
+        sb.caption(f"Per-layer proposal ({method_label(previous.allocation_method)}): {pairs}")
+        sb.button("Clear the per-layer proposal", on_click=_clear_allocation, key="w_clear_alloc")
     current = ExplorerConfig(
         model=model,
         methods=tuple(methods),
@@ -147,6 +157,8 @@ def sidebar() -> ExplorerConfig:
         explicit_levels=explicit,
         exclude=tuple(exclude),
         seed=int(seed),
+        allocation=previous.allocation if keep_allocation else (),
+        allocation_method=previous.allocation_method if keep_allocation else "",
     )
     st.session_state.config = current
     sync_url(current)
