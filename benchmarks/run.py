@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import sys
 
-from benchmarks import app, engine
+from benchmarks import app, engine, finetune
 
 
 def main() -> int:
     print(engine.report(engine.run()), flush=True)
+    print(flush=True)
+    print(finetune.report(finetune.run()), flush=True)
     print(flush=True)
     print(app.report(app.run()), flush=True)
     return 0

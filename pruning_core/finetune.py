@@ -30,14 +30,20 @@ class FineTuneConfig:
 
     def __post_init__(self):
         problems = []
-        if not isinstance(self.epochs, int) or self.epochs < 0:
+        if not isinstance(self.epochs, int) or isinstance(self.epochs, bool) or self.epochs < 0:
             problems.append(f"epochs must be a non-negative integer, not {self.epochs!r}")
-        if not (isinstance(self.lr, int | float) and 0 < self.lr <= 10):
+        if not (isinstance(self.lr, int | float) and not isinstance(self.lr, bool) and 0 < self.lr <= 10):
             problems.append(f"lr must be a number in (0, 10], not {self.lr!r}")
         if self.optimizer not in OPTIMIZERS:
             problems.append(f"optimizer {self.optimizer!r} is unknown; valid: {', '.join(OPTIMIZERS)}")
-        if not isinstance(self.batch_size, int) or self.batch_size < 1:
+        if not isinstance(self.batch_size, int) or isinstance(self.batch_size, bool) or self.batch_size < 1:
             problems.append(f"batch_size must be a positive integer, not {self.batch_size!r}")
+        if not (isinstance(self.momentum, int | float) and 0 <= self.momentum < 1):
+            problems.append(f"momentum must be a number in [0, 1), not {self.momentum!r}")
+        if not (isinstance(self.weight_decay, int | float) and 0 <= self.weight_decay <= 1):
+            problems.append(f"weight_decay must be a number in [0, 1], not {self.weight_decay!r}")
+        if not isinstance(self.seed, int) or isinstance(self.seed, bool) or self.seed < 0:
+            problems.append(f"seed must be a non-negative integer, not {self.seed!r}")
         if problems:
             raise ValueError("; ".join(problems))
 

@@ -51,11 +51,11 @@ class Schedule:
         problems = []
         if self.kind not in SCHEDULES:
             problems.append(f"unknown schedule {self.kind!r}; valid: {', '.join(SCHEDULES)}")
-        if not isinstance(self.rounds, int) or not 1 <= self.rounds <= 50:
+        if not _is_int(self.rounds) or not 1 <= self.rounds <= 50:
             problems.append(f"rounds must be an integer from 1 to 50, not {self.rounds!r}")
-        if not isinstance(self.pruning_steps, int) or not 1 <= self.pruning_steps <= 1000:
+        if not _is_int(self.pruning_steps) or not 1 <= self.pruning_steps <= 1000:
             problems.append(f"pruning_steps must be an integer from 1 to 1000, not {self.pruning_steps!r}")
-        if not isinstance(self.rewind_iteration, int) or self.rewind_iteration < 0:
+        if not _is_int(self.rewind_iteration) or self.rewind_iteration < 0:
             problems.append(f"rewind_iteration must be a non-negative integer, not {self.rewind_iteration!r}")
         try:
             check_sparsity(self.initial_sparsity)
@@ -95,6 +95,10 @@ class Schedule:
         return cls(finetune=FineTuneConfig(**finetune) if finetune else None, **data)
 
 
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 def zhu_gupta_sparsity(
     step: int, final: float, initial: float = 0.0, start: int = 0, n: int = 10, every: int = 1
 ) -> float:
@@ -114,7 +118,7 @@ def gradual_timing(total_steps: int, n: int) -> tuple[int, int]:
 def round_sparsities(target: float, rounds: int) -> list[float]:
     """Sparsity after each round when every round prunes the same fraction of what remains."""
     keep = (1.0 - target) ** (1.0 / rounds)
-    return [1.0 - keep**i for i in range(1, rounds + 1)]
+    return [1.0 - keep**i for i in range(1, rounds)] + [target]  # the last round lands exactly
 
 
 def schedule_curve(schedule: Schedule, target: float, n_train: int) -> list[tuple[int, float]]:
@@ -203,6 +207,11 @@ def run_schedule(
     target = check_sparsity(sparsity)
 
     if schedule.kind == "gradual":
+        if schedule.initial_sparsity > target:
+            raise ValueError(
+                f"gradual pruning only raises sparsity: initial_sparsity {schedule.initial_sparsity:g} "
+                f"is above the target {target:g}"
+            )
         total = ft.epochs * steps_per_epoch(len(X_train), ft.batch_size)
         t0, dt = gradual_timing(total, schedule.pruning_steps)
         state = {"masks": None}

@@ -29,7 +29,7 @@ from typing import Any
 import torch
 
 from pruning_core import graph
-from pruning_core.masks import check_scope, check_sparsity, per_layer_sparsities
+from pruning_core.masks import check_scope, check_sparsity, erk_sparsities, per_layer_sparsities
 from pruning_core.methods import Magnitude, NMMagnitude, Random, StructuredNorm, get_method
 from pruning_core.recipe import Recipe
 from pruning_core.targets import find_targets
@@ -56,6 +56,8 @@ class _Plan:
     linked: dict[str, list[str]] = field(default_factory=dict)  # structured
     p: int | None = None  # structured norm
     n_m: tuple[int, int] | None = None  # N:M
+    schedule: Any = None  # a pruning_core.schedules.Schedule, when reproducing the recipe trains
+    target: float | None = None  # the overall sparsity a multi-step schedule reaches
 
 
 def _kind(method) -> str:
@@ -84,6 +86,10 @@ def _plan(recipe: Recipe) -> _Plan:
     method = get_method(recipe.method)
     kind = _kind(method)
     scope = check_scope(recipe.scope)
+    try:
+        schedule = recipe.schedule_object
+    except TypeError as exc:  # an unknown key in the schedule or finetune mapping
+        raise ValueError(f"schedule/finetune: {exc}") from None
     with torch.random.fork_rng(devices=[]):  # building initialises weights; leave the caller's RNG alone
         model = sample_models.get_spec(recipe.model).build()
     targets = find_targets(model, recipe.exclude)
@@ -130,10 +136,24 @@ def _plan(recipe: Recipe) -> _Plan:
     elif scope == "layerwise":
         s = check_sparsity(recipe.sparsity)
         plan.layer_sparsity = dict.fromkeys(plan.pruned, s)
+    elif scope == "erk":
+        by_layer = erk_sparsities(scored, check_sparsity(recipe.sparsity))
+        plan.layer_sparsity = {layer: by_layer[layer] for layer in plan.pruned}
     else:
         plan.sparsity = check_sparsity(recipe.sparsity)
     if kind == "nm":  # a fixed pattern: the sparsity was checked (as the engine does) but is not used
         plan.sparsity = plan.layer_sparsity = None
+    if recipe.trains:
+        plan.schedule = schedule
+        if schedule.kind != "oneshot":
+            if scope == "per-layer":
+                raise ValueError(f"schedule {schedule.kind!r} takes one overall sparsity, not a per-layer mapping")
+            if scope == "erk":
+                raise ValueError(
+                    f"no standalone script for scope 'erk' with schedule {schedule.kind!r} (the ERK allocation "
+                    "changes at every pruning step): use scope global or layerwise, or the one-shot schedule"
+                )
+            plan.target = check_sparsity(recipe.sparsity)
     return plan
 
 
@@ -205,7 +225,81 @@ def _sparsity_text(plan: _Plan) -> str:
     if recipe.scope == "per-layer":
         listed = ", ".join(f"{layer} {s:g}" for layer, s in plan.layer_sparsity.items() if s > 0)
         return f"per-layer sparsities {listed or 'all 0'} (other layers dense)"
+    if recipe.scope == "erk":
+        listed = ", ".join(f"{layer} {s:.4g}" for layer, s in plan.layer_sparsity.items())
+        return f"sparsity {recipe.sparsity:g} allocated by ERK ({listed})"
     return f"sparsity {recipe.sparsity:g}"
+
+
+def _epochs(n: int) -> str:
+    return f"{n} epoch{'s' if n != 1 else ''}"
+
+
+def _schedule_label(schedule) -> str:
+    """A short ASCII description of the schedule, for messages."""
+    epochs = _epochs(schedule.finetune.epochs)
+    if schedule.kind == "oneshot":
+        return f"one-shot pruning, then {epochs} of fine-tuning"
+    if schedule.kind == "gradual":
+        return f"gradual pruning during {epochs} of training"
+    return f"{schedule.kind} pruning, {schedule.rounds} rounds of {epochs}"
+
+
+def _schedule_text(plan: _Plan) -> str:
+    """The schedule and fine-tuning settings, for the script's docstring."""
+    schedule, ft = plan.schedule, plan.schedule.finetune
+    epochs = _epochs(ft.epochs)
+    if schedule.kind == "oneshot":
+        text = f"Schedule: one-shot. The trained weights are pruned once, then fine-tuned for {epochs}."
+    elif schedule.kind == "gradual":
+        n = schedule.pruning_steps
+        text = (
+            f"Schedule: gradual (Zhu & Gupta 2017). During {epochs} of training, the sparsity rises from "
+            f"{schedule.initial_sparsity:g} to {plan.target:g} along s_t = s_f + (s_i - s_f)(1 - t / ({n} dt))^3 "
+            f"at optimiser steps t = 0, dt, ..., {n} dt (dt = int(0.75 * total steps) // {n}, at least 1), each "
+            "time pruning the current weights (a pruned weight stays pruned); after training the masks are "
+            "computed once more at exactly the target."
+        )
+    else:
+        if plan.kind == "nm":
+            rounds = f"{schedule.rounds} rounds, each applying the N:M pattern to the current weights"
+        else:
+            keep = (1.0 - plan.target) ** (1.0 / schedule.rounds)
+            levels = ", ".join(f"{1.0 - keep**i:.3g}" for i in range(1, schedule.rounds + 1))
+            rounds = (
+                f"{schedule.rounds} rounds, each pruning the same fraction of the weights that remain "
+                f"(sparsity {levels}) on the current weights"
+            )
+        text = f"Schedule: {schedule.kind}. {rounds}; a pruned weight stays pruned."
+        if schedule.kind == "lottery":
+            to = (
+                "the initial weights (init_state)"
+                if schedule.rewind_iteration == 0
+                else f"those after {schedule.rewind_iteration} steps of dense training from the initial weights"
+            )
+            text += f" After each round's pruning, every weight is rewound to {to} (Frankle & Carbin 2019)."
+        text += f" Each round is followed by {epochs} of training."
+    optimiser = (
+        f"SGD (lr {ft.lr:g}, momentum {ft.momentum:g}, weight decay {ft.weight_decay:g})"
+        if ft.optimizer == "sgd"
+        else f"Adam (lr {ft.lr:g}, weight decay {ft.weight_decay:g})"
+    )
+    text += (
+        f" Fine-tuning: {optimiser}, cross-entropy, mini-batches of {ft.batch_size} shuffled with seed {ft.seed}, "
+        "on the training split only; pruned weights are held at zero (their gradients are masked before every "
+        "step and the masks re-applied after it)."
+    )
+    return text
+
+
+def _fill(text: str) -> str:
+    return textwrap.fill(text, width=100, break_long_words=False, break_on_hyphens=False)
+
+
+_REUSE = (
+    "finetune(model, masks, X, y) is the masked training loop and masks_at(model, sparsity) the method's masks "
+    "on the current weights; both can be reused on their own."
+)
 
 
 def _docstring(plan: _Plan) -> str:
@@ -215,26 +309,29 @@ def _docstring(plan: _Plan) -> str:
     module = "prune_" + recipe.model.replace("-", "_")
     exclude = f", excluding {', '.join(recipe.exclude)}" if recipe.exclude else ""
     seed = f", seed {recipe.seed}" if plan.kind == "random" else ""
-    summary = textwrap.fill(
+    summary = _fill(
         f"Recipe: model {recipe.model}, method {recipe.method}, scope {recipe.scope}, "
-        f"{_sparsity_text(plan)}{exclude}{seed}. {plan.description}",
-        width=100,
-        break_long_words=False,
-        break_on_hyphens=False,
+        f"{_sparsity_text(plan)}{exclude}{seed}. {plan.description}"
     )
-    about = (
-        f"Generated by PruneLab {__version__}. The pruning is applied with torch.nn.utils.prune, then made "
-        "permanent with prune.remove, so the result is a plain model (no weight_orig/weight_mask) whose pruned "
-        "entries are zero; the masks equal PruneLab's element for element."
-    )
+    about = f"Generated by PruneLab {__version__}. The pruning is applied with torch.nn.utils.prune, then made "
+    about += "permanent with prune.remove, so the result is a plain model (no weight_orig/weight_mask) whose pruned "
+    if plan.schedule is None:
+        about += "entries are zero; the masks equal PruneLab's element for element."
+    else:
+        about += (
+            "entries are zero. Every pruning step computes its masks on the current weights as PruneLab does, "
+            "and the training loop is PruneLab's, so on the same machine and torch version the weights equal "
+            "PruneLab's bit for bit (floating-point training may differ in the last bits elsewhere)."
+        )
     if plan.kind == "magnitude" or (plan.kind == "structured" and recipe.scope != "global"):
         about += (
             " (Only where weights or neurons tie exactly at the cut-off, which trained float weights do not, "
             "may torch.nn.utils.prune pick other ones of the tied than PruneLab; the counts always agree.)"
         )
     about += " It needs only torch (and safetensors to read and write weight files), not PruneLab."
-    about = textwrap.fill(about, width=100, break_long_words=False, break_on_hyphens=False)
-    return f'''"""Prune a {recipe.model} model exactly as a PruneLab recipe describes, with torch.nn.utils.prune.
+    about = _fill(about)
+    if plan.schedule is None:
+        return f'''"""Prune a {recipe.model} model exactly as a PruneLab recipe describes, with torch.nn.utils.prune.
 
 {summary}
 
@@ -252,6 +349,35 @@ From the command line:
     python {module}.py --weights dense.safetensors --out pruned.safetensors
 """
 '''
+    lottery = plan.schedule.kind == "lottery"
+    init = ", init_state" if lottery else ""
+    init_line = "\n    # init_state: the state dict the model was initialised with, before training" if lottery else ""
+    cli = _fill(
+        "The command line (--weights, --out, --train-data with tensors X_train and y_train"
+        + (", --init-weights" if lottery else "")
+        + ") cannot apply this recipe: training needs the model's forward pass, which a state dict does not "
+        "carry, so it says so and exits with status 2. Apply the recipe from Python as above."
+    )
+    return f'''"""Prune and fine-tune a {recipe.model} model exactly as a PruneLab recipe describes, with torch.nn.utils.prune.
+
+{summary}
+
+{_fill(_schedule_text(plan))}
+
+{about}
+
+From Python (saved as {module}.py):
+
+    from {module} import apply_pruning
+
+    # model: a {recipe.model} with its trained weights; X_train, y_train: the training split{init_line}
+    model = apply_pruning(model, X_train, y_train{init})  # pruned and fine-tuned in place, and returned
+
+{_fill(_REUSE)}
+
+{cli}
+"""
+'''
 
 
 _IMPORTS = """
@@ -265,6 +391,46 @@ import torch
 from torch import nn
 from torch.nn.utils import prune
 """
+
+
+def _schedule_constants(plan: _Plan) -> str:
+    schedule, ft = plan.schedule, plan.schedule.finetune
+    parts = []
+    if plan.target is not None and plan.sparsity is None:
+        what = "(the N:M pattern itself is fixed)" if plan.kind == "nm" else "(the same in every layer)"
+        parts.append(_constant("SPARSITY", plan.target, f"The sparsity the schedule reaches {what}."))
+    if schedule.kind in ("iterative", "lottery"):
+        parts.append(_constant("ROUNDS", schedule.rounds, "Rounds of pruning, each followed by fine-tuning."))
+    if schedule.kind == "lottery" and schedule.rewind_iteration:
+        parts.append(
+            _constant(
+                "REWIND_ITERATION",
+                schedule.rewind_iteration,
+                "Weights are rewound to those after this many steps of dense training from the initial ones.",
+            )
+        )
+    if schedule.kind == "gradual":
+        parts.append(
+            "# Gradual pruning: the sparsity at the first pruning step, and how many times it rises.\n"
+            f"INITIAL_SPARSITY = {schedule.initial_sparsity!r}\nPRUNING_STEPS = {schedule.pruning_steps!r}\n"
+        )
+    parts.append(f'# The schedule in words, for messages.\nSCHEDULE_LABEL = "{_schedule_label(schedule)}"\n')
+    per_round = " (per round)" if schedule.kind in ("iterative", "lottery") else ""
+    optimiser = "SGD" if ft.optimizer == "sgd" else "Adam"
+    lines = [
+        f"# Fine-tuning{per_round}: epochs, {optimiser} settings, mini-batch size and the seed of the shuffling.",
+        f"EPOCHS = {ft.epochs!r}",
+        f"LR = {ft.lr!r}",
+    ]
+    if ft.optimizer == "sgd":
+        lines.append(f"MOMENTUM = {ft.momentum!r}")
+    lines += [
+        f"WEIGHT_DECAY = {ft.weight_decay!r}",
+        f"BATCH_SIZE = {ft.batch_size!r}",
+        f"SHUFFLE_SEED = {ft.seed!r}",
+    ]
+    parts.append("\n".join(lines) + "\n")
+    return "\n".join(parts)
 
 
 def _constants(plan: _Plan) -> str:
@@ -293,6 +459,8 @@ def _constants(plan: _Plan) -> str:
             f"# In every group of M_GROUP consecutive input weights, keep the N_KEEP largest |w|.\n"
             f"N_KEEP = {n}\nM_GROUP = {m}\n"
         )
+    if plan.schedule is not None:
+        parts.append(_schedule_constants(plan))
     parts.append(
         _constant(
             "TARGET_LAYERS",
@@ -335,23 +503,25 @@ def _constants(plan: _Plan) -> str:
 
 
 _MAGNITUDE_GLOBAL = '''
-def _prune(modules: dict[str, nn.Module]) -> list[tuple[nn.Module, str]]:
-    """Global magnitude pruning: the round(SPARSITY * N) smallest |w| of all N target weights together."""
+def _prune(modules: dict[str, nn.Module], sparsity: float = SPARSITY) -> list[tuple[nn.Module, str]]:
+    """Global magnitude pruning: the round(sparsity * N) smallest |w| of all N target weights together."""
     params = [(modules[layer], "weight") for layer in TARGET_LAYERS]
     total = sum(module.weight.numel() for module, _ in params)
     # An integer amount, so the count is rounded exactly as PruneLab rounds it.
-    prune.global_unstructured(params, pruning_method=prune.L1Unstructured, amount=round(SPARSITY * total))
+    prune.global_unstructured(params, pruning_method=prune.L1Unstructured, amount=round(sparsity * total))
     return params
 '''
 
 _MAGNITUDE_LAYERWISE = '''
-def _prune(modules: dict[str, nn.Module]) -> list[tuple[nn.Module, str]]:
+def _prune(
+    modules: dict[str, nn.Module], layer_sparsity: dict[str, float] = LAYER_SPARSITY
+) -> list[tuple[nn.Module, str]]:
     """Magnitude pruning layer by layer: the round(s * n) smallest |w| of each layer's n weights."""
     params = []
     for layer in TARGET_LAYERS:
         module = modules[layer]
         # An integer amount, so the count is rounded exactly as PruneLab rounds it.
-        prune.l1_unstructured(module, "weight", amount=round(LAYER_SPARSITY[layer] * module.weight.numel()))
+        prune.l1_unstructured(module, "weight", amount=round(layer_sparsity[layer] * module.weight.numel()))
         params.append((module, "weight"))
     return params
 '''
@@ -375,10 +545,10 @@ def _random_scores(modules: dict[str, nn.Module]) -> list[torch.Tensor]:
 '''
 
 _RANDOM_GLOBAL = '''
-def _prune(modules: dict[str, nn.Module]) -> list[tuple[nn.Module, str]]:
-    """Random pruning, global: the round(SPARSITY * N) lowest random scores of all N target weights."""
+def _prune(modules: dict[str, nn.Module], sparsity: float = SPARSITY) -> list[tuple[nn.Module, str]]:
+    """Random pruning, global: the round(sparsity * N) lowest random scores of all N target weights."""
     scores = _random_scores(modules)
-    masks = _lowest_k_kept(scores, round(SPARSITY * sum(s.numel() for s in scores)))
+    masks = _lowest_k_kept(scores, round(sparsity * sum(s.numel() for s in scores)))
     params = []
     for layer, mask in zip(TARGET_LAYERS, masks):
         prune.custom_from_mask(modules[layer], "weight", mask)
@@ -387,11 +557,13 @@ def _prune(modules: dict[str, nn.Module]) -> list[tuple[nn.Module, str]]:
 '''
 
 _RANDOM_LAYERWISE = '''
-def _prune(modules: dict[str, nn.Module]) -> list[tuple[nn.Module, str]]:
+def _prune(
+    modules: dict[str, nn.Module], layer_sparsity: dict[str, float] = LAYER_SPARSITY
+) -> list[tuple[nn.Module, str]]:
     """Random pruning layer by layer: the round(s * n) lowest random scores of each layer's n weights."""
     params = []
     for layer, scores in zip(TARGET_LAYERS, _random_scores(modules)):
-        (mask,) = _lowest_k_kept([scores], round(LAYER_SPARSITY[layer] * scores.numel()))
+        (mask,) = _lowest_k_kept([scores], round(layer_sparsity[layer] * scores.numel()))
         prune.custom_from_mask(modules[layer], "weight", mask)
         params.append((modules[layer], "weight"))
     return params
@@ -409,14 +581,16 @@ def _prune_linked(modules: dict[str, nn.Module], layer: str, keep: torch.Tensor)
 '''
 
 _STRUCTURED_LAYERWISE = '''
-def _prune(modules: dict[str, nn.Module]) -> list[tuple[nn.Module, str]]:
+def _prune(
+    modules: dict[str, nn.Module], layer_sparsity: dict[str, float] = LAYER_SPARSITY
+) -> list[tuple[nn.Module, str]]:
     """Structured pruning layer by layer: the k neurons with the smallest L_p norm of their weights."""
     params = []
     for layer in PRUNED_LAYERS:
         module = modules[layer]
         channels = module.weight.shape[0]
         # An integer amount rounded as PruneLab rounds it; at least one neuron stays in every layer.
-        k = min(round(LAYER_SPARSITY[layer] * channels), channels - 1)
+        k = min(round(layer_sparsity[layer] * channels), channels - 1)
         prune.ln_structured(module, "weight", amount=k, n=NORM_P, dim=0)
         params.append((module, "weight"))
         params += _prune_linked(modules, layer, module.weight_mask.flatten(1).any(dim=1))
@@ -424,15 +598,15 @@ def _prune(modules: dict[str, nn.Module]) -> list[tuple[nn.Module, str]]:
 '''
 
 _STRUCTURED_GLOBAL = '''
-def _kept_neurons(modules: dict[str, nn.Module]) -> list[torch.Tensor]:
+def _kept_neurons(modules: dict[str, nn.Module], sparsity: float) -> list[torch.Tensor]:
     """PruneLab's global structured ranking: neurons of all layers ranked together by their L_p norm
     over their layer's mean norm, pruned lowest first while the pruned weights fit the budget of
-    round(SPARSITY * N) weights, and never the last neuron of a layer."""
+    round(sparsity * N) weights, and never the last neuron of a layer."""
     weights = [modules[layer].weight.detach() for layer in PRUNED_LAYERS]
     norms = [torch.norm(w, p=NORM_P, dim=tuple(range(1, w.dim()))) for w in weights]
     normalised = [s / s.mean().clamp_min(1e-12) for s in norms]
     sizes = [w[0].numel() for w in weights]
-    budget = round(SPARSITY * sum(size * s.numel() for size, s in zip(sizes, normalised)))
+    budget = round(sparsity * sum(size * s.numel() for size, s in zip(sizes, normalised)))
     candidates = sorted(
         (float(score), index, channel)
         for index, scores in enumerate(normalised)
@@ -450,10 +624,10 @@ def _kept_neurons(modules: dict[str, nn.Module]) -> list[torch.Tensor]:
     return kept
 
 
-def _prune(modules: dict[str, nn.Module]) -> list[tuple[nn.Module, str]]:
+def _prune(modules: dict[str, nn.Module], sparsity: float = SPARSITY) -> list[tuple[nn.Module, str]]:
     """Structured pruning, global: whole neurons chosen by the ranking above."""
     params = []
-    for layer, keep in zip(PRUNED_LAYERS, _kept_neurons(modules)):
+    for layer, keep in zip(PRUNED_LAYERS, _kept_neurons(modules, sparsity)):
         module = modules[layer]
         mask = keep.reshape((-1,) + (1,) * (module.weight.dim() - 1)).expand_as(module.weight)
         prune.custom_from_mask(module, "weight", mask)
@@ -485,7 +659,7 @@ def _prune(modules: dict[str, nn.Module]) -> list[tuple[nn.Module, str]]:
     return params
 '''
 
-_COMMON = '''
+_HELPERS = '''
 def _check(found: dict[str, torch.Tensor | None], what: str) -> None:
     """Refuse a model or state dict that is not the recipe's architecture, naming what differs."""
     missing = [name for name, tensor in found.items() if tensor is None]
@@ -506,8 +680,26 @@ def _parameter(modules: dict[str, nn.Module], name: str) -> torch.Tensor | None:
     return None if module is None else getattr(module, attr, None)
 
 
-def apply_pruning(model: nn.Module) -> nn.Module:
-    """Prune ``model`` (a MODEL) in place with torch.nn.utils.prune, make it permanent, return it."""
+def _holders(state: dict[str, torch.Tensor]) -> dict[str, nn.Module]:
+    """One tiny module per layer, holding copies of just the parameters the recipe prunes."""
+    holders: dict[str, nn.Module] = {}
+    for name in SHAPES:
+        path, _, attr = name.rpartition(".")
+        setattr(holders.setdefault(path, nn.Module()), attr, nn.Parameter(state[name].detach().clone()))
+    return holders
+'''
+
+_PLAIN_API = '''
+def apply_pruning(
+    model: nn.Module,
+    X_train: torch.Tensor | None = None,
+    y_train: torch.Tensor | None = None,
+    init_state: dict[str, torch.Tensor] | None = None,
+) -> nn.Module:
+    """Prune ``model`` (a MODEL) in place with torch.nn.utils.prune, make it permanent, return it.
+
+    This recipe does not train: ``X_train``, ``y_train`` and ``init_state`` are not used.
+    """
     modules = dict(model.named_modules())
     _check({name: _parameter(modules, name) for name in SHAPES}, "the model")
     for module, name in _prune(modules):
@@ -518,10 +710,7 @@ def apply_pruning(model: nn.Module) -> nn.Module:
 def prune_state_dict(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """The same pruning applied to a state dict of a MODEL: a new dict, other entries copied unchanged."""
     _check({name: state.get(name) for name in SHAPES}, "the state dict")
-    holders: dict[str, nn.Module] = {}  # one tiny module per layer, holding just the parameters pruned
-    for name in SHAPES:
-        path, _, attr = name.rpartition(".")
-        setattr(holders.setdefault(path, nn.Module()), attr, nn.Parameter(state[name].detach().clone()))
+    holders = _holders(state)
     for module, name in _prune(holders):
         prune.remove(module, name)
     pruned = {name: _parameter(holders, name).detach() for name in SHAPES}
@@ -567,6 +756,274 @@ if __name__ == "__main__":
     sys.exit(main())
 '''
 
+# --- recipes that train: the masks at each pruning step, the masked training loop, the schedule ------------
+
+_MASKS_OF = '''
+def _masks_of(holders: dict[str, nn.Module]) -> dict[str, torch.Tensor]:
+    """The masks torch.nn.utils.prune left on the holders (``weight_mask``...), as booleans by parameter name."""
+    masks = {}
+    for name in SHAPES:
+        path, _, attr = name.rpartition(".")
+        mask = getattr(holders[path], attr + "_mask", None)
+        if mask is not None:  # a parameter the method leaves whole has none
+            masks[name] = mask.bool()
+    return masks
+'''
+
+_MASKS_AT_GLOBAL = '''
+def masks_at(model: nn.Module, sparsity: float = SPARSITY) -> dict[str, torch.Tensor]:
+    """Keep-masks (True = kept) by parameter name that the pruning above gives at ``sparsity`` on the
+    model's current weights; computed on copies, so the model is left as it is."""
+    holders = _holders(dict(model.named_parameters()))
+    _prune(holders, sparsity)
+    return _masks_of(holders)
+'''
+
+_MASKS_AT_LAYERWISE = '''
+def masks_at(model: nn.Module, sparsity: float | dict[str, float] = LAYER_SPARSITY) -> dict[str, torch.Tensor]:
+    """Keep-masks (True = kept) by parameter name that the pruning above gives on the model's current
+    weights, at ``sparsity`` in every layer (or one fraction per layer, as LAYER_SPARSITY); computed
+    on copies, so the model is left as it is."""
+    layer_sparsity = sparsity if isinstance(sparsity, dict) else dict.fromkeys(LAYER_SPARSITY, sparsity)
+    holders = _holders(dict(model.named_parameters()))
+    _prune(holders, layer_sparsity)
+    return _masks_of(holders)
+'''
+
+_MASKS_AT_NM = '''
+def masks_at(model: nn.Module, sparsity: float | None = None) -> dict[str, torch.Tensor]:
+    """Keep-masks (True = kept) by parameter name that the N:M pruning above gives on the model's
+    current weights (a fixed pattern: ``sparsity`` is not used); computed on copies, so the model is
+    left as it is."""
+    holders = _holders(dict(model.named_parameters()))
+    _prune(holders)
+    return _masks_of(holders)
+'''
+
+_FINETUNE = '''
+def _combine(previous: dict[str, torch.Tensor] | None, masks: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """``masks`` that also keep pruned what ``previous`` pruned: a pruned weight stays pruned."""
+    if previous is None:
+        return dict(masks)
+    return {name: mask & previous[name] if name in previous else mask for name, mask in masks.items()}
+
+
+def _zero_pruned(params: dict[str, nn.Parameter], masks: dict[str, torch.Tensor]) -> None:
+    with torch.no_grad():
+        for name, mask in masks.items():
+            params[name].mul_(mask)
+
+
+def finetune(
+    model: nn.Module,
+    masks: dict[str, torch.Tensor],
+    X: torch.Tensor,
+    y: torch.Tensor,
+    epochs: int = EPOCHS,
+    on_step=None,
+    max_steps: int | None = None,
+) -> nn.Module:
+    """Train ``model`` in place on ``X``, ``y`` for ``epochs`` epochs with its pruned weights held at
+    zero; return it in eval mode.
+
+    Every epoch visits the samples in an order drawn from one generator seeded with SHUFFLE_SEED, in
+    mini-batches of BATCH_SIZE, minimising the cross-entropy. Before each optimiser step the gradients
+    of pruned weights are zeroed, and after it the masks are applied again (momentum and weight decay
+    would otherwise move a zero). ``on_step(step)``, if given, is called before every step and may
+    return new masks, used from then on (gradual pruning); ``max_steps`` stops training early.
+    """
+    params = dict(model.named_parameters())
+    @OPTIMIZER@
+    generator = torch.Generator().manual_seed(SHUFFLE_SEED)
+    loss_fn = nn.CrossEntropyLoss()
+    _zero_pruned(params, masks)
+    model.train()
+    step = 0
+    for _ in range(epochs):
+        order = torch.randperm(len(X), generator=generator)
+        for start in range(0, len(X), BATCH_SIZE):
+            if max_steps is not None and step >= max_steps:
+                return model.eval()
+            if on_step is not None:
+                new_masks = on_step(step)
+                if new_masks is not None:
+                    masks = dict(new_masks)
+                    _zero_pruned(params, masks)
+            batch = order[start : start + BATCH_SIZE]
+            optimizer.zero_grad(set_to_none=True)
+            loss_fn(model(X[batch]), y[batch]).backward()
+            with torch.no_grad():
+                for name, mask in masks.items():
+                    if params[name].grad is not None:
+                        params[name].grad.mul_(mask)
+            optimizer.step()
+            _zero_pruned(params, masks)
+            step += 1
+    return model.eval()
+'''
+
+_ADAM = "optimizer = torch.optim.Adam(model.parameters(), lr=LR, weight_decay=WEIGHT_DECAY)"
+_SGD = "optimizer = torch.optim.SGD(model.parameters(), lr=LR, momentum=MOMENTUM, weight_decay=WEIGHT_DECAY)"
+
+_ONESHOT = '''
+def run_schedule(model: nn.Module, X_train: torch.Tensor, y_train: torch.Tensor) -> dict[str, torch.Tensor]:
+    """One-shot: prune the trained weights once, then fine-tune with the pruned weights held at zero.
+    Returns the masks."""
+    masks = masks_at(model)
+    finetune(model, masks, X_train, y_train)
+    return masks
+'''
+
+_ROUND_SPARSITIES = '''
+def round_sparsities(target: float, rounds: int) -> list[float]:
+    """The sparsity after each round when every round prunes the same fraction of the weights that remain."""
+    keep = (1.0 - target) ** (1.0 / rounds)
+    return [1.0 - keep**i for i in range(1, rounds + 1)]
+'''
+
+_ITERATIVE = '''
+def run_schedule(model: nn.Module, X_train: torch.Tensor, y_train: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Iterative pruning: ROUNDS rounds, each pruning the current weights to the round's sparsity (a
+    pruned weight stays pruned), then fine-tuning. Returns the masks."""
+    masks = None
+    for sparsity in round_sparsities(SPARSITY, ROUNDS):
+        masks = _combine(masks, masks_at(model, sparsity))
+        finetune(model, masks, X_train, y_train)
+    return masks
+'''
+
+_REWIND = '''
+def rewind_weights(
+    model: nn.Module, init_state: dict[str, torch.Tensor], X_train: torch.Tensor, y_train: torch.Tensor
+) -> dict[str, torch.Tensor]:
+    """The weights after REWIND_ITERATION steps of dense training from ``init_state``, with the same
+    settings as the fine-tuning; the model's own weights are put back afterwards."""
+    trained = {name: value.detach().clone() for name, value in model.state_dict().items()}
+    model.load_state_dict(init_state)
+    steps_per_epoch = -(-len(X_train) // BATCH_SIZE)
+    epochs = -(-REWIND_ITERATION // steps_per_epoch)
+    finetune(model, {}, X_train, y_train, epochs=epochs, max_steps=REWIND_ITERATION)
+    rewound = {name: value.detach().clone() for name, value in model.state_dict().items()}
+    model.load_state_dict(trained)
+    return rewound
+'''
+
+_LOTTERY = '''
+def run_schedule(
+    model: nn.Module, X_train: torch.Tensor, y_train: torch.Tensor, init_state: dict[str, torch.Tensor]
+) -> dict[str, torch.Tensor]:
+    """Lottery ticket: ROUNDS rounds, each pruning the current weights to the round's sparsity (a
+    pruned weight stays pruned), then rewinding every weight to ``rewind_state`` and training.
+    Returns the masks."""
+    @REWIND_STATE@
+    masks = None
+    for sparsity in round_sparsities(SPARSITY, ROUNDS):
+        masks = _combine(masks, masks_at(model, sparsity))
+        model.load_state_dict(rewind_state)  # finetune then zeroes the pruned weights
+        finetune(model, masks, X_train, y_train)
+    return masks
+'''
+
+_GRADUAL = '''
+def zhu_gupta_sparsity(step: int, every: int) -> float:
+    """The sparsity at optimiser ``step`` when it rises every ``every`` steps (Zhu & Gupta 2017):
+    SPARSITY + (INITIAL_SPARSITY - SPARSITY) * (1 - step / (PRUNING_STEPS * every)) ** 3, then constant."""
+    if step <= 0:
+        return INITIAL_SPARSITY
+    progress = min(1.0, step / (PRUNING_STEPS * every))
+    return SPARSITY + (INITIAL_SPARSITY - SPARSITY) * (1.0 - progress) ** 3
+
+
+def run_schedule(model: nn.Module, X_train: torch.Tensor, y_train: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Gradual pruning: while training, prune the current weights at steps 0, every, ..., PRUNING_STEPS *
+    every (about three quarters into training; a pruned weight stays pruned), then once more at exactly
+    SPARSITY after training. Returns the masks."""
+    total_steps = EPOCHS * -(-len(X_train) // BATCH_SIZE)
+    every = max(1, int(0.75 * total_steps) // PRUNING_STEPS)
+    masks = None
+
+    def on_step(step: int) -> dict[str, torch.Tensor] | None:
+        nonlocal masks
+        if step % every or step // every > PRUNING_STEPS:
+            return None
+        masks = _combine(masks, masks_at(model, zhu_gupta_sparsity(step, every)))
+        return masks
+
+    finetune(model, {}, X_train, y_train, on_step=on_step)
+    return _combine(masks, masks_at(model, SPARSITY))  # land exactly on the target
+'''
+
+_TRAINING_API = '''
+NEEDS_THE_MODEL = (
+    f"this recipe trains ({SCHEDULE_LABEL}), and training needs the model's forward pass, which a state dict "
+    "does not carry: apply it from Python with apply_pruning(model, X_train, y_train@INIT@)"
+)
+
+
+def apply_pruning(
+    model: nn.Module,
+    X_train: torch.Tensor | None = None,
+    y_train: torch.Tensor | None = None,
+    init_state: dict[str, torch.Tensor] | None = None,
+) -> nn.Module:
+    """Prune and fine-tune ``model`` (a MODEL with its trained weights) in place as the recipe's
+    schedule says, on the training split ``X_train``, ``y_train``; make the pruning permanent with
+    torch.nn.utils.prune; return the model. @INIT_DOC@"""
+    modules = dict(model.named_modules())
+    _check({name: _parameter(modules, name) for name in SHAPES}, "the model")
+    if X_train is None or y_train is None:
+        raise ValueError(
+            f"this recipe fine-tunes the model ({SCHEDULE_LABEL}): apply_pruning needs the training split "
+            "it was fine-tuned on, apply_pruning(model, X_train, y_train@INIT@)"
+        )
+    if len(X_train) != len(y_train):
+        raise ValueError(f"X_train has {len(X_train)} samples but y_train has {len(y_train)}")
+@CHECK_INIT@    masks = run_schedule(model, X_train, y_train@INIT@)
+    for name, mask in masks.items():
+        path, _, attr = name.rpartition(".")
+        prune.custom_from_mask(modules[path], attr, mask)  # the pruned weights are zero already
+        prune.remove(modules[path], attr)  # weight = weight_orig * weight_mask, as a plain parameter again
+    return model
+
+
+def prune_state_dict(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Not for this recipe: it trains, which a state dict alone cannot (raises ValueError)."""
+    raise ValueError(NEEDS_THE_MODEL)
+
+
+def _error(message: str) -> int:
+    print("error: " + " ".join(message.split()), file=sys.stderr)
+    return 2
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=f"Prune a {MODEL} as a PruneLab recipe describes.")
+    parser.add_argument("--weights", required=True, metavar="IN.safetensors", help=f"trained weights of a {MODEL}")
+    parser.add_argument("--out", required=True, metavar="OUT.safetensors", help="where to write the pruned weights")
+    parser.add_argument(
+        "--train-data", metavar="TRAIN.safetensors", help="the training split: tensors named X_train and y_train"
+    )
+@INIT_ARG@    parser.parse_args(argv)
+    # Training needs the model's forward pass, which a state dict does not carry: see NEEDS_THE_MODEL.
+    return _error(NEEDS_THE_MODEL)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+'''
+
+_CHECK_INIT = """    if init_state is None:
+        raise ValueError(
+            "the lottery schedule rewinds the weights to those the model was initialised with: "
+            "apply_pruning(model, X_train, y_train, init_state)"
+        )
+"""
+
+_INIT_ARG = """    parser.add_argument(
+        "--init-weights", metavar="INIT.safetensors", help="the weights the model was initialised with (lottery)"
+    )
+"""
+
 
 def _method_code(plan: _Plan) -> str:
     scope = plan.recipe.scope
@@ -579,20 +1036,64 @@ def _method_code(plan: _Plan) -> str:
     return _NM
 
 
+def _training_code(plan: _Plan) -> str:
+    """masks_at, the masked training loop, the schedule and the API of a recipe that trains."""
+    schedule = plan.schedule
+    if plan.kind == "nm":
+        masks_at = _MASKS_AT_NM
+    else:
+        masks_at = _MASKS_AT_GLOBAL if plan.sparsity is not None else _MASKS_AT_LAYERWISE
+    finetune = _FINETUNE.replace("@OPTIMIZER@", _SGD if schedule.finetune.optimizer == "sgd" else _ADAM)
+    if schedule.kind == "oneshot":
+        steps = [_ONESHOT]
+    elif schedule.kind == "gradual":
+        steps = [_GRADUAL]
+    elif schedule.kind == "iterative":
+        steps = [_ROUND_SPARSITIES, _ITERATIVE]
+    else:
+        rewinds = schedule.rewind_iteration > 0
+        lottery = _LOTTERY.replace(
+            "@REWIND_STATE@",
+            "rewind_state = rewind_weights(model, init_state, X_train, y_train)"
+            if rewinds
+            else "rewind_state = init_state  # the weights the model was initialised with",
+        )
+        steps = [_ROUND_SPARSITIES] + ([_REWIND] if rewinds else []) + [lottery]
+    lottery = schedule.kind == "lottery"
+    api = (
+        _TRAINING_API.replace("@INIT@", ", init_state" if lottery else "")
+        .replace("@CHECK_INIT@", _CHECK_INIT if lottery else "")
+        .replace("@INIT_ARG@", _INIT_ARG if lottery else "")
+        .replace(
+            "@INIT_DOC@",
+            "``init_state`` is the state dict the model was\n    initialised with, before training: the lottery rewinds to it."
+            if lottery
+            else "``init_state`` is not used.",
+        )
+    )
+    return "\n".join([_MASKS_OF, masks_at, finetune, *steps, api])
+
+
 def generate_script(recipe: Recipe) -> str:
     """The source of a standalone script applying ``recipe`` with torch.nn.utils.prune (see module doc).
 
     Raises ValueError for a recipe the engine would refuse (unknown layers, bad sparsity, a model
-    that is not a sample) or a method without a script.
+    that is not a sample) or a method without a script. A recipe that trains (fine-tuning or a
+    multi-step schedule) gives a script whose ``apply_pruning`` runs the schedule on the training split.
     """
     plan = _plan(recipe)
+    if plan.schedule is None:
+        imports, tail = _IMPORTS, _HELPERS + "\n" + _PLAIN_API
+    else:
+        imports = _IMPORTS.replace("from pathlib import Path\n", "")
+        tail = _HELPERS + "\n" + _training_code(plan)
     return (
         _docstring(plan)
-        + _IMPORTS
+        + imports
         + "\n"
         + _constants(plan)
         + "\n"
         + _method_code(plan)
         + "\n"
-        + _COMMON.replace("a MODEL", f"a {recipe.model}")
+        + tail.replace("a MODEL", f"a {recipe.model}")
     )

@@ -197,15 +197,16 @@ def _measure(model, X_test, y_test, X_train, y_train, noisy, batch_size) -> dict
 
 
 def _schedule_level(
-    model, X_train, y_train, method, scope, level, exclude, seed, schedule, init_state, reinit, threads
-):
+    model, X_train, y_train, method, scope, level, exclude, seed, schedule, init_state, reinit, threads,
+    should_stop=None,
+):  # fmt: skip
     """One level of a scheduled sweep; runs in a worker process when the sweep is parallel."""
     if threads:
         torch.set_num_threads(threads)
     start = time.perf_counter()
     result = run_schedule(
         model, X_train, y_train, method, scope, level, schedule, exclude=exclude, seed=seed,
-        init_state=init_state, reinit=reinit,
+        init_state=init_state, reinit=reinit, should_stop=should_stop,
     )  # fmt: skip
     return result.model, result.masks, result.control, time.perf_counter() - start
 
@@ -272,7 +273,7 @@ def _scheduled_sweep(
             for a, job in zip(args, jobs):
                 if should_stop is not None and should_stop():
                     break
-                add_rows(job, _schedule_level(*a, 0))
+                add_rows(job, _schedule_level(*a, 0, should_stop))
         except Stopped:
             pass
     order = {m.name: i for i, m in enumerate(resolved)}
