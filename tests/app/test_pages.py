@@ -243,3 +243,50 @@ def test_importing_a_bad_recipe_explains_and_keeps_the_current_view(name, data, 
     assert not at.exception
     assert any(named in e.value and "Nothing was changed" in e.value for e in at.error)
     assert at.selectbox(key="w_model").value == "digits-mlp"
+
+
+def test_schedules_page_runs_every_schedule_and_plots_them():
+    at = run_app(methods="magnitude")
+    at.switch_page("pages/schedules.py").run()
+    assert not at.exception
+    assert not figures(at), "nothing is trained before Run is pressed"
+    at.slider(key="sched_levels").set_value(2)
+    at.slider(key="sched_epochs").set_value(1)
+    at.slider(key="sched_rounds").set_value(2)
+    at.button(key="FormSubmitter:schedule_settings-Run").click().run()
+    assert not at.exception
+    accuracy, curves, gap = figures(at)
+    names = [t["name"] for t in accuracy["data"]]
+    assert names == [
+        "One-shot, no fine-tuning",
+        "One-shot + fine-tuning",
+        "Iterative prune + fine-tune",
+        "Gradual (Zhu & Gupta)",
+        "Lottery ticket (rewind)",
+        "Lottery mask, random re-init",
+    ]
+    assert all(len(t["x"]) == 2 for t in accuracy["data"])
+    assert accuracy["layout"]["xaxis"]["title"]["text"] == "Sparsity of prunable weights (%)"
+    assert curves["layout"]["xaxis"]["title"]["text"].startswith("Training step")
+    assert len(gap["data"]) == 3 * 5  # test, train and noisy accuracy for each trained schedule
+
+
+def test_sensitivity_page_proposes_within_budget_and_sends_it_to_the_tradeoff_view():
+    at = run_app(n="3", methods="magnitude")
+    at.switch_page("pages/sensitivity.py").run()
+    assert not at.exception
+    sens, heat, allocation = figures(at)
+    assert [t["name"].split(" ")[0] for t in sens["data"]] == ["fc1", "fc2", "fc3"]
+    assert allocation["data"][0]["x"] == ["fc1", "fc2", "fc3"]
+    drop = next(m for m in at.metric if m.label.startswith("Measured accuracy drop"))
+    assert float(drop.value.split()[0]) <= 1.0
+    at.button(key="sens_send").click().run()
+    assert not at.exception
+    sent = at.session_state["config"]
+    assert sent.allocation_method == "magnitude" and [k for k, _ in sent.allocation] == ["fc1", "fc2", "fc3"]
+    # The allocation travels in the URL; a link carrying it shows the proposal on the trade-off view.
+    link = sent.to_query()["alloc"]
+    trade_at = run_app(n="3", methods="magnitude", alloc=link)
+    (trade,) = figures(trade_at)
+    proposal = [t for t in trade["data"] if "per-layer proposal" in t["name"]]
+    assert len(proposal) == 1 and len(proposal[0]["x"]) == 1

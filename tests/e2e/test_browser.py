@@ -161,6 +161,7 @@ def test_explore_change_visit_every_page_and_share(server, browser):
     for label, expected in (
         ("Layers", "Weight histograms"),
         ("Export", "Size of each file"),
+        ("Sensitivity", "Sensitivity heatmap"),
         ("Size & speed", "Parameters that must be stored"),
     ):
         page.locator('[data-testid="stSidebarNav"]').get_by_text(label, exact=True).click()
