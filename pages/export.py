@@ -67,8 +67,9 @@ c3.download_button(
     "text/x-python",
     on_click="ignore",
     key="dl_script",
-    help="Applies the same pruning with torch.nn.utils.prune; `apply_pruning(model)` or "
-    "`python script.py --weights IN.safetensors --out OUT.safetensors`.",
+    help="Applies the same pruning with torch.nn.utils.prune: `apply_pruning(model)`, or "
+    "`python script.py --weights IN.safetensors --out OUT.safetensors`. Recipes that fine-tune need "
+    "`apply_pruning(model, X_train, y_train)` (and the initial weights for a lottery ticket).",
 )
 if "shrunk" in bundle:
     c2.download_button(

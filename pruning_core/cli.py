@@ -258,7 +258,11 @@ def cmd_script(args) -> int:
     from pruning_core.script import generate_script
 
     recipe = read_recipe(args.recipe)
-    write_text(generate_script(recipe), args.output)
+    try:
+        script = generate_script(recipe)
+    except ValueError as exc:
+        raise UsageError(f"cannot write a script for {args.recipe!r}: {exc}") from None
+    write_text(script, args.output)
     return 0
 
 

@@ -253,12 +253,17 @@ def _schedule_text(plan: _Plan) -> str:
         text = f"Schedule: one-shot. The trained weights are pruned once, then fine-tuned for {epochs}."
     elif schedule.kind == "gradual":
         n = schedule.pruning_steps
+        what = (
+            "the N:M pattern is applied to the current weights (its sparsity is fixed)"
+            if plan.kind == "nm"
+            else f"the sparsity rises from {schedule.initial_sparsity:g} to {plan.target:g} along "
+            f"s_t = s_f + (s_i - s_f)(1 - t / ({n} dt))^3"
+        )
         text = (
-            f"Schedule: gradual (Zhu & Gupta 2017). During {epochs} of training, the sparsity rises from "
-            f"{schedule.initial_sparsity:g} to {plan.target:g} along s_t = s_f + (s_i - s_f)(1 - t / ({n} dt))^3 "
-            f"at optimiser steps t = 0, dt, ..., {n} dt (dt = int(0.75 * total steps) // {n}, at least 1), each "
-            "time pruning the current weights (a pruned weight stays pruned); after training the masks are "
-            "computed once more at exactly the target."
+            f"Schedule: gradual (Zhu & Gupta 2017). During {epochs} of training, {what} at optimiser steps "
+            f"t = 0, dt, ..., {n} dt (dt = int(0.75 * total steps) // {n}, at least 1), each time pruning the "
+            "current weights (a pruned weight stays pruned); after training the masks are computed once more "
+            "at exactly the target."
         )
     else:
         if plan.kind == "nm":

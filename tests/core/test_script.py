@@ -2,7 +2,9 @@
 
 The script reproduces the engine's masks element for element, runs without PruneLab (as a real
 subprocess, and imported with PruneLab's packages blocked), leaves plain modules behind, passes
-ruff, and fails with one ``error:`` line and exit status 2.
+ruff, and fails with one ``error:`` line and exit status 2. For a recipe that trains, its
+``apply_pruning`` runs the engine's schedule (masks on the current weights at every pruning step,
+the masked fine-tuning loop) and ends with exactly the engine's weights.
 """
 
 from __future__ import annotations
@@ -23,7 +25,10 @@ from torch import nn
 
 import sample_models
 from pruning_core import compute_masks
+from pruning_core.export import make_recipe
+from pruning_core.finetune import FineTuneConfig
 from pruning_core.recipe import Recipe
+from pruning_core.schedules import Schedule, run_schedule
 from pruning_core.script import generate_script
 
 # Every method/scope on the two digits models; magnitude and structured on the other samples.
@@ -79,6 +84,8 @@ def _cases() -> dict[str, Recipe]:
             "cancer-mlp-structured-l1-layerwise-cap": Recipe(
                 model="cancer-mlp", method="structured-l1", scope="layerwise", sparsity=0.99
             ),
+            # ERK: per-layer sparsities computed from the shapes, embedded as LAYER_SPARSITY
+            "digits-mlp-random-erk": Recipe(model="digits-mlp", method="random", scope="erk", sparsity=0.7, seed=2),
         }
     )
     return cases
@@ -97,6 +104,47 @@ VARIANTS = [
     "digits-cnn-structured-l1-per-layer",
     "digits-cnn-nm-2:4-layerwise",
 ]
+
+
+def _training(method: str, scope: str, sparsity, schedule: Schedule) -> Recipe:
+    return make_recipe("digits-mlp", method, scope, sparsity, seed=5, metrics={}, schedule=schedule)
+
+
+# Recipes that train, on digits-mlp (each runs in well under a second): every schedule, both
+# optimisers, and each shape of masks_at (one sparsity, per-layer fractions, the fixed N:M pattern).
+TRAINING = {
+    "train-oneshot-structured-l2-global-sgd": _training(
+        "structured-l2",
+        "global",
+        0.5,
+        Schedule("oneshot", FineTuneConfig(epochs=2, optimizer="sgd", lr=0.01, weight_decay=1e-4)),
+    ),
+    "train-oneshot-magnitude-per-layer": _training(
+        "magnitude", "per-layer", {"fc1": 0.9, "fc2": 0.5}, Schedule("oneshot", FineTuneConfig(epochs=2))
+    ),
+    "train-iterative-magnitude-global": _training(
+        "magnitude", "global", 0.8, Schedule("iterative", FineTuneConfig(epochs=1), rounds=3)
+    ),
+    "train-iterative-random-layerwise": _training(
+        "random", "layerwise", 0.7, Schedule("iterative", FineTuneConfig(epochs=1, seed=3), rounds=2)
+    ),
+    "train-gradual-magnitude-layerwise": _training(
+        "magnitude",
+        "layerwise",
+        0.8,
+        Schedule("gradual", FineTuneConfig(epochs=2, batch_size=50), pruning_steps=5, initial_sparsity=0.1),
+    ),
+    "train-gradual-nm-2:4": _training("nm-2:4", "layerwise", 0.5, Schedule("gradual", FineTuneConfig(epochs=1))),
+    "train-lottery-magnitude-global": _training(
+        "magnitude", "global", 0.8, Schedule("lottery", FineTuneConfig(epochs=2), rounds=2)
+    ),
+    "train-lottery-rewind-structured-l1-layerwise": _training(
+        "structured-l1", "layerwise", 0.5, Schedule("lottery", FineTuneConfig(epochs=1), rounds=2, rewind_iteration=7)
+    ),
+}
+RECIPES = {**CASES, **TRAINING}
+# Every script shape for the source-level rules: the variants above and the training scripts.
+SOURCE_VARIANTS = VARIANTS + list(TRAINING)
 ALLOWED_IMPORTS = {"__future__", "argparse", "sys", "pathlib", "torch", "safetensors"}
 
 
@@ -236,12 +284,12 @@ def test_prune_state_dict_returns_a_new_dict_and_leaves_its_input_alone(case_id,
 def variant_scripts(tmp_path_factory) -> dict[str, Path]:
     directory = tmp_path_factory.mktemp("variants")
     return {
-        case_id: write_script(CASES[case_id], directory, "prune_" + case_id.replace("-", "_").replace(":", "_"))
-        for case_id in VARIANTS
+        case_id: write_script(RECIPES[case_id], directory, "prune_" + case_id.replace("-", "_").replace(":", "_"))
+        for case_id in SOURCE_VARIANTS
     }
 
 
-@pytest.mark.parametrize("case_id", VARIANTS)
+@pytest.mark.parametrize("case_id", SOURCE_VARIANTS)
 def test_script_imports_only_the_standard_library_torch_and_safetensors(case_id, variant_scripts):
     tree = ast.parse(variant_scripts[case_id].read_text())
     imported = set()
@@ -254,15 +302,45 @@ def test_script_imports_only_the_standard_library_torch_and_safetensors(case_id,
     assert "torch" in imported
 
 
-@pytest.mark.parametrize("case_id", VARIANTS)
+@pytest.mark.parametrize("case_id", SOURCE_VARIANTS)
 def test_script_docstring_states_the_recipe_and_how_to_use_it(case_id, variant_scripts):
-    recipe = CASES[case_id]
+    recipe = RECIPES[case_id]
     doc = ast.get_docstring(ast.parse(variant_scripts[case_id].read_text()))
     assert doc, "the script has no module docstring"
     for fact in (recipe.model, recipe.method, recipe.scope, "apply_pruning", "--weights", "--out"):
         assert fact in doc, f"the docstring does not mention {fact!r}"
     if recipe.scope != "per-layer" and not recipe.method.startswith("nm-"):
         assert f"sparsity {recipe.sparsity:g}" in doc
+
+
+@pytest.mark.parametrize("case_id", list(TRAINING))
+def test_training_script_docstring_states_the_schedule_and_the_fine_tuning(case_id, variant_scripts):
+    recipe = TRAINING[case_id]
+    schedule, ft = recipe.schedule_object, recipe.schedule_object.finetune
+    doc = " ".join(ast.get_docstring(ast.parse(variant_scripts[case_id].read_text())).split())
+    facts = [
+        f"Schedule: {'one-shot' if schedule.kind == 'oneshot' else schedule.kind}",
+        f"{ft.epochs} epoch",
+        "SGD" if ft.optimizer == "sgd" else "Adam",
+        f"lr {ft.lr:g}",
+        f"weight decay {ft.weight_decay:g}",
+        f"mini-batches of {ft.batch_size}",
+        f"seed {ft.seed}",
+        "apply_pruning(model, X_train, y_train",
+        "--train-data",
+    ]
+    if schedule.kind in ("iterative", "lottery"):
+        facts.append(f"{schedule.rounds} rounds")
+    if schedule.kind == "gradual":
+        facts.append(f"at optimiser steps t = 0, dt, ..., {schedule.pruning_steps} dt")
+        if not recipe.method.startswith("nm-"):
+            facts.append(f"rises from {schedule.initial_sparsity:g} to {recipe.sparsity:g}")
+    if schedule.kind == "lottery":
+        facts += ["init_state", "--init-weights"]
+        if schedule.rewind_iteration:
+            facts.append(f"after {schedule.rewind_iteration} steps of dense training")
+    for fact in facts:
+        assert fact in doc, f"the docstring does not mention {fact!r}"
 
 
 TORCH_CALLS = {
@@ -393,3 +471,132 @@ def test_generate_script_leaves_the_global_random_state_alone():
     torch.manual_seed(123)
     generate_script(CASES["digits-cnn-structured-l2-global"])
     assert torch.equal(torch.rand(5), expected)
+
+
+# --- recipes that train: the script runs the engine's schedule -------------------------------------------
+
+
+def engine_schedule_state(recipe: Recipe, init_state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    sample = sample_models.load_sample(recipe.model)
+    result = run_schedule(
+        sample.model,
+        sample.data.X_train,
+        sample.data.y_train,
+        recipe.method,
+        recipe.scope,
+        recipe.sparsity_argument,
+        recipe.schedule_object,
+        exclude=recipe.exclude,
+        seed=recipe.seed,
+        init_state=init_state,
+    )
+    return {k: v.detach().clone() for k, v in result.model.state_dict().items()}
+
+
+@pytest.fixture
+def one_thread():
+    """Training on one thread: small batches gain nothing from more, and a loaded machine's thread
+    synchronisation can make them many times slower (results are the same either way)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.mark.parametrize("case_id", list(TRAINING))
+def test_apply_pruning_of_a_training_recipe_ends_with_exactly_the_engines_weights(
+    case_id, tmp_path, monkeypatch, one_thread
+):
+    recipe = TRAINING[case_id]
+    assert recipe.trains
+    script = import_script(write_script(recipe, tmp_path), monkeypatch)
+    data = sample_models.load_sample(recipe.model).data
+    init_state = sample_models.initial_state(recipe.model)
+    model = sample_models.load_sample(recipe.model).model
+    keys = list(model.state_dict())
+    assert script.apply_pruning(model, data.X_train, data.y_train, init_state) is model
+    assert not model.training, "apply_pruning left the model in training mode"
+    assert sorted(model.state_dict()) == sorted(keys), "apply_pruning left weight_orig/weight_mask behind"
+    assert all(isinstance(p, nn.Parameter) for _, p in model.named_parameters())
+    assert not [n for n, m in model.named_modules() if m._forward_pre_hooks], "pruning hooks left behind"
+    result = {k: v.detach() for k, v in model.state_dict().items()}
+    expected = engine_schedule_state(recipe, init_state)
+    # Same float operations in the same order in one process: the weights agree bit for bit.
+    assert_matches(result, expected)
+    assert all(torch.equal(result[k] == 0, expected[k] == 0) for k in expected), "the zero patterns differ"
+    assert int((result["fc1.weight"] == 0).sum()) > 0, "nothing was pruned: a vacuous case"
+    dense = dense_state(recipe.model)
+    assert not torch.equal(result["fc3.bias"], dense["fc3.bias"]), "the model was not trained"
+
+
+def test_apply_pruning_of_a_training_recipe_needs_the_training_split_and_leaves_the_model_alone(tmp_path, monkeypatch):
+    script = import_script(write_script(TRAINING["train-iterative-magnitude-global"], tmp_path), monkeypatch)
+    data = sample_models.load_sample("digits-mlp").data
+    model = sample_models.load_sample("digits-mlp").model
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    for args in [(), (data.X_train,), (None, data.y_train)]:
+        with pytest.raises(ValueError, match="training split it was fine-tuned on"):
+            script.apply_pruning(model, *args)
+    with pytest.raises(ValueError, match="samples"):
+        script.apply_pruning(model, data.X_train, data.y_train[:-1])
+    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items()), "a refused call modified the model"
+
+
+def test_apply_pruning_of_a_lottery_recipe_needs_the_initial_weights(tmp_path, monkeypatch):
+    script = import_script(write_script(TRAINING["train-lottery-magnitude-global"], tmp_path), monkeypatch)
+    data = sample_models.load_sample("digits-mlp").data
+    model = sample_models.load_sample("digits-mlp").model
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    with pytest.raises(ValueError, match="init_state"):
+        script.apply_pruning(model, data.X_train, data.y_train)
+    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items()), "a refused call modified the model"
+
+
+def test_training_script_command_line_explains_that_training_recipes_are_applied_from_python(
+    tmp_path, monkeypatch, capsys
+):
+    script = import_script(write_script(TRAINING["train-lottery-magnitude-global"], tmp_path), monkeypatch)
+    save_file(dense_state("digits-mlp"), tmp_path / "dense.safetensors")
+    data = sample_models.load_sample("digits-mlp").data
+    save_file({"X_train": data.X_train, "y_train": data.y_train}, tmp_path / "train.safetensors")
+    save_file(sample_models.initial_state("digits-mlp"), tmp_path / "init.safetensors")
+    out = tmp_path / "out.safetensors"
+    for extra in ([], ["--train-data", str(tmp_path / "train.safetensors")]):
+        code = script.main(
+            ["--weights", str(tmp_path / "dense.safetensors"), "--out", str(out), *extra]
+            + ["--init-weights", str(tmp_path / "init.safetensors")]
+        )
+        captured = capsys.readouterr()
+        assert_one_error_line(code, captured.err, "apply_pruning(model, X_train, y_train, init_state)", "state dict")
+        assert captured.out == ""
+    assert not out.exists()
+    with pytest.raises(ValueError, match="apply_pruning"):
+        script.prune_state_dict(dense_state("digits-mlp"))
+
+
+SCHEDULE_REFUSED = {
+    # the engine's schedules take one overall sparsity
+    "per-layer with an iterative schedule": (
+        "per-layer",
+        {"fc1": 0.5},
+        Schedule("iterative", FineTuneConfig(epochs=1), rounds=2),
+    ),
+    # a script limit: the ERK allocation would have to be recomputed at every pruning step
+    "erk with a gradual schedule": ("erk", 0.5, Schedule("gradual", FineTuneConfig(epochs=1))),
+}
+
+
+@pytest.mark.parametrize("what", list(SCHEDULE_REFUSED))
+def test_generate_script_refuses_a_schedule_it_cannot_reproduce(what):
+    scope, sparsity, schedule = SCHEDULE_REFUSED[what]
+    recipe = Recipe(
+        model="digits-mlp",
+        method="magnitude",
+        scope=scope,
+        sparsity=0.0 if isinstance(sparsity, dict) else sparsity,
+        layer_sparsities=sparsity if isinstance(sparsity, dict) else None,
+        schedule={k: v for k, v in schedule.to_dict().items() if k != "finetune"},
+        finetune=schedule.finetune.to_dict(),
+    )
+    with pytest.raises(ValueError, match=scope):
+        generate_script(recipe)
