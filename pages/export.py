@@ -111,6 +111,19 @@ st.caption(
     "removing neurons makes the file itself smaller."
 )
 
+if config.allocation:
+    st.subheader("The per-layer proposal from Sensitivity")
+    proposal_yaml = compute.allocation_recipe(
+        config.model, config.allocation_method, config.allocation, config.exclude, config.seed
+    )
+    pairs = ", ".join(f"{k} {v:.0%}" for k, v in config.allocation)
+    st.caption(f"{figures.method_label(config.allocation_method)} with {pairs}.")
+    st.download_button(
+        "Per-layer proposal recipe (YAML)", proposal_yaml, f"prunelab-{config.model}-per-layer.yaml",
+        "application/yaml", on_click="ignore", key="dl_alloc",
+        help="Apply it with `python -m pruning_core apply RECIPE --out DIR`, or get a script with `script RECIPE`.",
+    )  # fmt: skip
+
 with st.expander("Recipe preview"):
     st.code(bundle["recipe_yaml"], language="yaml")
 with st.expander("Script preview"):

@@ -315,3 +315,11 @@ def sensitivity_proposal(name: str, method: str, exclude: tuple[str, ...], seed:
     return propose(
         s.model, s.data, sensitivity_table(name, method, exclude, seed), target, budget, method, exclude, seed
     )
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def allocation_recipe(name: str, method: str, allocation: tuple, exclude: tuple[str, ...], seed: int) -> str:
+    """The YAML recipe of an explicit per-layer allocation (measured, like every export)."""
+    from pruning_core import export, recipe
+
+    return recipe.dumps(export.make_recipe(name, method, "per-layer", dict(allocation), exclude, seed))

@@ -290,3 +290,15 @@ def test_sensitivity_page_proposes_within_budget_and_sends_it_to_the_tradeoff_vi
     (trade,) = figures(trade_at)
     proposal = [t for t in trade["data"] if "per-layer proposal" in t["name"]]
     assert len(proposal) == 1 and len(proposal[0]["x"]) == 1
+
+
+def test_export_offers_the_per_layer_proposal_as_a_recipe():
+    at = run_app(n="3", methods="magnitude", alloc="magnitude|fc1:0.6,fc2:0.7,fc3:0.3")
+    at.switch_page("pages/export.py").run()
+    assert not at.exception
+    assert "Per-layer proposal recipe (YAML)" in {b.label for b in at.get("download_button")}
+    from pruning_core.recipe import loads
+    from ui.compute import allocation_recipe
+
+    recipe = loads(allocation_recipe("digits-mlp", "magnitude", (("fc1", 0.6), ("fc2", 0.7), ("fc3", 0.3)), (), 0))
+    assert recipe.scope == "per-layer" and recipe.layer_sparsities == {"fc1": 0.6, "fc2": 0.7, "fc3": 0.3}
