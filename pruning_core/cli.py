@@ -218,7 +218,9 @@ def cmd_recipe(args) -> int:
         print(f"note: {method} always has sparsity {fixed:g}; --sparsity {sparsity:g} is not used", file=sys.stderr)
     exclude = parse_list(args.exclude, "layer") if args.exclude else []
     try:
-        recipe = make_recipe(args.model, method, args.scope, sparsity, exclude, args.seed)
+        recipe = make_recipe(
+            args.model, method, args.scope, sparsity, exclude, args.seed, schedule=schedule_from_args(args)
+        )
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     write_text(dumps(recipe, args.format), args.output)
@@ -304,6 +306,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--format", default="yaml", choices=["yaml", "json"])
     p.add_argument("--output", help="write to this file instead of standard output")
+    _schedule_flags(p)
     p.set_defaults(run=cmd_recipe)
 
     p = sub.add_parser("apply", help="apply a recipe: write pruned weights, report.json and (structured) ONNX")

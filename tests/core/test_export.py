@@ -161,3 +161,14 @@ def test_cli_refuses_a_bad_recipe_file_listing_its_problems(tmp_path, capsys):
     assert main(["apply", str(path), "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err
     assert "newer" in err and "nope" in err and "3" in err and "Traceback" not in err
+
+
+def test_cli_recipe_records_the_schedule_and_apply_reproduces_it(tmp_path):
+    path = tmp_path / "r.yaml"
+    assert main(["recipe", "--model", "digits-mlp", "--method", "magnitude", "--sparsity", "0.8", "--schedule",
+                 "iterative", "--finetune-epochs", "1", "--rounds", "2", "--output", str(path)]) == 0  # fmt: skip
+    recipe = load(path)
+    assert recipe.schedule["kind"] == "iterative" and recipe.finetune["epochs"] == 1
+    assert main(["apply", str(path), "--out", str(tmp_path / "out")]) == 0
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert report["matches_recorded"] is True
