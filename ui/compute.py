@@ -8,7 +8,6 @@ workshop attendees is computed once.
 
 from __future__ import annotations
 
-import gzip
 import threading
 from collections import OrderedDict
 
@@ -16,10 +15,10 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 import torch
-from safetensors.torch import save
 
 import pruning_core
 import sample_models
+from pruning_core import export
 from pruning_core.masks import apply_masks, compute_masks
 from pruning_core.shrink import compare_latency_ms, count_params, layer_shapes, shrink
 
@@ -130,10 +129,6 @@ def layer_view(name: str, method: str, scope: str, sparsity: float, exclude: tup
     return {"weights": weights, "kept": kept, "table": pd.DataFrame(rows), "threshold": threshold}
 
 
-def _safetensors_bytes(state: dict[str, torch.Tensor]) -> bytes:
-    return save({k: v.detach().contiguous() for k, v in state.items()})
-
-
 @st.cache_data(show_spinner=False, max_entries=64)
 def size_speed(name: str, method: str, scope: str, sparsity: float, exclude: tuple[str, ...], seed: int) -> dict:
     """Masked versus physically shrunk: parameters, shapes, file sizes and measured CPU latency."""
@@ -145,12 +140,10 @@ def size_speed(name: str, method: str, scope: str, sparsity: float, exclude: tup
         "params_dense": count_params(s.model),
         "params_nonzero": int(sum(int(torch.count_nonzero(p)) for p in masked.parameters())),
         "shapes_before": {k: list(v) for k, v in layer_shapes(s.model).items()},
-        "file_dense": len(_safetensors_bytes(s.model.state_dict())),
     }
-    masked_file = _safetensors_bytes(masked.state_dict())
-    result["file_masked"] = len(masked_file)
-    result["file_masked_gzip"] = len(gzip.compress(masked_file, compresslevel=6))
-    result["file_dense_gzip"] = len(gzip.compress(_safetensors_bytes(s.model.state_dict()), compresslevel=6))
+    dense_file, masked_file = export.state_dict_bytes(s.model), export.state_dict_bytes(masked)
+    result["file_dense"], result["file_dense_gzip"] = len(dense_file), export.gzip_size(dense_file)
+    result["file_masked"], result["file_masked_gzip"] = len(masked_file), export.gzip_size(masked_file)
     try:
         small = shrink(s.model, masks)
     except ValueError as exc:
@@ -161,7 +154,7 @@ def size_speed(name: str, method: str, scope: str, sparsity: float, exclude: tup
         result["max_abs_difference"] = float((masked(x) - small(x)).abs().max())
     result["params_shrunk"] = count_params(small)
     result["shapes_after"] = {k: list(v) for k, v in layer_shapes(small).items()}
-    result["file_shrunk"] = len(_safetensors_bytes(small.state_dict()))
+    result["file_shrunk"] = len(export.state_dict_bytes(small))
     latencies = compare_latency_ms([s.model, masked, small], x)
     result["latency_dense_ms"], result["latency_masked_ms"], result["latency_shrunk_ms"] = latencies
     return result
