@@ -118,7 +118,8 @@ def gradual_timing(total_steps: int, n: int) -> tuple[int, int]:
 def round_sparsities(target: float, rounds: int) -> list[float]:
     """Sparsity after each round when every round prunes the same fraction of what remains."""
     keep = (1.0 - target) ** (1.0 / rounds)
-    return [1.0 - keep**i for i in range(1, rounds)] + [target]  # the last round lands exactly
+    # The last round lands exactly; earlier ones never pass it, whatever the float rounding.
+    return [min(target, 1.0 - keep**i) for i in range(1, rounds)] + [target]
 
 
 def schedule_curve(schedule: Schedule, target: float, n_train: int) -> list[tuple[int, float]]:
