@@ -1,4 +1,4 @@
-"""Dataflow between prunable layers, found by tracing the model with ``torch.fx``.
+"""Dataflow between prunable layers, read off one recorded forward pass (``pruning_core.dataflow``).
 
 Structured pruning needs to know, for each layer, which BatchNorm normalises its outputs (its
 entries go with the pruned neuron) and which layer consumes its outputs (whose matching inputs are
@@ -8,13 +8,12 @@ neurons are the classes, so structured methods never remove them).
 
 from __future__ import annotations
 
-import operator
 from dataclasses import dataclass
 
 import torch
-import torch.fx
 from torch import nn
 
+from pruning_core.dataflow import DataflowError, Node, dataflow
 from pruning_core.targets import PRUNABLE_TYPES
 
 # Ops that keep the channel axis as it is and map 0 to 0, so a channel of zeros before them is a
@@ -72,7 +71,7 @@ class GraphError(ValueError):
     """The model's dataflow is not a chain PruneLab can shrink physically."""
 
 
-def _is_preserving(node: torch.fx.Node, modules: dict[str, nn.Module]) -> bool:
+def _is_preserving(node: Node, modules: dict[str, nn.Module]) -> bool:
     if node.op == "call_module":
         return isinstance(modules[node.target], _CHANNEL_PRESERVING_MODULES)
     if node.op == "call_function":
@@ -82,7 +81,7 @@ def _is_preserving(node: torch.fx.Node, modules: dict[str, nn.Module]) -> bool:
     return False
 
 
-def _follow(node: torch.fx.Node, modules: dict[str, nn.Module], layer: str) -> tuple[str | None, str | None, bool]:
+def _follow(node: Node, modules: dict[str, nn.Module], layer: str) -> tuple[str | None, str | None, bool]:
     """Walk forward from a layer's output to the next prunable layer; return (norm, consumer, is_output)."""
     norm = None
     while True:
@@ -99,7 +98,7 @@ def _follow(node: torch.fx.Node, modules: dict[str, nn.Module], layer: str) -> t
                 raise GraphError(f"layer {layer!r} is followed by two norm layers")
             norm = user.target
         elif not _is_preserving(user, modules):
-            if user.op == "call_function" and user.target is operator.getitem:
+            if user.op == "call_method" and user.target == "__getitem__":
                 raise GraphError(f"indexing after layer {layer!r} is not supported for shrinking")
             op = (
                 type(modules[user.target]).__name__
@@ -113,15 +112,19 @@ def _follow(node: torch.fx.Node, modules: dict[str, nn.Module], layer: str) -> t
         node = user
 
 
-def trace_links(model: nn.Module) -> dict[str, LayerLink]:
-    """Links of every prunable layer, keyed by layer name; raises GraphError if the model is no chain."""
+def trace_links(model: nn.Module, example_input: torch.Tensor | None = None) -> dict[str, LayerLink]:
+    """Links of every prunable layer, keyed by layer name; raises GraphError if the model is no chain.
+
+    The dataflow is recorded once per architecture (``pruning_core.dataflow``), never by patching
+    torch for the whole process, so this is safe while other threads run models.
+    """
     try:
-        graph = torch.fx.symbolic_trace(model).graph
-    except Exception as exc:  # fx raises many exception types for untraceable code
-        raise GraphError(f"the model cannot be traced with torch.fx: {exc}") from exc
+        nodes = dataflow(model, example_input).nodes
+    except DataflowError as exc:
+        raise GraphError(f"the model's dataflow cannot be recorded: {exc}") from exc
     modules = dict(model.named_modules())
     links = {}
-    for node in graph.nodes:
+    for node in nodes:
         if node.op == "call_module" and isinstance(modules[node.target], PRUNABLE_TYPES):
             if node.target in links:
                 raise GraphError(f"layer {node.target!r} is called more than once")
@@ -130,23 +133,23 @@ def trace_links(model: nn.Module) -> dict[str, LayerLink]:
     return links
 
 
-def output_layers(model: nn.Module) -> set[str]:
+def output_layers(model: nn.Module, example_input: torch.Tensor | None = None) -> set[str]:
     """Layers whose outputs are the model's outputs; the last prunable layer if tracing fails."""
     try:
-        return {name for name, link in trace_links(model).items() if link.is_output}
+        return {name for name, link in trace_links(model, example_input).items() if link.is_output}
     except GraphError:
         layers = [n for n, m in model.named_modules() if isinstance(m, PRUNABLE_TYPES)]
         return {layers[-1]} if layers else set()
 
 
-def norm_of(model: nn.Module) -> dict[str, str]:
+def norm_of(model: nn.Module, example_input: torch.Tensor | None = None) -> dict[str, str]:
     """The BatchNorm that directly normalises each layer's outputs, where there is one.
 
-    Found from the traced graph; if the model cannot be traced, a BatchNorm registered right after
+    Found from the recorded dataflow; if it cannot be recorded, a BatchNorm registered right after
     a layer with a matching number of features is taken instead.
     """
     try:
-        return {name: link.norm for name, link in trace_links(model).items() if link.norm}
+        return {name: link.norm for name, link in trace_links(model, example_input).items() if link.norm}
     except GraphError:
         named = list(model.named_modules())
         found = {}

@@ -132,11 +132,12 @@ class MaskPlan:
         targets = find_targets(model, exclude)
         scored, links = targets, {}
         if method.granularity == "structured":
-            outputs = graph.output_layers(model)
+            example = X_calib[:1] if X_calib is not None and len(X_calib) else None
+            outputs = graph.output_layers(model, example)
             scored = [t for t in targets if t.layer not in outputs]
             if not scored:
                 raise ValueError("structured pruning needs a layer other than the output layer to prune")
-            links = _linked_params(model, scored)
+            links = _linked_params(model, scored, example)
         if method.needs_data and X_calib is None:
             raise ValueError(f"method {method.name!r} needs calibration data")
         context = ScoringContext(model=model, seed=seed, X_calib=X_calib, y_calib=y_calib)
@@ -309,8 +310,10 @@ class MaskPlan:
         return kept
 
 
-def _linked_params(model: nn.Module, targets: Sequence[Target]) -> dict[str, list[str]]:
-    norms = graph.norm_of(model)
+def _linked_params(
+    model: nn.Module, targets: Sequence[Target], example_input: torch.Tensor | None = None
+) -> dict[str, list[str]]:
+    norms = graph.norm_of(model, example_input)
     modules = dict(model.named_modules())
     links = {}
     for t in targets:

@@ -20,7 +20,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from pruning_core import graph
-from pruning_core.targets import PRUNABLE_TYPES, Target
+from pruning_core.dataflow import guess_input
+from pruning_core.targets import Target
 
 Granularity = Literal["unstructured", "structured", "n:m"]
 
@@ -327,13 +328,20 @@ class SynFlow(PruningMethod):
         ]
 
 
+def _example(context: ScoringContext) -> torch.Tensor | None:
+    """One calibration input, to record the model's dataflow on, or None."""
+    X = context.X_calib
+    return X[:1] if X is not None and len(X) else None
+
+
 def _input_shape(context: ScoringContext) -> tuple[int, ...]:
-    """One input's shape (batch of 1): from the calibration data, else from a first Linear layer."""
+    """One input's shape (batch of 1): from the calibration data, else the model's declared
+    ``input_shape`` or its first Linear layer (``pruning_core.dataflow.guess_input``)."""
     if context.X_calib is not None:
         return (1, *context.X_calib.shape[1:])
-    first = next((m for m in context.model.modules() if isinstance(m, PRUNABLE_TYPES)), None)
-    if isinstance(first, nn.Linear):
-        return (1, first.in_features)
+    guessed = guess_input(context.model)
+    if guessed is not None:
+        return tuple(guessed.shape)
     raise ValueError("synflow needs the model's input shape: pass calibration data (X_calib), one sample is enough")
 
 
@@ -418,7 +426,7 @@ def _activation_statistics(targets: Sequence[Target], context: ScoringContext, m
     follows it, since that is what the ReLU sees."""
     work = _working_copy(context.model)
     modules = dict(work.named_modules())
-    norms = graph.norm_of(context.model)
+    norms = graph.norm_of(context.model, _example(context))
     stats: dict[str, list[torch.Tensor]] = {}
 
     def accumulate(layer: str, channel_last: bool, channels: int):
@@ -493,7 +501,7 @@ class BNScale(PruningMethod):
     granularity = "structured"
 
     def scores(self, targets, context):
-        norms = graph.norm_of(context.model)
+        norms = graph.norm_of(context.model, _example(context))
         modules = dict(context.model.named_modules())
         out = []
         for t in targets:

@@ -9,16 +9,14 @@ number. Only removing neurons (``pruning_core.shrink``) makes a dense kernel fas
 
 from __future__ import annotations
 
-import copy
 import math
-import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 import torch
 from torch import nn
-from torch.utils.flop_counter import FlopCounterMode
 
+from pruning_core.dataflow import dataflow
 from pruning_core.targets import PRUNABLE_TYPES
 
 INDEX_BYTES = 4  # int32 indices, enough for any tensor below 2**31 elements
@@ -56,19 +54,14 @@ def evaluate(
 def count_macs(model: nn.Module, example_input: torch.Tensor) -> tuple[int, dict[str, int]]:
     """Multiply-adds of one sample's forward pass, in total and per prunable layer.
 
-    Counted by PyTorch's FlopCounterMode (which counts a multiply-add as 2 FLOPs).
+    Read off one recorded forward pass (``pruning_core.dataflow``): a Linear layer costs
+    ``in_features`` per output element, a convolution ``in_channels / groups * prod(kernel)``;
+    matrix products called outside those layers count too. Biases and activations are not counted
+    (as in ``FlopCounterMode``, which counts a multiply-add as 2 FLOPs, and ShrinkBench).
+    Cached per architecture and input shape; never patches torch for the whole process.
     """
-    counter = FlopCounterMode(display=False)
-    with counter, torch.inference_mode():
-        model(example_input[:1])
-    counts = counter.get_flop_counts()
-    root = type(model).__name__
-    per_layer = {
-        name: int(sum(counts.get(f"{root}.{name}", {}).values())) // 2
-        for name, module in model.named_modules()
-        if isinstance(module, PRUNABLE_TYPES)
-    }
-    return int(counter.get_total_flops()) // 2, per_layer
+    flow = dataflow(model, example_input)
+    return flow.dense_macs, dict(flow.layer_macs)
 
 
 def sparse_tensor_bytes(shape: tuple[int, ...], nonzero: int, element_bytes: int) -> int:
@@ -96,9 +89,9 @@ class ModelProfile:
 
     @classmethod
     def of(cls, model: nn.Module, example_input: torch.Tensor) -> ModelProfile:
-        """Profile ``model``: sizes and nonzeros now, multiply-adds from the per-architecture cache."""
+        """Profile ``model``: sizes and nonzeros now, multiply-adds from the per-architecture dataflow."""
         params = dict(model.named_parameters())
-        dense_macs, macs = cached_macs(model, example_input)
+        dense_macs, macs = count_macs(model, example_input)
         return cls(
             total_params=sum(p.numel() for p in params.values()),
             dense_bytes=sum(p.numel() * p.element_size() for p in params.values()),
@@ -110,22 +103,6 @@ class ModelProfile:
             macs=macs,
             dense_macs=dense_macs,
         )
-
-
-# Multiply-adds depend on the architecture and the input shape, never on the weights' values, so
-# they are cached per model object and the shapes of its parameters.
-_MACS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-
-
-def cached_macs(model: nn.Module, example_input: torch.Tensor) -> tuple[int, dict[str, int]]:
-    key = (tuple(example_input.shape[1:]), tuple((n, tuple(p.shape)) for n, p in model.named_parameters()))
-    cached = _MACS.get(model)
-    if cached is None or cached[0] != key:
-        # Counting runs a forward pass; in train mode that would update BatchNorm statistics.
-        counted = model if not model.training else copy.deepcopy(model).eval()
-        cached = (key, count_macs(counted, example_input))
-        _MACS[model] = cached
-    return cached[1]
 
 
 def nonzero_counts(tensors: Mapping[str, torch.Tensor]) -> dict[str, int]:

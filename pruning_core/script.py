@@ -26,8 +26,6 @@ import textwrap
 from dataclasses import dataclass, field
 from typing import Any
 
-import torch
-
 from pruning_core import graph
 from pruning_core.masks import check_scope, check_sparsity, erk_sparsities, per_layer_sparsities
 from pruning_core.methods import Magnitude, NMMagnitude, Random, StructuredNorm, get_method
@@ -90,8 +88,7 @@ def _plan(recipe: Recipe) -> _Plan:
         schedule = recipe.schedule_object
     except TypeError as exc:  # an unknown key in the schedule or finetune mapping
         raise ValueError(f"schedule/finetune: {exc}") from None
-    with torch.random.fork_rng(devices=[]):  # building initialises weights; leave the caller's RNG alone
-        model = sample_models.get_spec(recipe.model).build()
+    model = sample_models.build(recipe.model)  # seeded privately: the global random state is left alone
     targets = find_targets(model, recipe.exclude)
     layers = [t.layer for t in targets]
     outputs = sorted(graph.output_layers(model), key=[n for n, _ in model.named_modules()].index)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +23,9 @@ from torch import nn
 from sample_models import architectures, datasets
 from sample_models.datasets import DataSplit
 
-__all__ = ["SampleSpec", "Sample", "DataSplit", "available", "get_spec", "initial_state", "load_sample", "WEIGHTS_DIR"]
+__all__ = [
+    "SampleSpec", "Sample", "DataSplit", "available", "build", "get_spec", "initial_state", "load_sample", "WEIGHTS_DIR",
+]  # fmt: skip
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 
@@ -161,11 +164,41 @@ def recorded_info(name: str) -> dict:
 def initial_state(name: str, seed: int | None = None) -> dict[str, torch.Tensor]:
     """The weights a sample starts training from: its architecture initialised under its training
     seed (the shipped weights were trained from exactly these), or under ``seed`` for a fresh draw.
-    The global random state is left as it was."""
+
+    Drawn from a private generator, never the global random state: on a shared server other threads
+    may draw from it at any moment, and a global seed would make both sides' results depend on timing.
+    """
     spec = get_spec(name)
-    with torch.random.fork_rng():
-        torch.manual_seed(spec.training.seed if seed is None else seed)
-        return spec.build().state_dict()
+    return build(name, seed=spec.training.seed if seed is None else seed).state_dict()
+
+
+def build(name: str, seed: int = 0) -> nn.Module:
+    """A sample's architecture with PyTorch's default initialisation drawn from a generator seeded
+    with ``seed``: the same values ``torch.manual_seed(seed); spec.build()`` gives, without touching
+    the global random state."""
+    spec = get_spec(name)
+    generator = torch.Generator().manual_seed(seed)
+    with torch.device("meta"):
+        model = spec.build()
+    model = model.to_empty(device="cpu")
+    for module in model.modules():  # construction order: the order the default init draws in
+        _reset(module, generator)
+    return model.eval()
+
+
+def _reset(module: nn.Module, generator: torch.Generator) -> None:
+    """PyTorch's default ``reset_parameters`` of a layer, drawing from ``generator``."""
+    if isinstance(module, nn.Linear | nn.Conv1d | nn.Conv2d | nn.Conv3d):
+        with torch.no_grad():
+            nn.init.kaiming_uniform_(module.weight, a=math.sqrt(5), generator=generator)
+            if module.bias is not None:
+                fan_in, _ = nn.init._calculate_fan_in_and_fan_out(module.weight)
+                bound = 1 / math.sqrt(fan_in) if fan_in > 0 else 0
+                nn.init.uniform_(module.bias, -bound, bound, generator=generator)
+    elif isinstance(module, nn.modules.batchnorm._NormBase):
+        module.reset_parameters()  # ones, zeros and fresh running statistics: nothing random
+    elif any(True for _ in module.parameters(recurse=False)) or any(True for _ in module.buffers(recurse=False)):
+        raise TypeError(f"no seeded initialisation for {type(module).__name__}; add it to sample_models._reset")
 
 
 def load_sample(name: str) -> Sample:
@@ -174,7 +207,7 @@ def load_sample(name: str) -> Sample:
     The data tensors are shared between calls; treat them as read-only.
     """
     spec = get_spec(name)
-    model = spec.build()
+    model = build(name)
     model.load_state_dict(_state_dict(name))
     model.eval()
     return Sample(

@@ -1,7 +1,7 @@
 """Model definitions of the sample zoo.
 
 Layers are named attributes (``fc1``, ``conv1``, ``bn1``...) so that parameter names read well in
-the UI and in recipes, and every forward is a plain chain that ``torch.fx`` can trace, which is what
+the UI and in recipes, and every forward is a plain chain whose recorded dataflow (``pruning_core.dataflow``)
 lets the engine link biases and BatchNorm entries to their layer and remove neurons physically.
 """
 
@@ -17,6 +17,7 @@ class MLP(nn.Module):
     def __init__(self, sizes: list[int]):
         super().__init__()
         self.sizes = list(sizes)
+        self.input_shape = (self.sizes[0],)  # one sample's shape, for analysing the dataflow without data
         for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:], strict=False), start=1):
             setattr(self, f"fc{i}", nn.Linear(n_in, n_out))
         self.n_layers = len(sizes) - 1
@@ -34,6 +35,7 @@ class DigitsCNN(nn.Module):
     def __init__(self, channels: tuple[int, int] = (16, 32), hidden: int = 64, n_classes: int = 10):
         super().__init__()
         c1, c2 = channels
+        self.input_shape = (1, 8, 8)
         self.conv1 = nn.Conv2d(1, c1, kernel_size=3, padding=1)
         self.bn1 = nn.BatchNorm2d(c1)
         self.conv2 = nn.Conv2d(c1, c2, kernel_size=3, padding=1)
@@ -55,6 +57,7 @@ class Conv1dNet(nn.Module):
 
     def __init__(self, channels: int = 32, length: int = 40, n_classes: int = 10):
         super().__init__()
+        self.input_shape = (1, length)
         self.conv1 = nn.Conv1d(1, channels, kernel_size=5, stride=2, padding=2)  # 40 -> 20
         self.conv2 = nn.Conv1d(channels, channels, kernel_size=5, stride=2, padding=2)  # 20 -> 10
         self.conv3 = nn.Conv1d(channels, channels, kernel_size=5, stride=2, padding=2)  # 10 -> 5
