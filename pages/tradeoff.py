@@ -1,9 +1,7 @@
 """Trade-off: a metric against size/sparsity, one line per method, with each method's knee."""
 
-import pandas as pd
 import streamlit as st
 
-from pruning_core.analysis import knee_points
 from ui import compute, figures, state
 
 state.require_router()
@@ -29,7 +27,8 @@ zero, then tested on data it never saw during training (no retraining here).
 """
     )
 
-X_DEFAULT, Y_DEFAULT, TOL_DEFAULT = "sparsity", "accuracy", "1"
+X_DEFAULT, Y_DEFAULT = figures.TRADEOFF_X_DEFAULT, figures.TRADEOFF_Y_DEFAULT
+TOL_DEFAULT = f"{figures.TRADEOFF_TOLERANCE_DEFAULT:g}"
 x_labels = {k: v[1] for k, v in figures.X_AXES.items()}
 y_labels = {k: v[0] for k, v in figures.Y_METRICS.items()}
 if "tradeoff_x" not in st.session_state:
@@ -60,24 +59,11 @@ state.set_page_param("x", x, X_DEFAULT)
 state.set_page_param("y", y, Y_DEFAULT)
 state.set_page_param("tol", f"{tolerance:g}", TOL_DEFAULT)
 
-table = compute.sweep_all(config)
-if config.allocation:
-    proposal = compute.allocation_row(
-        config.model, config.allocation_method, config.allocation, config.exclude, config.seed
-    )
-    table = pd.concat([table, proposal], ignore_index=True)
+compute.sweep_all(config)  # computes (or waits for) what is missing, with a progress bar
+table, knees, fig = compute.tradeoff_view(config, x, y, tolerance)
 dense = compute.dense_metrics(config.model)
 scale = figures.Y_METRICS[y][1]
-knees = knee_points(table, metric=y, tolerance=tolerance / scale if scale != 1 else tolerance, dense=dense[y])
 sample = compute.shared_sample(config.model)
-fig = figures.tradeoff_figure(
-    table,
-    x=x,
-    y=y,
-    dense=dense[y],
-    knees=knees,
-    title=f"{config.model}: {figures.Y_METRICS[y][0].split(' (')[0]} vs {x_labels[x].split(' (')[0].lower()} ({config.scope} scope)",
-)
 st.plotly_chart(fig, key="tradeoff_chart")
 
 if not knees.empty:

@@ -2,14 +2,15 @@
 
 ``st.cache_resource`` holds one model object per sample for every user of the server: nothing here
 may modify it (the engine never does). Results are keyed by the choice that produced them
-(``st.cache_data``, or the shared ``SweepStore`` for sweeps), so the same choice made by many
+(``st.cache_data``, or the shared ``ResultCache`` for sweeps and figures, which also makes
+concurrent requests for one key wait for a single computation), so the same choice made by many
 workshop attendees is computed once.
 """
 
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
+import dataclasses
+import os
 
 import numpy as np
 import pandas as pd
@@ -21,6 +22,8 @@ import sample_models
 from pruning_core import export
 from pruning_core.masks import apply_masks, compute_masks
 from pruning_core.shrink import compare_latency_ms, count_params, layer_shapes, shrink
+from ui import figures, workers
+from ui.results_cache import ResultCache
 
 
 @st.cache_resource(show_spinner=False)
@@ -40,53 +43,47 @@ def dense_metrics(name: str) -> dict[str, float]:
     return pruning_core.evaluate(s.model, s.data.X_test, s.data.y_test)
 
 
-class SweepStore:
-    """Sweep tables shared by every session, least recently used dropped first.
-
-    ``st.cache_data`` replays the Streamlit calls a cached function makes, and refuses a progress
-    bar created outside it; sweeps must report progress, so their results live here instead, in
-    one store held by ``st.cache_resource``. Tables are returned as copies.
-    """
-
-    def __init__(self, max_entries: int = 512):
-        self.max_entries = max_entries
-        self._tables: OrderedDict[tuple, pd.DataFrame] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def get(self, key: tuple) -> pd.DataFrame | None:
-        with self._lock:
-            table = self._tables.get(key)
-            if table is not None:
-                self._tables.move_to_end(key)
-            return None if table is None else table.copy()
-
-    def put(self, key: tuple, table: pd.DataFrame) -> None:
-        with self._lock:
-            self._tables[key] = table.copy()
-            self._tables.move_to_end(key)
-            while len(self._tables) > self.max_entries:
-                self._tables.popitem(last=False)
+@st.cache_resource(show_spinner=False)
+def results() -> ResultCache:
+    """Sweep tables shared by every session: one computation per distinct choice, however many
+    sessions ask at once (the others wait for it and see its progress). With ``PRUNELAB_CACHE_DIR``
+    set, several app processes (behind a proxy) share them too."""
+    return ResultCache(max_entries=512, directory=os.environ.get("PRUNELAB_CACHE_DIR") or None, name="sweeps")
 
 
 @st.cache_resource(show_spinner=False)
-def sweep_store() -> SweepStore:
-    return SweepStore()
+def figure_cache() -> ResultCache:
+    """Built figures by the choice they show, in memory: building one costs more server time than
+    sending it, and every session viewing a choice would build the same one. Never mutate them."""
+    return ResultCache(max_entries=256, name="figures")
+
+
+def _execute(job, *args, progress=None):
+    """Run an engine job in the worker pool when the server has one (``python -m ui.serve``), else
+    in this thread (AppTest, plain ``streamlit run``)."""
+    pool = workers.pool()
+    if pool is None:
+        return job(*args, progress=progress)
+    return pool.run(job, *args, progress=progress)
 
 
 def method_sweep(
     name: str, method: str, scope: str, levels: tuple[float, ...], exclude: tuple[str, ...], seed: int, progress=None
 ) -> pd.DataFrame:
     """One method's sweep; stored per method so adding a method to the overlay computes only it."""
-    key = (name, method, scope, tuple(levels), tuple(exclude), seed)
-    store = sweep_store()
-    table = store.get(key)
-    if table is None:
-        s = shared_sample(name)
-        table = pruning_core.sweep(
-            s.model, s.data, [method], list(levels), scope=scope, exclude=exclude, seed=seed, progress=progress
-        )
-        store.put(key, table)
-    return table
+    key = ("sweep", name, method, scope, tuple(levels), tuple(exclude), seed)
+    args = (name, method, scope, tuple(levels), tuple(exclude), seed)
+    return results().get_or_compute(
+        key,
+        lambda report: _execute(workers.sample_sweep, *args, progress=report),
+        progress=progress,
+        what=f"sweep {name} {method} {scope}",
+    )
+
+
+def cached_figure(key: tuple, build):
+    """The figure for ``key``, built once by ``build()`` and shared; treat it as read-only."""
+    return figure_cache().get_or_compute(key, lambda report: build(), what=f"figure {key[0]}")
 
 
 def _masks(name: str, method: str, scope: str, sparsity: float, exclude: tuple[str, ...], seed: int):
@@ -179,6 +176,52 @@ def sweep_all(config) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
+def tradeoff_table(config) -> pd.DataFrame:
+    """Every chosen method's sweep (computed or waited for) plus the per-layer proposal's row."""
+    frames = [
+        method_sweep(config.model, m, config.scope, config.levels, config.exclude, config.seed) for m in config.methods
+    ]
+    if config.allocation:
+        frames.append(
+            allocation_row(config.model, config.allocation_method, config.allocation, config.exclude, config.seed)
+        )
+    return pd.concat(frames, ignore_index=True)
+
+
+def tradeoff_view(config, x: str, y: str, tolerance_points: float) -> tuple[pd.DataFrame, pd.DataFrame, object]:
+    """(table, knees, figure) of the trade-off page for one choice and chart setting, built once
+    and shared by every session showing it (the table is the caller's own copy; the figure is shared)."""
+    table = tradeoff_table(config)
+
+    def build():
+        from pruning_core.analysis import knee_points
+
+        dense = dense_metrics(config.model)
+        scale = figures.Y_METRICS[y][1]
+        knees = knee_points(table, metric=y, tolerance=tolerance_points / scale, dense=dense[y])
+        x_title = figures.X_AXES[x][1].split(" (")[0].lower()
+        fig = figures.tradeoff_figure(
+            table, x=x, y=y, dense=dense[y], knees=knees,
+            title=f"{config.model}: {figures.Y_METRICS[y][0].split(' (')[0]} vs {x_title} ({config.scope} scope)",
+        )  # fmt: skip
+        return knees, fig
+
+    knees, fig = cached_figure(("tradeoff", dataclasses.astuple(config), x, y, tolerance_points), build)
+    return table, knees.copy(), fig
+
+
+def warm_views(config) -> None:
+    """Compute what a link to ``config`` opens on every page, so the first visitors find it ready."""
+    for name in sample_models.available():
+        shared_sample(name)
+        prunable_layers(name)
+        dense_metrics(name)
+    tradeoff_view(config, figures.TRADEOFF_X_DEFAULT, figures.TRADEOFF_Y_DEFAULT, figures.TRADEOFF_TOLERANCE_DEFAULT)
+    levels = list(config.levels)
+    nearest = lambda target: min(levels, key=lambda s: abs(s - target))  # noqa: E731
+    layer_view(config.model, config.methods[0], config.scope, nearest(0.9), config.exclude, config.seed)
+
+
 def first_layer_pixel_counts(name: str, kept_first: np.ndarray) -> tuple[np.ndarray, int] | None:
     """For the digits models: kept first-layer connections per input pixel (8x8), and the maximum.
 
@@ -238,24 +281,8 @@ def export_bundle(name: str, method: str, scope: str, sparsity: float, exclude: 
     return bundle
 
 
-SCHEDULE_CURVES = ("oneshot", "oneshot+ft", "iterative", "gradual", "lottery")
-
-
-def curve_schedule(curve: str, epochs: int, lr: float, rounds: int):
-    """The Schedule behind one curve of the schedules page; every trained curve gets the same
-    training budget (rounds x epochs) so the comparison is fair."""
-    from pruning_core.finetune import FineTuneConfig
-    from pruning_core.schedules import Schedule
-
-    per_round = FineTuneConfig(epochs=epochs, lr=lr)
-    total = FineTuneConfig(epochs=epochs * rounds, lr=lr)
-    return {
-        "oneshot": None,
-        "oneshot+ft": Schedule("oneshot", total),
-        "iterative": Schedule("iterative", per_round, rounds=rounds),
-        "gradual": Schedule("gradual", total),
-        "lottery": Schedule("lottery", per_round, rounds=rounds),
-    }[curve]
+SCHEDULE_CURVES = workers.SCHEDULE_CURVES
+curve_schedule = workers.curve_schedule
 
 
 def schedule_sweep(
@@ -264,21 +291,15 @@ def schedule_sweep(
 ) -> pd.DataFrame | None:  # fmt: skip
     """One schedule's sweep (stored like the other sweeps), with a ``curve`` column; with
     ``cached_only``, None unless it was computed before."""
-    import functools
-
     key = ("schedule", name, method, scope, tuple(levels), tuple(exclude), seed, curve, epochs, lr, rounds)
-    store = sweep_store()
-    table = store.get(key)
-    if table is None and not cached_only:
-        s = shared_sample(name)
-        table = pruning_core.sweep(
-            s.model, s.data, [method], list(levels), scope=scope, exclude=exclude, seed=seed, progress=progress,
-            schedule=curve_schedule(curve, epochs, lr, rounds), init_state=sample_models.initial_state(name),
-            reinit=functools.partial(sample_models.initial_state, name),
-        )  # fmt: skip
-        table["curve"] = [curve if kind != "lottery-reinit" else kind for kind in table["schedule"]]
-        store.put(key, table)
-    return table
+    if cached_only:
+        return results().get(key)
+    args = (name, method, scope, tuple(levels), tuple(exclude), seed, curve, epochs, lr, rounds)
+
+    def compute(report) -> pd.DataFrame:
+        return _execute(workers.sample_schedule_sweep, *args, progress=report)
+
+    return results().get_or_compute(key, compute, progress=progress, what=f"schedule sweep {name} {method} {curve}")
 
 
 @st.cache_data(show_spinner=False, max_entries=128)

@@ -42,6 +42,8 @@ X_AXES: dict[str, tuple[str, str, float, str]] = {
     "compression": ("compression_ratio", "Compression ratio (× fewer nonzero parameters, log scale)", 1.0, "log"),
     "speedup": ("theoretical_speedup", "Theoretical speedup (× fewer multiply-adds)", 1.0, "linear"),
 }
+# The trade-off page's defaults (also what the server computes before the first visitor).
+TRADEOFF_X_DEFAULT, TRADEOFF_Y_DEFAULT, TRADEOFF_TOLERANCE_DEFAULT = "sparsity", "accuracy", 1.0
 # y metric -> (title, multiplier)
 Y_METRICS: dict[str, tuple[str, float]] = {
     "accuracy": ("Test accuracy (%)", 100.0),

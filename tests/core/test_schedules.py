@@ -277,7 +277,7 @@ def test_sweep_fine_tuning_gives_the_same_weights_whatever_the_test_split(digits
     monkeypatch.setattr(sweep_module, "run_schedule", capture)
     schedule = quick_schedule(kind)
     tables = [
-        sweep(digits.model, data, sparsities=[0.8], schedule=schedule)
+        sweep(digits.model, data, sparsities=[0.8], schedule=schedule, generalisation=True)
         for data in (digits.data, garbage_test_split(digits.data))
     ]
     assert len(trained) == 2
@@ -450,7 +450,9 @@ def test_lottery_rewinding_to_iteration_k_rewinds_to_k_steps_of_dense_training(d
 def lottery_tables(digits):
     schedule = Schedule("lottery", QUICK, rounds=2)
     before = snapshot(digits.model)
-    kwargs = dict(sparsities=[0.5, 0.8], schedule=schedule, init_state=init_state(), reinit=reinit)
+    kwargs = dict(
+        sparsities=[0.5, 0.8], schedule=schedule, init_state=init_state(), reinit=reinit, generalisation=True
+    )
     serial = sweep(digits.model, digits.data, workers=1, **kwargs)
     parallel = sweep(digits.model, digits.data, workers=2, **kwargs)
     assert_state_unchanged(digits.model, before, "a scheduled sweep")
@@ -480,7 +482,7 @@ def test_scheduled_sweep_with_two_workers_gives_the_same_table(lottery_tables):
 
 def test_sweep_rows_match_the_model_run_schedule_gives(digits):
     schedule = Schedule("iterative", QUICK, rounds=2)
-    table = sweep(digits.model, digits.data, sparsities=[0.8], schedule=schedule)
+    table = sweep(digits.model, digits.data, sparsities=[0.8], schedule=schedule, generalisation=True)
     model = run(digits, schedule, 0.8).model
     data = digits.data
     row = table.iloc[0]
