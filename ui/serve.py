@@ -3,8 +3,9 @@
 ``streamlit run app.py`` imports nothing until the first visitor arrives, so that visitor pays for
 importing torch, pandas and plotly, for the first sweep and for plotly's lazily loaded figure
 validators (several seconds on two cores). ``python -m ui.serve [streamlit options]`` does all of
-that in the server process before it starts listening: the caches it fills (``st.cache_resource``,
-``st.cache_data``, the shared result cache) are the ones every session then reads.
+that in the server process: the imports and worker processes before it listens, the default views
+as soon as Streamlit's runtime exists (it prints ``prunelab: warmed`` then). The caches it fills
+(``st.cache_resource``, ``st.cache_data``, the shared result cache) are the ones sessions read.
 
 Heavy engine work runs in ``PRUNELAB_WORKERS`` worker processes (default: one per core; 0 runs it
 in the sessions' threads). ``PRUNELAB_WARM=0`` skips the warm-up (the room benchmark's cold
@@ -16,6 +17,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -37,18 +39,38 @@ def warm() -> float:
     return time.perf_counter() - start
 
 
+def _warm_once_running() -> None:
+    """Warm the caches as soon as Streamlit's runtime exists: ``st.cache_data`` called before that
+    fills a private store the sessions never read."""
+    from streamlit.runtime import Runtime
+
+    while not Runtime.exists():
+        time.sleep(0.05)
+    seconds = warm()
+    print(f"prunelab: warmed the default views in {seconds:.1f} s", file=sys.stderr, flush=True)
+
+
 def main(argv: list[str] | None = None) -> None:
     args = list(sys.argv[1:] if argv is None else argv)
+    start = time.perf_counter()
     n_workers = int(os.environ.get("PRUNELAB_WORKERS", str(os.cpu_count() or 1)))
     if n_workers > 0:
         from ui import workers
 
-        start = time.perf_counter()
         workers.start_pool(n_workers)
-        print(f"prunelab: {n_workers} worker processes ready in {time.perf_counter() - start:.1f} s", file=sys.stderr)
+    import pandas  # noqa: F401 - the heavy imports every first page run would otherwise pay
+    import plotly.graph_objects  # noqa: F401
+    import torch  # noqa: F401
+
+    import ui.compute  # noqa: F401
+
+    print(
+        f"prunelab: imports and {n_workers} worker processes ready in {time.perf_counter() - start:.1f} s",
+        file=sys.stderr,
+        flush=True,
+    )
     if os.environ.get("PRUNELAB_WARM", "1") != "0":
-        seconds = warm()
-        print(f"prunelab: warmed the default views in {seconds:.1f} s", file=sys.stderr, flush=True)
+        threading.Thread(target=_warm_once_running, name="prunelab-warm", daemon=True).start()
     from streamlit.web import cli
 
     cli.main(["run", str(APP), *args], prog_name="streamlit")

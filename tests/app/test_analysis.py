@@ -45,7 +45,10 @@ def assert_knee_rules(table: pd.DataFrame, knees: pd.DataFrame, metric: str, den
         assert within(pd.Series([knee_row[metric]]), metric, dense, tolerance).all()
         assert knee_row["actual_sparsity"] == ok["actual_sparsity"].max()
         # the knee is one of the method's own rows, unchanged
-        matches = method_rows[(method_rows[table.columns] == knee_row[table.columns]).all(axis=1)]
+        same = (method_rows[table.columns] == knee_row[table.columns]) | (
+            method_rows[table.columns].isna() & knee_row[table.columns].isna()
+        )
+        matches = method_rows[same.all(axis=1)]
         assert len(matches) >= 1
 
 
