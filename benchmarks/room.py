@@ -110,9 +110,9 @@ class PageRun:
     page_script_hash: str = ""
     exceptions: list[str] = field(default_factory=list)
     error_alerts: list[str] = field(default_factory=list)
-    elements: dict[tuple[int, ...], str] = field(default_factory=dict)
-    chart_specs: dict[tuple[int, ...], str] = field(default_factory=dict)
-    headings: dict[tuple[int, ...], str] = field(default_factory=dict)
+    elements: dict[tuple[int, ...], str] = field(default_factory=dict, repr=False)
+    chart_specs: dict[tuple[int, ...], str] = field(default_factory=dict, repr=False)
+    headings: dict[tuple[int, ...], str] = field(default_factory=dict, repr=False)
 
     @property
     def charts(self) -> int:
