@@ -10,6 +10,7 @@ import sys
 import time
 import urllib.request
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -33,16 +34,32 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+@dataclass(frozen=True)
+class StreamlitProcess:
+    """A running ``streamlit run``: its URL, the PID of the server process and where its stderr goes."""
+
+    url: str
+    pid: int
+    stderr_path: Path | None
+
+
 @contextlib.contextmanager
-def streamlit_server(timeout_s: float = 90) -> Iterator[str]:
-    """``streamlit run app.py`` on a free port; yields its URL once /_stcore/health answers ok."""
+def streamlit_process(
+    timeout_s: float = 90, *, project_dir: Path | str = ROOT, stderr_path: Path | str | None = None
+) -> Iterator[StreamlitProcess]:
+    """``streamlit run app.py`` in ``project_dir`` on a free port, yielded once /_stcore/health answers ok.
+
+    stderr is discarded unless ``stderr_path`` is given: the room benchmark reads the app's log lines
+    there. The PID lets callers read the server's CPU time and memory from /proc.
+    """
     port = free_port()
+    stderr_file = open(stderr_path, "wb") if stderr_path is not None else None  # noqa: SIM115 - closed below
     proc = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true", "--server.port", str(port),
          "--browser.gatherUsageStats", "false"],
-        cwd=ROOT,
+        cwd=project_dir,
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stderr=stderr_file if stderr_file is not None else subprocess.DEVNULL,
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
     try:
@@ -52,13 +69,28 @@ def streamlit_server(timeout_s: float = 90) -> Iterator[str]:
                 if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).read() == b"ok":
                     break
             except OSError:
+                if proc.poll() is not None:
+                    raise RuntimeError(f"streamlit exited with code {proc.returncode} before answering") from None
                 if time.time() > deadline:
                     raise RuntimeError(f"streamlit did not answer /_stcore/health within {timeout_s:.0f} s") from None
                 time.sleep(0.3)
-        yield url
+        yield StreamlitProcess(url, proc.pid, Path(stderr_path) if stderr_path is not None else None)
     finally:
         proc.terminate()
-        proc.wait(timeout=20)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=20)
+        if stderr_file is not None:
+            stderr_file.close()
+
+
+@contextlib.contextmanager
+def streamlit_server(timeout_s: float = 90) -> Iterator[str]:
+    """``streamlit run app.py`` on a free port; yields its URL once /_stcore/health answers ok."""
+    with streamlit_process(timeout_s) as server:
+        yield server.url
 
 
 def wait_for_title(page, text: str, timeout_ms: int = 120_000) -> None:

@@ -1,10 +1,11 @@
-"""``make bench``: every benchmark, printed as ratios measured side by side in one process."""
+"""``make bench``: every benchmark, printed as ratios measured side by side in one process, then the
+room simulator (30 sessions at once, every scenario) against servers it starts."""
 
 from __future__ import annotations
 
 import sys
 
-from benchmarks import app, engine, finetune
+from benchmarks import app, engine, finetune, room
 
 
 def main() -> int:
@@ -13,6 +14,8 @@ def main() -> int:
     print(finetune.report(finetune.run()), flush=True)
     print(flush=True)
     print(app.report(app.run()), flush=True)
+    print(flush=True)
+    print(room.report(room.run(sessions=30, after_wait_s=30), after_wait_s=30), flush=True)
     return 0
 
 
