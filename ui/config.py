@@ -14,6 +14,7 @@ import sample_models
 from pruning_core.methods import get_method, method_names
 
 MAX_LEVELS = 40
+MAX_QUERY_VALUE = 2_000  # no setting needs more; longer values are dropped unread (and not echoed)
 SWEEP_SCOPES = ("global", "layerwise", "erk")
 
 
@@ -104,6 +105,10 @@ def from_query(query: Mapping[str, str], layers_of=None) -> tuple[ExplorerConfig
     default = ExplorerConfig()
     notices: list[str] = []
     changes: dict = {}
+    too_long = [key for key, value in query.items() if len(str(value)) > MAX_QUERY_VALUE]
+    for key in too_long:
+        notices.append(f"{key} is {len(str(query[key])):,} characters long (at most {MAX_QUERY_VALUE:,}); ignored")
+    query = {key: value for key, value in query.items() if key not in too_long}
 
     model = query.get("model")
     if model is not None:

@@ -10,13 +10,15 @@ import streamlit as st
 import sample_models
 from pruning_core.methods import get_method, method_names
 from ui import compute
-from ui.config import MAX_LEVELS, QUERY_KEYS, SWEEP_SCOPES, ExplorerConfig, from_query
+from ui.config import MAX_LEVELS, MAX_QUERY_VALUE, QUERY_KEYS, SWEEP_SCOPES, ExplorerConfig, from_query
 from ui.figures import method_label
 
 _W = "w_"  # prefix of the sidebar widgets' session-state keys
 
 
 def _parse_levels(text: str) -> tuple[float, ...]:
+    if len(text) > MAX_QUERY_VALUE:
+        raise ValueError(f"the text is {len(text):,} characters long; at most {MAX_QUERY_VALUE:,}")
     values = []
     for item in text.replace(";", ",").split(","):
         item = item.strip()

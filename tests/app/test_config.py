@@ -310,3 +310,12 @@ def test_any_query_parses_to_a_valid_config_without_raising(query):
 def test_plausible_queries_parse_to_a_valid_config(query):
     config, _ = from_query(query, layers_of=mlp_layers)
     assert_valid(config)
+
+
+@pytest.mark.parametrize("key", ["model", "methods", "levels", "exclude", "alloc", "seed"])
+def test_an_oversize_link_value_is_dropped_unread_with_a_short_notice(key):
+    huge = "0," * 50_000
+    config, notices = from_query({key: huge, "scope": "layerwise"})
+    assert getattr(config, "scope") == "layerwise"  # the other fields are still read
+    assert len(notices) == 1 and key in notices[0] and "at most" in notices[0]
+    assert len(notices[0]) < 120  # the value itself is not echoed

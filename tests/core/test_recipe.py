@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import sample_models
+from pruning_core import recipe
 from pruning_core.methods import method_names
 from pruning_core.recipe import RECIPE_VERSION, Recipe, RecipeError, dumps, load, loads
 
@@ -144,3 +145,37 @@ def test_load_reads_files_and_reports_unreadable_paths(tmp_path):
     assert load(path) == recipe
     with pytest.raises(RecipeError, match="cannot read"):
         load(tmp_path / "missing.yaml")
+
+
+# --- hostile input is refused before any parser sees it -----------------------------------------------
+
+HOSTILE = {
+    "deep flow brackets": "[" * 30_000 + "]" * 30_000,
+    "deep flow mappings": "{a: " * 12_000 + "1" + "}" * 12_000,
+    "deep JSON": '{"a":' * 10_000 + "1" + "}" * 10_000,
+    "deep block indentation": "a:\n" + "".join(" " * i + "b:\n" for i in range(1, 200)),
+    "deep block sequence": "- " * 20_000 + "x",
+    "oversize": "a: 1\n" * 20_000,
+    "alias bomb": "a: &a [x, x]\nb: &b [*a, *a]\nc: [*b, *b]\n",
+}
+
+
+@pytest.mark.parametrize("name", HOSTILE)
+def test_hostile_recipes_are_refused_with_one_clear_message(name):
+    text = HOSTILE[name]
+    with pytest.raises(recipe.RecipeError) as info:
+        recipe.loads(text)
+    message = str(info.value)
+    assert any(word in message for word in ("levels deep", "at most", "anchors and aliases")), message
+    assert len(message) < 200, message
+
+
+def test_nesting_up_to_the_limit_reaches_validation_and_one_level_more_does_not():
+    def nested(depth: int) -> str:  # the top mapping is one level
+        return "x: " + "[" * (depth - 1) + "]" * (depth - 1) + "\n"
+
+    with pytest.raises(recipe.RecipeError) as allowed:
+        recipe.loads(nested(recipe.MAX_NESTING))
+    assert "levels deep" not in str(allowed.value)  # refused for what it says, not for its depth
+    with pytest.raises(recipe.RecipeError, match="levels deep"):
+        recipe.loads(nested(recipe.MAX_NESTING + 1))

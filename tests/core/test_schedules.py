@@ -450,9 +450,7 @@ def test_lottery_rewinding_to_iteration_k_rewinds_to_k_steps_of_dense_training(d
 def lottery_tables(digits):
     schedule = Schedule("lottery", QUICK, rounds=2)
     before = snapshot(digits.model)
-    kwargs = dict(
-        sparsities=[0.5, 0.8], schedule=schedule, init_state=init_state(), reinit=reinit, generalisation=True
-    )
+    kwargs = dict(sparsities=[0.5, 0.8], schedule=schedule, init_state=init_state(), reinit=reinit, generalisation=True)
     serial = sweep(digits.model, digits.data, workers=1, **kwargs)
     parallel = sweep(digits.model, digits.data, workers=2, **kwargs)
     assert_state_unchanged(digits.model, before, "a scheduled sweep")
