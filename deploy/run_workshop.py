@@ -220,7 +220,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--host", default="127.0.0.1", help="address nginx listens on (default 127.0.0.1; 0.0.0.0 for a room)"
     )
-    parser.add_argument("--cache-dir", default=None, help="shared results directory, kept (default: temporary)")
+    parser.add_argument(
+        "--cache-dir",
+        default=os.environ.get("PRUNELAB_CACHE_DIR") or None,
+        help="shared results directory, kept afterwards (default: $PRUNELAB_CACHE_DIR, else a temporary one)",
+    )
     parser.add_argument("--app", default="app.py")
     args = parser.parse_args(argv)
 
