@@ -4,8 +4,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PORT ?= 8501
+PROCESSES ?= 2
 
-.PHONY: setup run test test-fast bench lint format train clean
+.PHONY: setup run workshop test test-fast bench lint format train clean
 
 setup: $(STAMP)
 
@@ -16,6 +17,9 @@ $(STAMP): requirements.txt requirements-dev.txt
 
 run: setup
 	$(BIN)/python -m ui.serve --server.port $(PORT)
+
+workshop: setup  # PROCESSES app processes behind nginx on PORT, sharing one results cache
+	$(BIN)/python -m deploy.run_workshop --processes $(PROCESSES) --port $(PORT)
 
 test: setup
 	$(BIN)/python -m pytest -q

@@ -130,6 +130,7 @@ class _Flight:
         self.value: Any = None
         self.error: BaseException | None = None
         self.retry = False  # the computing caller went away: a waiter must take over
+        self.owner = threading.get_ident()
 
     def report(self, fraction: float, message: str) -> None:
         with self.lock:
@@ -341,6 +342,8 @@ class ResultCache:
                 if leader:
                     flight = self._flights[digest] = _Flight()
             assert flight is not None
+            if not leader and flight.owner == threading.get_ident():
+                raise RuntimeError(f"computing {what or self.name} key={digest[:12]} needs its own result")
             if leader:
                 return _copy_out(self._lead(digest, canonical, flight, compute, progress, what))
             self._count("waited")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -332,3 +333,37 @@ def test_a_process_killed_while_computing_is_taken_over(tmp_path):
     assert result["table"]["pid"].item() == os.getpid(), "this process took over and computed it"
     assert cache.stats["computed"] == 1 and cache.stats["waited"] == 1
     assert ResultCache(directory=tmp_path).get(KEY)["pid"].item() == os.getpid(), "and stored it for the others"
+
+
+def test_a_computation_that_needs_its_own_result_raises_instead_of_waiting_forever():
+    cache = ResultCache()
+
+    def recursive(progress):
+        return cache.get_or_compute(("k",), recursive)
+
+    with pytest.raises(RuntimeError, match="needs its own result"):
+        cache.get_or_compute(("k",), recursive)
+    assert cache.get_or_compute(("k",), lambda progress: 1) == 1
+
+
+def test_each_computation_logs_one_line_to_stderr_for_the_room_simulator():
+    code = (
+        "from ui.results_cache import ResultCache; c = ResultCache(); "
+        "[c.get_or_compute(('k', i % 2), lambda p: 1, what='sweep digits-mlp/magnitude') for i in range(4)]"
+    )
+    root = Path(__file__).resolve().parents[2]
+    out = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True)
+    lines = out.stderr.splitlines()
+    assert len(lines) == 2, out.stderr
+    pattern = r"prunelab: computed sweep digits-mlp/magnitude key=[0-9a-f]{12} in \d+\.\d\d s"
+    assert all(re.fullmatch(pattern, line) for line in lines), lines
+
+
+def test_a_damaged_cache_file_is_computed_again(tmp_path):
+    cache = ResultCache(directory=tmp_path)
+    cache.get_or_compute(("k",), lambda progress: "first")
+    (path,) = tmp_path.glob("*.pkl")
+    path.write_bytes(path.read_bytes()[:10])  # cut short, as by a full disk
+    fresh = ResultCache(directory=tmp_path)
+    assert fresh.get_or_compute(("k",), lambda progress: "again") == "again"
+    assert ResultCache(directory=tmp_path).get(("k",)) == "again", "and the good result replaced it"

@@ -1,0 +1,1 @@
+"""Deployment helpers: several app processes behind nginx for a workshop room."""
