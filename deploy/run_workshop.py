@@ -1,7 +1,7 @@
 """Serve PruneLab to a room: several app processes behind nginx, sharing one results cache.
 
 One Streamlit process runs every session in threads that share one interpreter lock; a room
-outgrows it. This starts ``--processes`` copies of ``streamlit run app.py`` on loopback ports, all
+outgrows it. This starts ``--processes`` copies of the app (``python -m ui.serve``) on loopback ports, all
 with the same ``PRUNELAB_CACHE_DIR`` (a result computed by one is served by the others), and nginx
 in the foreground with sticky sessions (see ``deploy/nginx.conf.template``). Everything nginx
 writes lives in a temporary directory; Ctrl-C stops nginx and every app process.
@@ -171,6 +171,8 @@ def workshop(
             # One secret for all: anything one process signs (st.login cookies) holds on another.
             "STREAMLIT_SERVER_COOKIE_SECRET": secrets.token_hex(32),
             "OMP_NUM_THREADS": str(threads),
+            # Each process's engine workers get their share of the cores (see ui/serve.py).
+            "PRUNELAB_WORKERS": str(max(1, (os.cpu_count() or 1) // processes)),
             "MKL_NUM_THREADS": str(threads),
         }
         backends: list[Backend] = []
@@ -178,8 +180,12 @@ def workshop(
             backend_port = free_port()
             log_path = Path(log_dir) / f"{backend_name(i)}.log" if log_dir is not None else None
             out = stack.enter_context(open(log_path, "wb")) if log_path else None
+            # The project's app through its launcher (imports, engine workers and warm-up first);
+            # any other script (the proxy tests use one) as it is.
+            is_project_app = Path(cwd, app).resolve() == Path(__file__).resolve().parents[1] / "app.py"
+            launch = ["-m", "ui.serve"] if is_project_app else ["-m", "streamlit", "run", str(app)]
             process = subprocess.Popen(
-                [sys.executable, "-m", "streamlit", "run", str(app), "--server.headless", "true",
+                [sys.executable, *launch, "--server.headless", "true",
                  "--server.address", "127.0.0.1", "--server.port", str(backend_port),
                  "--browser.gatherUsageStats", "false"],
                 cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT if out else None,

@@ -43,12 +43,27 @@ def dense_metrics(name: str) -> dict[str, float]:
     return pruning_core.evaluate(s.model, s.data.X_test, s.data.y_test)
 
 
+def _engine_digest() -> str:
+    """A digest of the engine's and sample zoo's code and weights: results on disk from other code
+    are never read back (the directory outlives the server)."""
+    import hashlib
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    digest = hashlib.sha256()
+    for path in sorted([*root.glob("pruning_core/*.py"), *root.glob("sample_models/**/*.*"), Path(__file__)]):
+        if path.suffix in (".py", ".json", ".safetensors"):
+            digest.update(path.name.encode() + path.read_bytes())
+    return digest.hexdigest()[:12]
+
+
 @st.cache_resource(show_spinner=False)
 def results() -> ResultCache:
     """Sweep tables shared by every session: one computation per distinct choice, however many
     sessions ask at once (the others wait for it and see its progress). With ``PRUNELAB_CACHE_DIR``
     set, several app processes (behind a proxy) share them too."""
-    return ResultCache(max_entries=512, directory=os.environ.get("PRUNELAB_CACHE_DIR") or None, name="sweeps")
+    directory = os.environ.get("PRUNELAB_CACHE_DIR") or None
+    return ResultCache(max_entries=512, directory=directory, name=f"sweeps-{_engine_digest()}")
 
 
 @st.cache_resource(show_spinner=False)
