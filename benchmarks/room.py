@@ -563,7 +563,9 @@ class RoomRunner:
         if scenario.warm and url not in self._warm_urls:
             # Nothing here has drawn the landing view yet (or it failed): warm it up, unmeasured.
             warm_up = asyncio.run(run_room(url, [Visit()], self.timeout_s))[0][0]
-            notes.append(f"warmed up with one unmeasured landing-page visit first ({warm_up.status})")
+            problems = len(warm_up.exceptions) + len(warm_up.error_alerts)
+            outcome = f"{warm_up.status}, {warm_up.charts} chart(s), {problems} exception(s)/error(s)"
+            notes.append(f"warmed up with one unmeasured landing-page visit first ({outcome})")
         visits = scenario.visits(self.sessions, self.second_pages)
         tree = ProcessTree(pid) if pid is not None else None
         log = ServerLog(log_path)
