@@ -45,6 +45,8 @@ from websockets.exceptions import ConnectionClosed
 from benchmarks.browser import ROOT, streamlit_process
 
 COMPUTED_LINE = re.compile(r"^prunelab: computed", re.MULTILINE)
+# Streamlit logs every exception a script raises this way: a cross-check of the exceptions received.
+UNCAUGHT_LINE = re.compile(r"Uncaught app execution")
 _TAG = re.compile(r"<[^>]+>")
 # Widgets whose values the simulator reports back; buttons report nothing until clicked.
 WIDGET_KINDS = ("selectbox", "radio", "multiselect", "slider", "number_input", "checkbox", "text_input")
@@ -325,6 +327,7 @@ async def run_room(
     return list(results)
 
 
+SECOND_PAGES = ("layers", "size-speed")  # where second-page's sessions go after the landing view
 SAMPLE_MODELS = ("digits-mlp", "digits-cnn", "mnist1d-cnn", "moons-mlp", "cancer-mlp")
 _METHOD_SETS = (
     ("magnitude", "random"),
@@ -365,12 +368,14 @@ def distinct_queries(n: int) -> list[str]:
 
 @dataclass(frozen=True)
 class Scenario:
-    """A named room: whether it needs a freshly started server, and each attendee's visit."""
+    """A named room: whether it needs a freshly started server or a landing view already cached, and
+    each attendee's visit."""
 
     name: str
     cold: bool
     description: str
     visits: Callable[[int, Sequence[str]], list[Visit]]
+    warm: bool = False
 
 
 SCENARIOS: dict[str, Scenario] = {
@@ -379,7 +384,7 @@ SCENARIOS: dict[str, Scenario] = {
         Scenario(
             "cold-default", True, "everyone on the default landing view, fresh server", lambda n, _: [Visit()] * n
         ),
-        Scenario("cached-default", False, "the same again, results cached", lambda n, _: [Visit()] * n),
+        Scenario("cached-default", False, "the same again, results cached", lambda n, _: [Visit()] * n, warm=True),
         Scenario(
             "distinct",
             False,
@@ -391,6 +396,7 @@ SCENARIOS: dict[str, Scenario] = {
             False,
             "landing view, then other pages in the same session",
             lambda n, pages: [Visit(then=tuple(pages))] * n,
+            warm=True,
         ),
         Scenario("alone", True, "one visitor on a fresh server", lambda n, _: [Visit()]),
     )
@@ -495,6 +501,7 @@ class ScenarioResult:
     rss_after: int | None = None
     rss_after_wait: int | None = None
     computed: int | None = None  # `prunelab: computed` lines; None without a server log
+    server_exceptions: int | None = None  # "Uncaught app execution" in the server log
     notes: list[str] = field(default_factory=list)
 
 
@@ -507,7 +514,7 @@ class RoomRunner:
         sessions: int = 30,
         after_wait_s: float = 30,
         timeout_s: float = 300,
-        second_pages: Sequence[str] = ("layers",),
+        second_pages: Sequence[str] = SECOND_PAGES,
         url: str | None = None,
         pid: int | None = None,
         server_log: Path | str | None = None,
@@ -524,6 +531,7 @@ class RoomRunner:
         self.project_dir = Path(project_dir)
         self.log_dir = Path(log_dir) if log_dir is not None else Path(tempfile.mkdtemp(prefix="prunelab-room-"))
         self.log_paths: list[Path] = []
+        self._warm_urls: set[str] = set()  # servers that have drawn the landing view once without error
 
     def run(self, names: Sequence[str]) -> list[ScenarioResult]:
         unknown = [n for n in names if n not in SCENARIOS]
@@ -552,10 +560,12 @@ class RoomRunner:
         notes = []
         if scenario.cold and not fresh:
             notes.append("server was not freshly started (--url): not a cold start")
-        if not scenario.cold and scenario.name != "distinct" and fresh:
-            # A cached scenario run first on a fresh server: warm the landing view up, unmeasured.
-            asyncio.run(run_room(url, [Visit()], self.timeout_s))
-            notes.append("warmed up with one unmeasured landing-page visit first")
+        if scenario.warm and url not in self._warm_urls:
+            # Nothing here has drawn the landing view yet (or it failed): warm it up, unmeasured.
+            warm_up = asyncio.run(run_room(url, [Visit()], self.timeout_s))[0][0]
+            problems = len(warm_up.exceptions) + len(warm_up.error_alerts)
+            outcome = f"{warm_up.status}, {warm_up.charts} chart(s), {problems} exception(s)/error(s)"
+            notes.append(f"warmed up with one unmeasured landing-page visit first ({outcome})")
         visits = scenario.visits(self.sessions, self.second_pages)
         tree = ProcessTree(pid) if pid is not None else None
         log = ServerLog(log_path)
@@ -573,6 +583,8 @@ class RoomRunner:
         runs = asyncio.run(run_room(url, visits, self.timeout_s, before_leave=busy_done))
         wall_s = time.perf_counter() - start
         time.sleep(self.after_wait_s)
+        if any(r[0].query == r[0].page == "" and r[0].charts and not r[0].exceptions for r in runs):
+            self._warm_urls.add(url)
         stages: dict[str, list[PageRun]] = {}
         for session_runs in runs:
             for i, run in enumerate(session_runs):
@@ -589,6 +601,7 @@ class RoomRunner:
         else:
             notes.append("server PID unknown: no CPU or memory figures (give --pid)")
         result.computed = log.count_since(offset)
+        result.server_exceptions = log.count_since(offset, UNCAUGHT_LINE)
         return result
 
 
@@ -612,8 +625,11 @@ def report(results: Sequence[ScenarioResult], *, after_wait_s: float | None = No
     """A table per scenario and stage, then every distinct exception and error alert with its count."""
     lines = [
         "Room simulator: sessions at once over Streamlit's websocket protocol; seconds from each request",
+        "(first chart: over the sessions that got one; exc/err: exceptions and error alerts received; "
+        "srv exc: exceptions in the server's log; CPU s: server CPU while busy)",
         f"{'scenario':<15}{'page':<12}{'n':>4}  {'first chart p50/p95/max':>22}  {'script end p50/p95/max':>22}"
-        f"{'no chart':>9}{'exc':>5}{'err':>5}{'computed':>9}{'CPU s':>8}{'idle CPU':>9}  RSS MB before/after/+wait",
+        f"{'no chart':>9}{'exc':>5}{'err':>5}{'srv exc':>8}{'computed':>9}{'CPU s':>8}{'idle CPU':>9}"
+        "  RSS MB before/after/+wait",
     ]
     any_log_line = False
     for result in results:
@@ -626,11 +642,12 @@ def report(results: Sequence[ScenarioResult], *, after_wait_s: float | None = No
             server = ""
             if i == 0:
                 computed = "-" if result.computed is None else str(result.computed)
+                uncaught = "-" if result.server_exceptions is None else str(result.server_exceptions)
                 any_log_line |= bool(result.computed)
                 cpu = "-" if result.cpu_s is None else f"{result.cpu_s:.1f}"
                 idle = "-" if result.idle_cpu_s is None else f"{result.idle_cpu_s:.1f}"
                 rss = "/".join(_mb(v) for v in (result.rss_before, result.rss_after, result.rss_after_wait))
-                server = f"{computed:>9}{cpu:>8}{idle:>9}  {rss}"
+                server = f"{uncaught:>8}{computed:>9}{cpu:>8}{idle:>9}  {rss}"
             lines.append(
                 f"{result.name if i == 0 else '':<15}{stage or 'landing':<12}{len(runs):>4}  {_spread(first):>22}  "
                 f"{_spread(end):>22}{no_chart:>9}{exceptions:>5}{errors:>5}{server}"
@@ -647,10 +664,10 @@ def report(results: Sequence[ScenarioResult], *, after_wait_s: float | None = No
         problems = Counter()
         for runs in result.stages.values():
             for run in runs:
-                problems.update(f"exception  {text}" for text in run.exceptions)
-                problems.update(f"error      {text}" for text in run.error_alerts)
+                problems.update(f"exception: {text}" for text in run.exceptions)
+                problems.update(f"error alert: {text}" for text in run.error_alerts)
                 if run.status not in ("finished",):
-                    problems[f"run        {run.status} ({run.page or 'landing'})"] += 1
+                    problems[f"run {run.status} ({run.page or 'landing'})"] += 1
         for note in result.notes:
             lines.append(f"{result.name}: note: {note}")
         if problems:
@@ -687,7 +704,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--after-wait", type=float, default=30, help="seconds to wait after everyone left (30)")
     parser.add_argument("--timeout", type=float, default=300, help="seconds one run may take (300)")
-    parser.add_argument("--second-pages", type=_csv, default=["layers"], help="pages for second-page (layers)")
+    parser.add_argument(
+        "--second-pages",
+        type=_csv,
+        default=list(SECOND_PAGES),
+        help=f"pages for second-page ({','.join(SECOND_PAGES)})",
+    )
     parser.add_argument("--url", help="use this running server instead of starting one (no cold starts)")
     parser.add_argument("--pid", type=int, help="with --url: the server's PID (found from the port if omitted)")
     parser.add_argument("--server-log", type=Path, help="with --url: the server's stderr file, to count computations")
