@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 import socket
 import subprocess
@@ -45,19 +46,30 @@ class StreamlitProcess:
 
 @contextlib.contextmanager
 def streamlit_process(
-    timeout_s: float = 90, *, project_dir: Path | str = ROOT, stderr_path: Path | str | None = None
+    timeout_s: float = 120,
+    *,
+    project_dir: Path | str = ROOT,
+    stderr_path: Path | str | None = None,
+    warm: bool = True,
+    wait_for_warm: bool = False,
 ) -> Iterator[StreamlitProcess]:
-    """``streamlit run app.py`` in ``project_dir`` on a free port, yielded once /_stcore/health answers ok.
+    """The app as ``make run`` starts it (``python -m ui.serve``: imports, engine worker processes,
+    then the server) in ``project_dir`` on a free port, yielded once /_stcore/health answers ok.
 
-    stderr is discarded unless ``stderr_path`` is given: the room benchmark reads the app's log lines
-    there. The PID lets callers read the server's CPU time and memory from /proc.
+    ``warm=False`` starts it with nothing computed (``PRUNELAB_WARM=0``); ``wait_for_warm`` also
+    waits for the default views to be computed (the ``prunelab: warmed`` line; needs
+    ``stderr_path``). stderr is discarded unless ``stderr_path`` is given: the room benchmark reads
+    the app's log lines there. The PID lets callers read the server's CPU time and memory from /proc
+    (the engine workers are its children).
     """
     port = free_port()
     stderr_file = open(stderr_path, "wb") if stderr_path is not None else None  # noqa: SIM115 - closed below
+    env = {**os.environ, "PRUNELAB_WARM": "1" if warm else "0"}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true", "--server.port", str(port),
+        [sys.executable, "-m", "ui.serve", "--server.headless", "true", "--server.port", str(port),
          "--browser.gatherUsageStats", "false"],
         cwd=project_dir,
+        env=env,
         stdout=subprocess.DEVNULL,
         stderr=stderr_file if stderr_file is not None else subprocess.DEVNULL,
     )  # fmt: skip
@@ -70,10 +82,16 @@ def streamlit_process(
                     break
             except OSError:
                 if proc.poll() is not None:
-                    raise RuntimeError(f"streamlit exited with code {proc.returncode} before answering") from None
+                    raise RuntimeError(f"the app exited with code {proc.returncode} before answering") from None
                 if time.time() > deadline:
-                    raise RuntimeError(f"streamlit did not answer /_stcore/health within {timeout_s:.0f} s") from None
+                    raise RuntimeError(f"the app did not answer /_stcore/health within {timeout_s:.0f} s") from None
                 time.sleep(0.3)
+        while warm and wait_for_warm and stderr_path is not None:
+            if b"prunelab: warmed" in Path(stderr_path).read_bytes():
+                break
+            if proc.poll() is not None or time.time() > deadline:
+                raise RuntimeError(f"the app did not warm its default views within {timeout_s:.0f} s")
+            time.sleep(0.2)
         yield StreamlitProcess(url, proc.pid, Path(stderr_path) if stderr_path is not None else None)
     finally:
         proc.terminate()

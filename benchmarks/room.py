@@ -44,7 +44,8 @@ from websockets.exceptions import ConnectionClosed
 
 from benchmarks.browser import ROOT, streamlit_process
 
-COMPUTED_LINE = re.compile(r"^prunelab: computed", re.MULTILINE)
+# Shared results (sweeps); figures are built per process and not counted.
+COMPUTED_LINE = re.compile(r"^prunelab: computed (sweep|schedule)", re.MULTILINE)
 # Streamlit logs every exception a script raises this way: a cross-check of the exceptions received.
 UNCAUGHT_LINE = re.compile(r"Uncaught app execution")
 _TAG = re.compile(r"<[^>]+>")
@@ -376,6 +377,7 @@ class Scenario:
     description: str
     visits: Callable[[int, Sequence[str]], list[Visit]]
     warm: bool = False
+    server_warms: bool = False  # a fresh server computes the default views before anyone arrives
 
 
 SCENARIOS: dict[str, Scenario] = {
@@ -398,7 +400,13 @@ SCENARIOS: dict[str, Scenario] = {
             lambda n, pages: [Visit(then=tuple(pages))] * n,
             warm=True,
         ),
-        Scenario("alone", True, "one visitor on a fresh server", lambda n, _: [Visit()]),
+        Scenario(
+            "alone",
+            True,
+            "one visitor on a fresh server (warmed at startup)",
+            lambda n, _: [Visit()],
+            server_warms=True,
+        ),
     )
 }
 
@@ -549,7 +557,14 @@ class RoomRunner:
                     stack.close()  # stops the previous server: a cold scenario needs an empty one
                     log = self.log_dir / f"server-{len(self.log_paths) + 1}-{name}.stderr"
                     self.log_paths.append(log)
-                    server = stack.enter_context(streamlit_process(project_dir=self.project_dir, stderr_path=log))
+                    server = stack.enter_context(
+                        streamlit_process(
+                            project_dir=self.project_dir,
+                            stderr_path=log,
+                            warm=scenario.server_warms,
+                            wait_for_warm=scenario.server_warms,
+                        )
+                    )
                 assert server is not None
                 results.append(self._scenario(scenario, server.url, server.pid, server.stderr_path, fresh=fresh))
         return results

@@ -86,7 +86,11 @@ def test_process_tree_and_server_log(tmp_path):
     log = ServerLog(log_path)
     offset = log.mark()
     with log_path.open("a") as f:
-        f.write("noise prunelab: computed\nprunelab: computed sweep key=b in 0.2 s\nprunelab: computed x\n")
+        f.write(
+            "noise prunelab: computed\nprunelab: computed sweep key=b in 0.2 s\nprunelab: computed figure x\n"
+            "prunelab: computed schedule sweep key=c in 1 s\n"
+        )
+    # Shared results only (sweeps, schedule sweeps), at the start of a line; figures are per process.
     assert log.count_since(0) == 3 and log.count_since(offset) == 2
     assert ServerLog(None).count_since(0) is None
 
