@@ -273,7 +273,8 @@ def _scheduled_sweep(
                     **size_metrics(profile, nonzero_counts({n: params[n] for n in masks})),
                     **measure(trained_model),
                     "schedule": kind,
-                    "finetune_epochs": schedule.finetune_epochs,
+                    # the control trains as the ticket's last round did (see run_schedule)
+                    "finetune_epochs": schedule.finetune_epochs if kind == schedule.kind else schedule.finetune.epochs,
                     "seed": seed,
                     "seconds": seconds,
                 }

@@ -32,7 +32,9 @@ class DataSplit(NamedTuple):
     y_val: torch.Tensor | None = None
 
 
-def split_indices(y: np.ndarray, fraction: float = VAL_FRACTION, seed: int = SPLIT_SEED) -> tuple[np.ndarray, np.ndarray]:
+def split_indices(
+    y: np.ndarray, fraction: float = VAL_FRACTION, seed: int = SPLIT_SEED
+) -> tuple[np.ndarray, np.ndarray]:
     """(kept, held-out) row indices of ``y``: a stratified, seeded ``fraction`` held out."""
     from sklearn.model_selection import train_test_split
 
@@ -59,9 +61,7 @@ def _to_split(X_train, y_train, X_test, y_test, standardise: bool = False) -> Da
     def labels(y) -> torch.Tensor:
         return torch.as_tensor(y, dtype=torch.int64)
 
-    return DataSplit(
-        features(X_fit), labels(y_fit), features(X_test), labels(y_test), features(X_val), labels(y_val)
-    )
+    return DataSplit(features(X_fit), labels(y_fit), features(X_test), labels(y_test), features(X_val), labels(y_val))
 
 
 def _reshape(split: DataSplit, *shape: int) -> DataSplit:
