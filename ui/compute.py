@@ -40,6 +40,29 @@ def dense_metrics(name: str) -> dict[str, float]:
     return pruning_core.evaluate(s.model, s.data.X_test, s.data.y_test)
 
 
+@st.cache_data(show_spinner=False)
+def dense_validation_metrics(name: str) -> dict[str, float]:
+    """The dense model's metrics on the validation split: the reference knees are selected against."""
+    s = shared_sample(name)
+    return pruning_core.evaluate(s.model, s.data.X_val, s.data.y_val)
+
+
+def seed_spread(config, methods: list[str], n_seeds: int = 3) -> pd.DataFrame:
+    """Each seeded method swept with ``n_seeds`` consecutive seeds from the config's, summarised
+    (min, max, mean, std per level); each seed's sweep is stored like any other."""
+    from pruning_core.stats import seed_spread as spread
+
+    frames = []
+    for method in methods:
+
+        def run(seed: int, method: str = method) -> pd.DataFrame:
+            return method_sweep(config.model, method, config.scope, config.levels, config.exclude, seed)
+
+        seeds = range(config.seed, config.seed + n_seeds)
+        frames.append(spread(run, seeds, metrics=("accuracy", "loss", "precision", "recall", "f1")))
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
 class SweepStore:
     """Sweep tables shared by every session, least recently used dropped first.
 
