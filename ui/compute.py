@@ -230,6 +230,10 @@ def export_bundle(name: str, method: str, scope: str, sparsity: float, exclude: 
 
     made = export.make_recipe(name, method, scope, sparsity, exclude, seed)
     applied = export.apply_recipe(made)
+    try:
+        script, script_refused = generate_script(made), None
+    except ValueError as exc:  # a method the script generator cannot reproduce bit for bit
+        script, script_refused = None, str(exc)
     sample = shared_sample(name)
     dense = export.state_dict_bytes(sample.model)
     weights = export.state_dict_bytes(applied.model)
@@ -237,7 +241,8 @@ def export_bundle(name: str, method: str, scope: str, sparsity: float, exclude: 
         "recipe": made,
         "recipe_yaml": recipe.dumps(made, "yaml"),
         "recipe_json": recipe.dumps(made, "json"),
-        "script": generate_script(made),
+        "script": script,
+        "script_refused": script_refused,
         "metrics": applied.metrics,
         "weights": weights,
         "sizes": {

@@ -344,3 +344,11 @@ def test_tradeoff_intervals_seeds_and_noise_warning():
     at.slider(key="tradeoff_tol").set_value(0.25 * int(noise_points / 0.25 + 2)).run()
     assert not any("below the noise" in w.value for w in at.warning)
     assert not at.exception
+
+
+def test_export_page_explains_a_method_without_a_script_instead_of_failing():
+    at = run_app(n="3", methods="random-matched")
+    at.switch_page("pages/export.py").run()
+    assert not at.exception
+    assert any("random-matched" in i.value and "No standalone script" in i.value for i in at.info)
+    assert not [b for b in at.get("download_button") if "script" in str(b.proto.label).lower()]
