@@ -60,17 +60,20 @@ c2.download_button(
     on_click="ignore",
     key="dl_weights",
 )
-c3.download_button(
-    "Standalone script (.py)",
-    bundle["script"],
-    f"{stem}.py",
-    "text/x-python",
-    on_click="ignore",
-    key="dl_script",
-    help="Applies the same pruning with torch.nn.utils.prune: `apply_pruning(model)`, or "
-    "`python script.py --weights IN.safetensors --out OUT.safetensors`. Recipes that fine-tune need "
-    "`apply_pruning(model, X_train, y_train)` (and the initial weights for a lottery ticket).",
-)
+if bundle["script"] is None:
+    c3.info(f"No standalone script: {bundle['script_refused']}.")
+else:
+    c3.download_button(
+        "Standalone script (.py)",
+        bundle["script"],
+        f"{stem}.py",
+        "text/x-python",
+        on_click="ignore",
+        key="dl_script",
+        help="Applies the same pruning with torch.nn.utils.prune: `apply_pruning(model)`, or "
+        "`python script.py --weights IN.safetensors --out OUT.safetensors`. Recipes that fine-tune need "
+        "`apply_pruning(model, X_train, y_train)` (and the initial weights for a lottery ticket).",
+    )
 if "shrunk" in bundle:
     c2.download_button(
         "Smaller model weights (.safetensors)",
@@ -126,8 +129,9 @@ if config.allocation:
 
 with st.expander("Recipe preview"):
     st.code(bundle["recipe_yaml"], language="yaml")
-with st.expander("Script preview"):
-    st.code(bundle["script"], language="python")
+if bundle["script"] is not None:
+    with st.expander("Script preview"):
+        st.code(bundle["script"], language="python")
 
 st.subheader("Share this view")
 base = st.context.url.split("?")[0] if st.context.url else ""

@@ -2,7 +2,11 @@
 
 import streamlit as st
 
+from pruning_core.methods import get_method
+from pruning_core.stats import wilson_half_width
 from ui import compute, figures, state
+
+N_SEEDS = 3
 
 state.require_router()
 config = st.session_state.explorer
@@ -24,6 +28,23 @@ zero, then tested on data it never saw during training (no retraining here).
   divided by nonzero ones. **Theoretical speedup** counts multiply-adds skipped; real dense
   hardware skips none of them (see *Size & speed*).
 - *Random* is the baseline: a method that does not beat it has learnt nothing about importance.
+"""
+    )
+
+with st.expander("Validation, intervals and seeds"):
+    st.markdown(
+        f"""
+- Every sample has three splits. Knees are **chosen on the validation split** and **reported on
+  the test split**: picking the best point on the data that then reports it would flatter it.
+- The **knee** is the last sparsity before the validation score *first* falls below the tolerance;
+  a method that dips and recovers keeps its knee before the dip.
+- **95 % intervals** (Wilson) show how much a test accuracy could move by the luck of which
+  samples are in the test set: with a few hundred samples, one image is a third of a point.
+  Differences smaller than the bars are not results.
+- **Seeds**: random pruning draws different weights for every seed. Run it with {N_SEEDS} seeds to
+  see the band one result could have fallen in.
+- *Random (magnitude's allocation)* prunes as many weights per layer as global magnitude, at
+  random: it separates *which layers* lose weights from *which weights* in them.
 """
     )
 
@@ -53,18 +74,54 @@ tolerance = right.slider(
     10.0,
     step=0.25,
     key="tradeoff_tol",
-    help="The knee is the highest sparsity whose score is at most this many points worse than the dense model's.",
+    help="The knee is the last sparsity before the validation score first falls more than this many points "
+    "below the dense model's (on validation); it is reported on test.",
+)
+seeded = [m for m in config.methods if get_method(m).uses_seed]
+opt_left, opt_right = st.columns(2)
+show_intervals = opt_left.checkbox(
+    "Show 95 % intervals",
+    key="tradeoff_ci",
+    help="Wilson 95 % interval of each test accuracy: how far it could move with another draw of test samples.",
+)
+run_seeds = opt_right.checkbox(
+    f"Run random methods with {N_SEEDS} seeds",
+    key="tradeoff_seeds",
+    disabled=not seeded,
+    help=f"Sweeps each seeded method with seeds {config.seed} to {config.seed + N_SEEDS - 1} and shades "
+    "the range between the lowest and highest result.",
 )
 state.set_page_param("x", x, X_DEFAULT)
 state.set_page_param("y", y, Y_DEFAULT)
 state.set_page_param("tol", f"{tolerance:g}", TOL_DEFAULT)
 
 compute.sweep_all(config)  # computes (or waits for) what is missing, with a progress bar
-table, knees, fig = compute.tradeoff_view(config, x, y, tolerance)
+n_seeds = N_SEEDS if run_seeds and seeded else 0
+table, knees, fig, spread = compute.tradeoff_view(config, x, y, tolerance, intervals=show_intervals, seeds=n_seeds)
 dense = compute.dense_metrics(config.model)
+dense_val = compute.dense_validation_metrics(config.model)
 scale = figures.Y_METRICS[y][1]
 sample = compute.shared_sample(config.model)
 st.plotly_chart(fig, key="tradeoff_chart")
+n_val = len(sample.data.y_val)
+noise = wilson_half_width(dense_val["accuracy"], n_val)
+if y == "accuracy" and tolerance / scale < noise:
+    st.warning(
+        f"The tolerance ({tolerance:g} points) is below the noise: on the {n_val} validation samples that choose "
+        f"the knees, the 95 % interval around the dense accuracy ({dense_val['accuracy']:.1%}) is "
+        f"±{noise * 100:.1f} points, so knees this tight are partly chosen by chance.",
+        icon="⚠️",
+    )
+if show_intervals and y != "accuracy":
+    st.caption("95 % intervals are drawn for accuracy only (a proportion of test samples).")
+if spread is not None and not spread.empty:
+    widest = spread.loc[(spread[f"{y}_max"] - spread[f"{y}_min"]).idxmax()]
+    st.caption(
+        f"Over seeds {config.seed}–{config.seed + N_SEEDS - 1}, the widest range is "
+        f"{figures.method_label(widest['method'])} at {widest['target_sparsity']:.0%} sparsity: "
+        f"{widest[f'{y}_min'] * scale:.1f} to {widest[f'{y}_max'] * scale:.1f} "
+        f"(mean {widest[f'{y}_mean'] * scale:.1f} ± {widest[f'{y}_std'] * scale:.1f} std)."
+    )
 
 if not knees.empty:
     cols = st.columns(min(4, len(knees)))
@@ -74,13 +131,16 @@ if not knees.empty:
             f"{row['actual_sparsity']:.0%} sparse",
             f"{(row[y] - dense[y]) * scale:+.2f} {'points' if scale != 1 else ''}".strip(),
             delta_color="normal" if y != "loss" else "inverse",
+            help=f"Chosen on validation ({row[f'val_{y}'] * scale:.2f}), reported on test ({row[y] * scale:.2f}"
+            + (f", 95 % interval {row['accuracy_low']:.1%} to {row['accuracy_high']:.1%})" if y == "accuracy" else ")"),
         )
 else:
-    st.info("No method stays within the tolerance of the dense model at any swept sparsity above the lowest.")
+    st.info("No method starts within the tolerance of the dense model (on validation) at its lowest swept sparsity.")
 
 st.subheader("Results")
 st.caption(
-    f"{len(table)} rows · test set of {len(sample.data.y_test)} samples · sparsity counts every Linear/Conv weight; "
+    f"{len(table)} rows · test set of {len(sample.data.y_test)} samples (reports), validation set of "
+    f"{len(sample.data.y_val)} (chooses the knees) · sparsity counts every Linear/Conv weight; "
     "sizes are float32 parameters; sparse size is the smaller of CSR and bitmask encodings per pruned tensor."
 )
 st.dataframe(
@@ -88,7 +148,21 @@ st.dataframe(
     hide_index=True,
     column_config={
         c: st.column_config.NumberColumn(format="percent")
-        for c in ("target_sparsity", "actual_sparsity", "sparsity_all_params", "accuracy", "precision", "recall", "f1")
+        for c in (
+            "target_sparsity",
+            "actual_sparsity",
+            "sparsity_all_params",
+            "accuracy",
+            "precision",
+            "recall",
+            "f1",
+            "accuracy_low",
+            "accuracy_high",
+            "val_accuracy",
+            "val_precision",
+            "val_recall",
+            "val_f1",
+        )  # fmt: skip
     },
 )
 st.download_button(

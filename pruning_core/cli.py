@@ -175,7 +175,8 @@ def cmd_sensitivity(args) -> int:
         wide = table.pivot(index="layer", columns="sparsity", values="accuracy_drop")
         wide = wide.reindex(table["layer"].unique())
         wide.columns = [f"{c:.0%}" for c in wide.columns]
-        text = f"Accuracy drop (points) with one layer pruned alone by {method}, {args.model}:\n"
+        split = table["split"].iloc[0] if len(table) else "validation"
+        text = f"{split.capitalize()} accuracy drop (points) with one layer pruned alone by {method}, {args.model}:\n"
         text += (wide * 100).round(2).to_string() + "\n"
     if args.target is not None:
         (target,) = parse_sparsities(args.target, "--target")
@@ -183,7 +184,8 @@ def cmd_sensitivity(args) -> int:
         per_layer = ", ".join(f"{k}={v:g}" for k, v in proposal.layer_sparsities.items())
         text += (
             f"Proposal for {target:.0%} within {args.budget:g} points: {per_layer}; overall {proposal.overall_sparsity:.1%}"
-            f" ({'meets' if proposal.meets_target else 'below'} the target), measured drop {proposal.measured_drop * 100:.2f} points\n"
+            f" ({'meets' if proposal.meets_target else 'below'} the target), measured drop {proposal.measured_drop * 100:.2f} points on {proposal.split}"
+            f" (test: {proposal.test_drop * 100:.2f})\n"
         )
     write_text(text, args.output)
     return 0

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pruning_core import graph
+from pruning_core import graph, selection
 from pruning_core.dataflow import guess_input
 from pruning_core.targets import Target
 
@@ -139,6 +139,38 @@ class Random(PruningMethod):
     def scores(self, targets, context):
         generator = torch.Generator().manual_seed(int(context.seed))
         return [torch.rand(t.weight.shape, generator=generator) for t in targets]
+
+
+class RandomMatched(Random):
+    """Random pruning with magnitude's per-layer allocation: a control that separates the criterion
+    (which weights inside a layer) from the allocation (how many per layer).
+
+    Under global scope magnitude prunes some layers far more than others, while plain random
+    spreads sparsity uniformly; comparing the two mixes both effects. This method takes, at each
+    level, exactly the number of weights global magnitude prunes in each layer and picks that many
+    at random (seeded) inside the layer. Under the other scopes the allocation is already fixed per
+    layer, so it is plain random.
+    """
+
+    name = "random-matched"
+    label = "Random (magnitude's allocation)"
+    description = (
+        "Unstructured control: in global scope, prune in each layer exactly as many weights as global "
+        "magnitude does, chosen at random (seeded); other scopes are plain random. Separates the criterion "
+        "from the per-layer allocation."
+    )
+
+    def masks(self, targets, context, sparsity, scope, scores):
+        if scope != "global":
+            return None
+        magnitudes = [t.weight.detach().abs() for t in targets]  # ranked as global magnitude ranks them
+        total = sum(m.numel() for m in magnitudes)
+        (threshold,) = selection.thresholds(magnitudes, [round(float(sparsity) * total)])
+        out = []
+        for s, k in zip(scores, threshold.pruned_per_tensor, strict=True):
+            (own,) = selection.thresholds([s], [int(k)])
+            out.append(selection.kept_masks([s], own)[0])
+        return out
 
 
 class StructuredNorm(PruningMethod):
@@ -526,3 +558,5 @@ for _method in (
     BNScale(),
 ):
     register(_method)
+
+register(RandomMatched())  # after the others, so their colours and order stay as they were

@@ -10,7 +10,8 @@ prunes with the chosen method and scope, and fine-tunes on the train split only.
   at steps t0, t0 + dt, ..., t0 + n dt (Zhu & Gupta 2017), then train on at the final sparsity.
 - ``lottery``: iterative magnitude pruning where, after each pruning round, the surviving weights
   are rewound to their initial values (or to iteration k of training) and retrained (Frankle &
-  Carbin 2019); a control run re-initialises the same final mask at random and trains it the same.
+  Carbin 2019); a control run re-initialises the same final mask at random and trains it exactly as
+  the reported ticket was trained from its rewind point (one round: ``finetune.epochs``).
 """
 
 from __future__ import annotations
@@ -153,7 +154,7 @@ class ScheduleResult:
     model: nn.Module
     masks: dict[str, torch.Tensor]
     history: list[dict] = field(default_factory=list)
-    control: nn.Module | None = None  # lottery: same mask, random re-initialisation, same training
+    control: nn.Module | None = None  # lottery: same mask, random re-initialisation, the ticket's last round
 
 
 def _and(previous: Mapping[str, torch.Tensor] | None, masks: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -252,16 +253,15 @@ def run_schedule(
         )
     result = ScheduleResult(work.eval(), masks, history)
     if schedule.kind == "lottery" and reinit is not None:
+        # Exactly the ticket's training: the reported ticket is its rewind point trained for one
+        # round (ft.epochs) under the final mask; earlier rounds only chose the mask. The control
+        # gets the same mask and the same training from its own random initialisation (rewound
+        # the same way when rewind_iteration > 0), so only the initial values differ.
         control = copy.deepcopy(model)
-        control.load_state_dict(reinit(seed + 1))
-        masked_steps(
-            control,
-            masks,
-            X_train,
-            y_train,
-            FineTuneConfig(**{**ft.to_dict(), "epochs": ft.epochs * schedule.rounds}),
-            should_stop=should_stop,
+        control.load_state_dict(
+            _rewound_state(model, reinit(seed + 1), schedule.rewind_iteration, X_train, y_train, ft)
         )
+        masked_steps(control, masks, X_train, y_train, ft, should_stop=should_stop)
         result.control = control.eval()
         report(1.0, "lottery: random re-initialisation control trained")
     return result

@@ -7,6 +7,10 @@ that reaches the overall target. Layer drops do not add up exactly, so the propo
 evaluated with all layers pruned at once and the tolerance lowered until the *joint* drop fits the
 budget: a proposal never claims a budget it does not meet. It is an explicit per-layer allocation
 that sweeps, recipes and exports take like any other.
+
+Everything that chooses (the per-layer drops, the tolerance search, the budget check) is measured
+on the validation split; the test split only reports (``test_accuracy``/``test_drop`` columns, and
+the proposal's ``test_drop``). Data without a validation split falls back to test, and says so.
 """
 
 from __future__ import annotations
@@ -21,9 +25,18 @@ from torch import nn
 
 from pruning_core.masks import MaskPlan, check_sparsity
 from pruning_core.metrics import evaluate
-from pruning_core.sweep import split_data
+from pruning_core.sweep import split_data, validation_data
 
 DEFAULT_LEVELS = tuple(round(0.1 * i, 2) for i in range(1, 10)) + (0.95,)
+
+
+def selection_split(data) -> tuple[torch.Tensor, torch.Tensor, str]:
+    """(X, y, name) of the split that selects: validation when ``data`` has one, else test."""
+    X_val, y_val = validation_data(data)
+    if X_val is not None:
+        return X_val, y_val, "validation"
+    _, _, X_test, y_test = split_data(data)
+    return X_test, y_test, "test"
 
 
 def layer_sensitivity(
@@ -37,17 +50,20 @@ def layer_sensitivity(
 ) -> pd.DataFrame:
     """Accuracy with each prunable layer pruned alone at each sparsity (the others dense).
 
-    Columns: layer, params, sparsity, accuracy, accuracy_drop (dense minus pruned, in [−1, 1]).
-    The caller's model is not modified.
+    Columns: layer, params, sparsity, accuracy, accuracy_drop (dense minus pruned, in [−1, 1]) on
+    the selection split (validation, or test when there is none; column ``split``), and
+    test_accuracy, test_drop on the test split, for reporting only. The caller's model is not modified.
     """
     levels = sorted({check_sparsity(s) for s in sparsities})
     X_train, y_train, X_test, y_test = split_data(data)
+    X_sel, y_sel, split = selection_split(data)
     calib = {"X_calib": X_train[:256], "y_calib": y_train[:256]} if X_train is not None else {}
     plan = MaskPlan.build(model, method, exclude=exclude, seed=seed, **calib)
     working = copy.deepcopy(model).eval()
     params = dict(working.named_parameters())
     originals = {n: p.detach().clone() for n, p in model.named_parameters()}
-    dense = evaluate(model, X_test, y_test)["accuracy"]
+    dense = evaluate(model, X_sel, y_sel)["accuracy"]
+    dense_test = evaluate(model, X_test, y_test)["accuracy"]
     layers = [t for t in plan.scored]
     rows, total, done = [], len(layers) * len(levels), 0
     for target in layers:
@@ -56,7 +72,8 @@ def layer_sensitivity(
             with torch.no_grad():
                 for name, mask in masks.items():
                     torch.mul(originals[name], mask, out=params[name])
-            accuracy = evaluate(working, X_test, y_test)["accuracy"]
+            accuracy = evaluate(working, X_sel, y_sel)["accuracy"]
+            test_accuracy = evaluate(working, X_test, y_test)["accuracy"]
             rows.append(
                 {
                     "layer": target.layer,
@@ -64,6 +81,9 @@ def layer_sensitivity(
                     "sparsity": s,
                     "accuracy": accuracy,
                     "accuracy_drop": dense - accuracy,
+                    "split": split,
+                    "test_accuracy": test_accuracy,
+                    "test_drop": dense_test - test_accuracy,
                 }
             )
             done += 1
@@ -84,7 +104,9 @@ class Proposal:
     budget: float  # largest accepted drop in accuracy (fraction, 0.01 = 1 point)
     overall_sparsity: float  # over the analysed layers' weights
     tolerance: float  # the per-layer drop tolerance that produced it
-    measured_drop: float  # accuracy drop with every layer pruned at once
+    measured_drop: float  # accuracy drop with every layer pruned at once, on the selection split
+    test_drop: float = float("nan")  # the same drop on the test split: reported, never used to choose
+    split: str = "validation"  # the split that chose it and checked the budget
 
     @property
     def meets_target(self) -> bool:
@@ -114,18 +136,23 @@ def propose(
     seed: int = 0,
 ) -> Proposal:
     """Per-layer sparsities from a sensitivity ``table`` reaching ``target_sparsity`` if the
-    ``budget`` allows, verified jointly so the measured drop is within the budget."""
+    ``budget`` allows, verified jointly so the measured drop is within the budget.
+
+    The table should come from :func:`layer_sensitivity` on the same data: both choose on the
+    validation split; the proposal's ``test_drop`` reports the test split's drop."""
     target_sparsity = check_sparsity(target_sparsity)
     X_train, y_train, X_test, y_test = split_data(data)
+    X_sel, y_sel, split = selection_split(data)
     calib = {"X_calib": X_train[:256], "y_calib": y_train[:256]} if X_train is not None else {}
     plan = MaskPlan.build(model, method, exclude=exclude, seed=seed, **calib)
-    dense = evaluate(model, X_test, y_test)["accuracy"]
+    dense = evaluate(model, X_sel, y_sel)["accuracy"]
 
-    def joint_drop(allocation: dict[str, float]) -> float:
+    def joint_drop(allocation: dict[str, float], X: torch.Tensor = X_sel, y: torch.Tensor = y_sel) -> float:
         from pruning_core.masks import apply_masks
 
         pruned = apply_masks(model, plan.masks(allocation, "per-layer"))
-        return dense - evaluate(pruned, X_test, y_test)["accuracy"]
+        reference = dense if X is X_sel else evaluate(model, X, y)["accuracy"]
+        return reference - evaluate(pruned, X, y)["accuracy"]
 
     # Candidate tolerances: every distinct individual drop, smallest first.
     tolerances = sorted({max(0.0, float(d)) for d in table["accuracy_drop"]} | {0.0})
@@ -144,6 +171,8 @@ def propose(
                 overall_sparsity=_overall(table, allocation),
                 tolerance=tolerance,
                 measured_drop=drop,
+                test_drop=joint_drop(allocation, X_test, y_test),
+                split=split,
             )
     allocation = {layer: 0.0 for layer in table["layer"].unique()}
-    return Proposal(allocation, target_sparsity, budget, 0.0, 0.0, 0.0)
+    return Proposal(allocation, target_sparsity, budget, 0.0, 0.0, 0.0, 0.0, split)

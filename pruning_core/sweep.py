@@ -24,8 +24,23 @@ from pruning_core.masks import MaskPlan, Sparsity, check_scope, check_sparsity
 from pruning_core.methods import get_method
 from pruning_core.metrics import ModelProfile, evaluate, nonzero_counts, size_metrics
 from pruning_core.schedules import Schedule, run_schedule
+from pruning_core.stats import wilson_interval
 
 Progress = Callable[[float, str], None]
+
+# Selection (knees, proposals) reads the validation columns; the interval is the test accuracy's
+# Wilson 95 % interval over ``test_samples``.
+VALIDATION_COLUMNS = [
+    "val_accuracy",
+    "val_loss",
+    "val_precision",
+    "val_recall",
+    "val_f1",
+    "accuracy_low",
+    "accuracy_high",
+    "test_samples",
+    "val_samples",
+]
 
 COLUMNS = [
     "method",
@@ -51,6 +66,7 @@ COLUMNS = [
     "finetune_epochs",
     "train_accuracy",
     "noisy_accuracy",
+    *VALIDATION_COLUMNS,
     "seed",
     "seconds",
 ]
@@ -66,6 +82,12 @@ def split_data(data) -> tuple[torch.Tensor | None, torch.Tensor | None, torch.Te
     if len(items) == 2:
         return None, None, items[0], items[1]
     raise ValueError("data must be a DataSplit, (X_train, y_train, X_test, y_test) or (X_test, y_test)")
+
+
+def validation_data(data) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """(X_val, y_val) of a DataSplit that has a validation split, else (None, None)."""
+    X_val, y_val = getattr(data, "X_val", None), getattr(data, "y_val", None)
+    return (X_val, y_val) if X_val is not None and y_val is not None else (None, None)
 
 
 def _level_value(level: Sparsity) -> float | dict:
@@ -91,7 +113,8 @@ def sweep(
     reinit: Callable[[int], Mapping[str, torch.Tensor]] | None = None,
     should_stop: Callable[[], bool] | None = None,
 ) -> pd.DataFrame:
-    """Prune ``model`` with each method at each sparsity and evaluate on the test split.
+    """Prune ``model`` with each method at each sparsity and evaluate on the test split (and on the
+    validation split when ``data`` has one: the ``val_*`` columns that knees are selected on).
 
     Returns one row per (method, scope, target sparsity, schedule) with the columns in
     ``COLUMNS``. A fixed-pattern method (N:M) gives one row at its own sparsity.
@@ -114,6 +137,7 @@ def sweep(
         raise ValueError("give at least one sparsity")
     exclude = tuple(exclude)
     X_train, y_train, X_test, y_test = split_data(data)
+    X_val, y_val = validation_data(data)
     X_calib = X_train[:calibration_samples] if X_train is not None else None
     y_calib = y_train[:calibration_samples] if y_train is not None else None
 
@@ -121,7 +145,7 @@ def sweep(
     noisy = _noisy(X_test, X_train, noise_std) if generalisation else None
     measure = functools.partial(
         _measure, X_test=X_test, y_test=y_test, X_train=X_train if generalisation else None,
-        y_train=y_train, noisy=noisy, batch_size=batch_size,
+        y_train=y_train, noisy=noisy, batch_size=batch_size, X_val=X_val, y_val=y_val,
     )  # fmt: skip
     if schedule is not None and (schedule.kind != "oneshot" or schedule.finetune_epochs > 0):
         if X_train is None:
@@ -186,8 +210,17 @@ def _noisy(X_test: torch.Tensor, X_train: torch.Tensor | None, noise_std: float 
     return X_test + std * torch.randn(X_test.shape, generator=generator)
 
 
-def _measure(model, X_test, y_test, X_train, y_train, noisy, batch_size) -> dict[str, float]:
+def _measure(model, X_test, y_test, X_train, y_train, noisy, batch_size, X_val=None, y_val=None) -> dict[str, float]:
     metrics = evaluate(model, X_test, y_test, batch_size=batch_size)
+    n_test = len(y_test)
+    metrics["accuracy_low"], metrics["accuracy_high"] = wilson_interval(round(metrics["accuracy"] * n_test), n_test)
+    metrics["test_samples"] = n_test
+    if X_val is not None:
+        metrics |= {f"val_{k}": v for k, v in evaluate(model, X_val, y_val, batch_size=batch_size).items()}
+        metrics["val_samples"] = len(y_val)
+    else:
+        metrics |= {f"val_{k}": float("nan") for k in ("accuracy", "loss", "precision", "recall", "f1")}
+        metrics["val_samples"] = 0
     metrics["train_accuracy"] = (
         evaluate(model, X_train, y_train, batch_size=batch_size)["accuracy"] if X_train is not None else float("nan")
     )
@@ -241,7 +274,8 @@ def _scheduled_sweep(
                     **size_metrics(profile, nonzero_counts({n: params[n] for n in masks})),
                     **measure(trained_model),
                     "schedule": kind,
-                    "finetune_epochs": schedule.finetune_epochs,
+                    # the control trains as the ticket's last round did (see run_schedule)
+                    "finetune_epochs": schedule.finetune_epochs if kind == schedule.kind else schedule.finetune.epochs,
                     "seed": seed,
                     "seconds": seconds,
                 }

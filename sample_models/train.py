@@ -1,6 +1,6 @@
 """Deterministic training of the sample models: ``python -m sample_models.train NAME [NAME...]|all``.
 
-Trains on the train split only, reports test accuracy, and writes ``weights/NAME.safetensors`` and
+Trains on the train split only (validation and test are held out), reports validation and test accuracy, and writes ``weights/NAME.safetensors`` and
 ``weights/NAME.json`` (the recorded accuracy that tests check the shipped weights against).
 """
 
@@ -52,8 +52,10 @@ def train(name: str) -> dict:
     info = {
         "name": name,
         "test_accuracy": test_accuracy(model, data.X_test, data.y_test),
+        "val_accuracy": test_accuracy(model, data.X_val, data.y_val),
         "train_accuracy": test_accuracy(model, data.X_train, data.y_train),
         "n_train": len(data.X_train),
+        "n_val": len(data.X_val),
         "n_test": len(data.X_test),
         "params": sum(p.numel() for p in model.parameters()),
         "training": dataclasses.asdict(spec.training),
@@ -78,7 +80,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: {exc}", file=sys.stderr)
             return 2
         print(
-            f"{name}: test accuracy {info['test_accuracy']:.4f}, train {info['train_accuracy']:.4f}, "
+            f"{name}: test accuracy {info['test_accuracy']:.4f}, validation {info['val_accuracy']:.4f}, "
+            f"train {info['train_accuracy']:.4f}, "
             f"{info['params']} params, {info['train_seconds']} s"
         )
     return 0

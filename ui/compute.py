@@ -43,6 +43,29 @@ def dense_metrics(name: str) -> dict[str, float]:
     return pruning_core.evaluate(s.model, s.data.X_test, s.data.y_test)
 
 
+@st.cache_data(show_spinner=False)
+def dense_validation_metrics(name: str) -> dict[str, float]:
+    """The dense model's metrics on the validation split: the reference knees are selected against."""
+    s = shared_sample(name)
+    return pruning_core.evaluate(s.model, s.data.X_val, s.data.y_val)
+
+
+def seed_spread(config, methods: list[str], n_seeds: int = 3) -> pd.DataFrame:
+    """Each seeded method swept with ``n_seeds`` consecutive seeds from the config's, summarised
+    (min, max, mean, std per level); each seed's sweep is stored like any other."""
+    from pruning_core.stats import seed_spread as spread
+
+    frames = []
+    for method in methods:
+
+        def run(seed: int, method: str = method) -> pd.DataFrame:
+            return method_sweep(config.model, method, config.scope, config.levels, config.exclude, seed)
+
+        seeds = range(config.seed, config.seed + n_seeds)
+        frames.append(spread(run, seeds, metrics=("accuracy", "loss", "precision", "recall", "f1")))
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
 def _engine_digest() -> str:
     """A digest of the engine's and sample zoo's code and weights: results on disk from other code
     are never read back (the directory outlives the server)."""
@@ -203,26 +226,34 @@ def tradeoff_table(config) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
-def tradeoff_view(config, x: str, y: str, tolerance_points: float) -> tuple[pd.DataFrame, pd.DataFrame, object]:
-    """(table, knees, figure) of the trade-off page for one choice and chart setting, built once
-    and shared by every session showing it (the table is the caller's own copy; the figure is shared)."""
+def tradeoff_view(
+    config, x: str, y: str, tolerance_points: float, intervals: bool = False, seeds: int = 0
+) -> tuple[pd.DataFrame, pd.DataFrame, object, pd.DataFrame | None]:
+    """(table, knees, figure, seed spread) of the trade-off page for one choice and chart setting,
+    built once and shared by every session showing it (the tables are the caller's own copies; the
+    figure is shared: never mutate it). Knees are chosen on validation against the dense model's
+    validation score; ``seeds`` > 0 sweeps the seeded methods with that many seeds for a band."""
     table = tradeoff_table(config)
+    seeded = [m for m in config.methods if pruning_core.get_method(m).uses_seed]
+    spread = seed_spread(config, seeded, seeds) if seeds and seeded else None
 
     def build():
         from pruning_core.analysis import knee_points
 
-        dense = dense_metrics(config.model)
+        dense, dense_val = dense_metrics(config.model), dense_validation_metrics(config.model)
         scale = figures.Y_METRICS[y][1]
-        knees = knee_points(table, metric=y, tolerance=tolerance_points / scale, dense=dense[y])
+        knees = knee_points(table, metric=y, tolerance=tolerance_points / scale, dense=dense_val[y])
         x_title = figures.X_AXES[x][1].split(" (")[0].lower()
         fig = figures.tradeoff_figure(
             table, x=x, y=y, dense=dense[y], knees=knees,
             title=f"{config.model}: {figures.Y_METRICS[y][0].split(' (')[0]} vs {x_title} ({config.scope} scope)",
+            intervals=intervals, spread=spread,
         )  # fmt: skip
         return knees, fig
 
-    knees, fig = cached_figure(("tradeoff", dataclasses.astuple(config), x, y, tolerance_points), build)
-    return table, knees.copy(), fig
+    key = ("tradeoff", dataclasses.astuple(config), x, y, tolerance_points, intervals, seeds)
+    knees, fig = cached_figure(key, build)
+    return table, knees.copy(), fig, spread
 
 
 def warm_views(config) -> None:
@@ -231,6 +262,7 @@ def warm_views(config) -> None:
         shared_sample(name)
         prunable_layers(name)
         dense_metrics(name)
+        dense_validation_metrics(name)
     tradeoff_view(config, figures.TRADEOFF_X_DEFAULT, figures.TRADEOFF_Y_DEFAULT, figures.TRADEOFF_TOLERANCE_DEFAULT)
     levels = list(config.levels)
     nearest = lambda target: min(levels, key=lambda s: abs(s - target))  # noqa: E731
@@ -265,6 +297,10 @@ def export_bundle(name: str, method: str, scope: str, sparsity: float, exclude: 
 
     made = export.make_recipe(name, method, scope, sparsity, exclude, seed)
     applied = export.apply_recipe(made)
+    try:
+        script, script_refused = generate_script(made), None
+    except ValueError as exc:  # a method the script generator cannot reproduce bit for bit
+        script, script_refused = None, str(exc)
     sample = shared_sample(name)
     dense = export.state_dict_bytes(sample.model)
     weights = export.state_dict_bytes(applied.model)
@@ -272,7 +308,8 @@ def export_bundle(name: str, method: str, scope: str, sparsity: float, exclude: 
         "recipe": made,
         "recipe_yaml": recipe.dumps(made, "yaml"),
         "recipe_json": recipe.dumps(made, "json"),
-        "script": generate_script(made),
+        "script": script,
+        "script_refused": script_refused,
         "metrics": applied.metrics,
         "weights": weights,
         "sizes": {

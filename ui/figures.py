@@ -98,14 +98,35 @@ def tradeoff_figure(
     dense: float | None = None,
     knees: pd.DataFrame | None = None,
     title: str = "",
+    intervals: bool = False,
+    spread: pd.DataFrame | None = None,
 ) -> go.Figure:
-    """Metric ``y`` against axis ``x``: one line per method, the dense value dashed, knees starred."""
+    """Metric ``y`` against axis ``x``: one line per method, the dense value dashed, knees starred.
+
+    ``intervals`` draws each accuracy's Wilson 95 % interval (columns ``accuracy_low``/``_high``) as
+    error bars; other metrics have none. ``spread`` (from ``pruning_core.stats.seed_spread``) draws,
+    for each method in it, the band between the lowest and highest value over its seeds.
+    """
     column, x_title, x_scale, x_type = X_AXES[x]
     y_title, y_scale = Y_METRICS[y]
     fig = go.Figure()
+    if spread is not None and not spread.empty:
+        _add_seed_bands(fig, table, spread, column, x_scale, y, y_scale)
+    show_intervals = intervals and y == "accuracy" and {"accuracy_low", "accuracy_high"} <= set(table.columns)
     for method, rows in table.groupby("method", sort=False):
         rows = rows.sort_values(column)
         fixed = len(rows) == 1
+        error = (
+            {
+                "type": "data",
+                "array": (rows["accuracy_high"] - rows[y]) * y_scale,
+                "arrayminus": (rows[y] - rows["accuracy_low"]) * y_scale,
+                "thickness": 1.5,
+                "width": 4,
+            }
+            if show_intervals
+            else None
+        )
         fig.add_trace(
             go.Scatter(
                 x=rows[column] * x_scale,
@@ -117,6 +138,7 @@ def tradeoff_figure(
                 marker={"size": 14 if fixed else 8, "symbol": "diamond" if fixed else "circle"},
                 hovertext=[_hover_text(r, method) for _, r in rows.iterrows()],
                 hoverinfo="text",
+                error_y=error,
             )
         )
     if dense is not None:
@@ -149,6 +171,39 @@ def tradeoff_figure(
     fig.update_xaxes(title_text=x_title, type=x_type, showgrid=True)
     fig.update_yaxes(title_text=y_title, showgrid=True)
     return _style(fig, title or f"{y_title.split(' (')[0]} vs {x_title.split(' (')[0].lower()}")
+
+
+def _rgba(colour: str, alpha: float) -> str:
+    red, green, blue = (int(colour[i : i + 2], 16) for i in (1, 3, 5))
+    return f"rgba({red}, {green}, {blue}, {alpha})"
+
+
+def _add_seed_bands(
+    fig: go.Figure, table: pd.DataFrame, spread: pd.DataFrame, column: str, x_scale: float, y: str, y_scale: float
+) -> None:
+    """A shaded band from the lowest to the highest ``y`` over seeds, per method in ``spread``;
+    x positions come from the table's own rows (the seeds prune the same counts)."""
+    if f"{y}_min" not in spread.columns:
+        return
+    positions = table[["method", "target_sparsity", column]].drop_duplicates(["method", "target_sparsity"])
+    merged = spread.drop(columns=[column], errors="ignore").merge(positions, on=["method", "target_sparsity"])
+    for method, rows in merged.groupby("method", sort=False):
+        rows = rows.sort_values(column)
+        x_values = list(rows[column] * x_scale)
+        n_seeds = int(rows["n_seeds"].max())
+        fig.add_trace(
+            go.Scatter(
+                x=x_values + x_values[::-1],
+                y=list(rows[f"{y}_max"] * y_scale) + list(rows[f"{y}_min"] * y_scale)[::-1],
+                fill="toself",
+                fillcolor=_rgba(method_colour(method), 0.18),
+                line={"width": 0},
+                mode="lines",
+                name=f"{method_label(method)}: range over {n_seeds} seeds",
+                legendgroup=method,
+                hoverinfo="skip",
+            )
+        )
 
 
 def layer_histograms(

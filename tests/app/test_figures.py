@@ -79,7 +79,7 @@ def method_traces(fig: go.Figure) -> list:
 
 @pytest.mark.parametrize("with_knees", [False, True])
 def test_tradeoff_has_one_trace_per_method_plus_knees(table, dense, with_knees):
-    knees = knee_points(table, dense=dense["accuracy"]) if with_knees else None
+    knees = knee_points(table, dense=dense["val_accuracy"]) if with_knees else None
     assert knees is None or not knees.empty
     fig = tradeoff_figure(table, dense=dense["accuracy"], knees=knees)
     assert len(fig.data) == len(SWEEP_METHODS) + with_knees
@@ -89,6 +89,26 @@ def test_tradeoff_has_one_trace_per_method_plus_knees(table, dense, with_knees):
         (knee,) = (t for t in fig.data if t.name.startswith("knee"))
         assert len(knee.x) == len(knees)
         assert list(knee.marker.color) == [method_colour(m) for m in knees["method"]]
+
+
+def test_tradeoff_seed_band_spans_min_to_max_at_the_tables_x_positions(sample, table):
+    from pruning_core.stats import seed_spread
+
+    def run(seed: int) -> pd.DataFrame:
+        return pruning_core.sweep(sample.model, sample.data, ["random"], [0, 0.5, 0.9], seed=seed)
+
+    spread = seed_spread(run, [0, 1, 2])
+    fig = tradeoff_figure(table, spread=spread, intervals=True)
+    (band,) = (t for t in fig.data if "range over 3 seeds" in t.name)
+    assert band.legendgroup == "random" and band.fill == "toself"
+    n = len(spread)
+    xs = sorted(table[table["method"] == "random"]["actual_sparsity"] * 100)
+    assert list(band.x[:n]) == pytest.approx(xs)
+    assert list(band.y[:n]) == pytest.approx(list(spread.sort_values("actual_sparsity")["accuracy_max"] * 100))
+    assert list(band.y[n:]) == pytest.approx(list(spread.sort_values("actual_sparsity")["accuracy_min"] * 100)[::-1])
+    # error bars only where the metric is accuracy
+    assert all(t.error_y.array is not None for t in method_traces(fig) if t is not band)
+    assert all(t.error_y.array is None for t in method_traces(tradeoff_figure(table, y="loss", intervals=True)))
 
 
 def test_tradeoff_has_no_knee_trace_for_empty_knees(table):

@@ -302,3 +302,53 @@ def test_export_offers_the_per_layer_proposal_as_a_recipe():
 
     recipe = loads(allocation_recipe("digits-mlp", "magnitude", (("fc1", 0.6), ("fc2", 0.7), ("fc3", 0.3)), (), 0))
     assert recipe.scope == "per-layer" and recipe.layer_sparsities == {"fc1": 0.6, "fc2": 0.7, "fc3": 0.3}
+
+
+def test_tradeoff_intervals_seeds_and_noise_warning():
+    """Intervals on: every accuracy point carries its Wilson 95 % interval (checked against scipy);
+    seeds on: the random method gets a band over 3 seeds; a tolerance below the validation noise
+    is called out, one above it is not."""
+    from scipy import stats as scipy_stats
+
+    import sample_models
+
+    at = run_sidebar_app(n="3", methods="magnitude,random")
+    at.checkbox(key="tradeoff_ci").check().run()
+    assert not at.exception
+    (fig,) = figures(at)
+    n_test = len(sample_models.load_sample("digits-mlp").data.y_test)
+    for trace in method_traces(fig):
+        error = trace["error_y"]
+        assert error.get("visible", True) and len(error["array"]) == len(trace["y"])
+        for y, up, down in zip(trace["y"], error["array"], error["arrayminus"]):
+            correct = round(y / 100 * n_test)
+            expected = scipy_stats.binomtest(correct, n_test).proportion_ci(method="wilson")
+            assert y + up == pytest.approx(expected.high * 100, abs=1e-6)
+            assert y - down == pytest.approx(expected.low * 100, abs=1e-6)
+
+    at.checkbox(key="tradeoff_seeds").check().run()
+    assert not at.exception
+    (fig,) = figures(at)
+    bands = [t for t in fig["data"] if "range over 3 seeds" in t["name"]]
+    assert [t["name"] for t in bands] == ["Random: range over 3 seeds"]
+    assert any("seeds 0–2" in c.value for c in at.caption)
+
+    sample = sample_models.load_sample("digits-mlp")
+    import pruning_core
+    from pruning_core.stats import wilson_half_width
+
+    dense_val = pruning_core.evaluate(sample.model, sample.data.X_val, sample.data.y_val)["accuracy"]
+    noise_points = wilson_half_width(dense_val, len(sample.data.y_val)) * 100
+    at.slider(key="tradeoff_tol").set_value(0.25 * int(noise_points / 0.25 - 1)).run()
+    assert any("below the noise" in w.value for w in at.warning)
+    at.slider(key="tradeoff_tol").set_value(0.25 * int(noise_points / 0.25 + 2)).run()
+    assert not any("below the noise" in w.value for w in at.warning)
+    assert not at.exception
+
+
+def test_export_page_explains_a_method_without_a_script_instead_of_failing():
+    at = run_app(n="3", methods="random-matched")
+    at.switch_page("pages/export.py").run()
+    assert not at.exception
+    assert any("random-matched" in i.value and "No standalone script" in i.value for i in at.info)
+    assert not [b for b in at.get("download_button") if "script" in str(b.proto.label).lower()]
