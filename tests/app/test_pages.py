@@ -10,6 +10,8 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from pruning_core.methods import get_method
+
 APP = str(Path(__file__).resolve().parents[2] / "app.py")
 TIMEOUT = 240
 
@@ -91,7 +93,7 @@ def test_sidebar_changes_model_and_methods_and_the_chart_follows():
     (fig,) = figures(at)
     assert "moons-mlp" in fig["layout"]["title"]["text"]
     traces = method_traces(fig)
-    assert [t["name"] for t in traces] == ["Magnitude", "N:M 2:4"]
+    assert [t["name"] for t in traces] == [get_method("magnitude").label, get_method("nm-2:4").label]
     assert len(traces[0]["x"]) == 4 and len(traces[1]["x"]) == 1
     assert at.query_params["model"] in (["moons-mlp"], "moons-mlp")
     assert at.query_params["methods"] in (["magnitude,nm-2:4"], "magnitude,nm-2:4")
