@@ -170,9 +170,17 @@ def test_size_speed_page_shrinks_structured_models():
     at.switch_page("pages/size_speed.py").run()
     assert not at.exception
     figs = figures(at)
-    assert len(figs) == 3
+    assert len(figs) == 4
     params = figs[0]["data"][0]["y"]
     assert params[2] < params[0], "removing neurons must reduce the parameter count"
+    latency = figs[1]["data"][0]
+    assert latency["x"] == ["dense", "masked (zeros)", "sparse kernel (CSR)", "neurons removed"]
+    assert all(v > 0 for v in latency["y"])
+    (curve,) = figs[3]["data"]
+    # the plotted speedup is the dense time over the CSR time shown beside it, at every sparsity
+    for speedup, (dense_ms, csr_ms) in zip(curve["y"], curve["customdata"], strict=True):
+        assert speedup == pytest.approx(dense_ms / csr_ms)
+    assert any("CSR kernel" in m.value for m in at.markdown)
     metrics = {m.label: m.value for m in at.metric}
     assert "Parameters after removal" in metrics
     at.selectbox(key="size_method").set_value("magnitude").run()
