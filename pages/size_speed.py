@@ -44,6 +44,7 @@ not the milliseconds, and expect them to move a little between runs.
 methods = list(config.methods)
 structured = [m for m in methods if get_method(m).granularity == "structured"]
 method, sparsity = state.pick_method_and_sparsity("size", "s", structured[0] if structured else methods[0], 0.5)
+st.caption(f"**{figures.method_label(method)}**: {get_method(method).description}")
 if not structured:
     st.info("Add a structured method (Structured L1 or L2) in the sidebar to see a physically smaller model.")
 

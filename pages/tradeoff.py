@@ -20,12 +20,33 @@ zero, then tested on data it never saw during training (no retraining here).
 
 - The **dashed line** is the unpruned ("dense") model. Lines that stay near it are methods that
   remove weights the model did not need.
-- The **star** on each line is its *knee*: the highest sparsity whose score is still within the
-  tolerance of the dense model. That is how far you can go with that method "for free".
+- The **star** on each line is its *knee*: the highest swept sparsity whose score stays within the
+  tolerance of the dense model, one-shot, without retraining, measured on a finite test set
+  (one sample is a fraction of a point here). It is a rough operating point, not a guarantee:
+  a second seed or another test set can move it, and fine-tuning usually goes further.
 - **Sparsity** is the share of weights that are zero. **Compression ratio** is total parameters
-  divided by nonzero ones. **Theoretical speedup** counts multiply-adds skipped; real dense
-  hardware skips none of them (see *Size & speed*).
-- *Random* is the baseline: a method that does not beat it has learnt nothing about importance.
+  divided by nonzero ones. **Theoretical speedup** counts the multiply-adds that involve a nonzero
+  weight: dense kernels skip none of the others, CPU sparse kernels pay only past a sparsity you
+  can see measured on *Size & speed*, and GPUs accelerate only the 2:4 pattern.
+- **Random** is the baseline: without retraining, a criterion that does not beat it is not telling
+  important weights from unimportant ones. After retraining, random masks are a strong baseline.
+"""
+    )
+with st.expander("Comparing fairly: matched parameters, seeds and noise, validation versus test"):
+    st.markdown(
+        """
+- **Compare at matched parameters.** Methods that reach different actual sparsities (structured
+  ones keep the output layer, excluded layers stay dense) are compared fairly along the *nonzero
+  parameters* axis, at the same count, not at the same target.
+- **Effective sparsity** counts weights that can no longer affect the output, e.g. the inputs of a
+  removed neuron: they are still nonzero, but nothing they compute reaches the output.
+- **Seeds and noise.** Random pruning, data-driven scores and any training depend on the seed, and
+  the test set is small: a difference of a point or two can be noise. Change the seed in the sidebar
+  and see how far the lines move before trusting a ranking.
+- **Validation versus test.** Knees and per-layer proposals are chosen on a validation split held
+  out from training; the test set only reports, since choosing on it would flatter the result.
+- **Layer collapse.** Under global unstructured pruning any layer can lose all its weights, not
+  only the output layer; accuracy then falls to chance. SynFlow (data-free, iterative) avoids it.
 """
     )
 

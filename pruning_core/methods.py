@@ -132,7 +132,11 @@ class Magnitude(PruningMethod):
 class Random(PruningMethod):
     name = "random"
     label = "Random"
-    description = "Unstructured: remove weights chosen uniformly at random (seeded). The baseline to beat."
+    description = (
+        "Unstructured: remove weights chosen uniformly at random (seeded). The baseline: without retraining, "
+        "a criterion that cannot beat it is not finding unimportant weights; after retraining, random masks "
+        "with sensible per-layer ratios are a strong baseline (Liu et al. 2019; Frankle et al. 2021)."
+    )
     uses_seed = True
 
     def scores(self, targets, context):
@@ -515,7 +519,9 @@ class BNScale(PruningMethod):
     label = "BN scale (network slimming)"
     description = (
         "Structured: remove the neurons/filters whose BatchNorm scale |gamma| is smallest (network slimming, "
-        "Liu et al. 2017). Layers with no BatchNorm after them fall back to the L1 norm of their weights."
+        "Liu et al. 2017). Network slimming trains with an L1 penalty on gamma, which drives the scales of "
+        "unneeded channels towards zero; on a model trained without it (like the sample models) |gamma| is "
+        "a weak signal. Layers with no BatchNorm after them fall back to the L1 norm of their weights."
     )
     granularity = "structured"
 
