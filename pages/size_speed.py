@@ -105,14 +105,16 @@ right.plotly_chart(
     key="size_latency",
 )
 kernels = result["csr_layers"]
-kernel_list = ", ".join(f"{layer}: {kind}" for layer, kind in kernels.items())
+by_kind = {kind: [layer for layer, k in kernels.items() if k == kind] for kind in dict.fromkeys(kernels.values())}
 dense_layers = [layer for layer in result["shapes_before"] if layer not in kernels]
+csr_speed = result["latency_masked_ms"] / result["latency_csr_ms"]
 right.caption(
-    f"Sparse kernel: {kernel_list}"
-    + (f"; dense: {', '.join(dense_layers)}" if dense_layers else "")
-    + f". It is {result['latency_masked_ms'] / result['latency_csr_ms']:.2f}× the speed of the masked "
-    f"model at {sparsity:.0%} (outputs agree to {result['csr_max_abs_difference']:.1e}). Convolutions "
-    "run as im2col (unfold) + CSR, which copies every input patch first."
+    "Sparse kernel model: "
+    + "; ".join(f"{kind} for {', '.join(layers)}" for kind, layers in by_kind.items())
+    + (f"; dense for {', '.join(dense_layers)}" if dense_layers else "")
+    + f". At {sparsity:.0%} sparsity it runs {csr_speed:.2f}× as fast as the masked model "
+    f"({'faster' if csr_speed > 1 else 'slower'}); outputs agree to {result['csr_max_abs_difference']:.1e}."
+    + (" im2col copies every input patch before the product." if "im2col + CSR" in by_kind else "")
 )
 
 file_labels = ["dense", "dense, gzip", "masked", "masked, gzip"] + (["removed"] if "file_shrunk" in result else [])
@@ -120,7 +122,12 @@ file_sizes = [result["file_dense"], result["file_dense_gzip"], result["file_mask
     [result["file_shrunk"]] if "file_shrunk" in result else []
 )
 fig = figures.bar_comparison(
-    file_labels, [b / 1024 for b in file_sizes], "File size of the weights (safetensors)", "Size (KB)", fmt="{:,.1f} KB"
+    file_labels,
+    [b / 1024 for b in file_sizes],
+    "File size of the weights (safetensors)",
+    "Size (KB)",
+    fmt="{:,.1f} KB",
+    colours=[figures.variant_colour(label) for label in file_labels],
 )
 st.plotly_chart(fig, key="size_files")
 st.caption(
@@ -158,7 +165,15 @@ with st.spinner("Timing dense and CSR kernels at each sparsity..."):
     break_even = compute.sparse_break_even(*choices[shape_label])
 st.plotly_chart(figures.sparse_kernel_figure(break_even), key="size_break_even")
 top = max(break_even.sparsities)
-if break_even.pays_from is None:
+if not break_even.clear:
+    faster = ", ".join(f"{s:.0%}" for s in break_even.faster_at)
+    slower = ", ".join(f"{s:.0%}" for s in break_even.sparsities if s not in break_even.faster_at)
+    verdict = (
+        f"No clear break-even in this measurement: the CSR kernel was faster at {faster} and slower at {slower}. "
+        "Timings on a busy shared server are noisy, and for small layers both kernels are dominated by fixed "
+        "overheads; try a larger layer."
+    )
+elif break_even.pays_from is None:
     verdict = (
         f"On this machine the CSR kernel is not faster than dense at any sparsity measured, up to {top:.0%}: "
         "for a layer this small, the work skipped is less than the overhead of the sparse format."

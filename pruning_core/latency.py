@@ -151,6 +151,18 @@ class BreakEven:
         return tuple(d / c if c > 0 else math.inf for d, c in zip(self.dense_ms, self.csr_ms, strict=True))
 
     @property
+    def faster_at(self) -> tuple[float, ...]:
+        """The measured sparsities at which CSR was faster than dense."""
+        return tuple(s for s, v in zip(self.sparsities, self.speedups, strict=True) if v > 1.0)
+
+    @property
+    def clear(self) -> bool:
+        """True when the measurements show one break-even: slower below :attr:`pays_from`, faster from
+        it on (or faster everywhere, or nowhere). Noise on a busy machine can break that pattern."""
+        start = self.pays_from
+        return self.faster_at == (() if start is None else tuple(s for s in self.sparsities if s >= start))
+
+    @property
     def pays_from(self) -> float | None:
         """The lowest measured sparsity from which CSR is faster at it and every higher one measured,
         or None if CSR is not faster at the highest sparsity measured."""
@@ -192,13 +204,16 @@ def measure_break_even(
     in_features: int,
     batch: int,
     sparsities: Sequence[float] = BREAK_EVEN_SPARSITIES,
-    repeats: int = 9,
+    repeats: int | None = None,
     warmup: int = 2,
     seed: int = 0,
+    budget_s: float = 0.25,
 ) -> BreakEven:
     """Median latency of a dense and a CSR Linear layer (``out_features`` x ``in_features``, no bias)
     on a batch of ``batch`` inputs, at each sparsity. Dense and CSR are timed interleaved, one
-    sparsity at a time, so only one copy of the weight lives at once."""
+    sparsity at a time, so only one copy of the weight lives at once. Without ``repeats``, each
+    sparsity gets as many repeats as fit in about ``budget_s`` seconds of dense time (9 to 200):
+    small layers are fast and noisy, so they get more."""
     generator = torch.Generator().manual_seed(seed)
     x = torch.randn(batch, in_features, generator=generator)
     dense_ms, csr_ms = [], []
@@ -208,7 +223,12 @@ def measure_break_even(
         with torch.no_grad():
             dense.weight.copy_(random_sparse_weight(out_features, in_features, sparsity, generator))
         sparse = CSRLinear(dense)
-        d, c = compare_latency_ms([dense, sparse], x, repeats=repeats, warmup=warmup)
+        if repeats is None:
+            once_ms = compare_latency_ms([dense], x, repeats=1, warmup=1)[0]
+            n = int(min(200, max(9, budget_s * 1e3 / max(once_ms, 1e-3))))
+        else:
+            n = repeats
+        d, c = compare_latency_ms([dense, sparse], x, repeats=n, warmup=warmup)
         dense_ms.append(d)
         csr_ms.append(c)
         del dense, sparse

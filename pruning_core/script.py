@@ -461,7 +461,8 @@ def _constants(plan: _Plan) -> str:
     if plan.kind == "nm":
         n, m = plan.n_m
         parts.append(
-            f"# In every group of M_GROUP consecutive input weights, keep the N_KEEP largest |w|.\n"
+            "# In every group of M_GROUP consecutive inputs (a Linear's input features; a convolution's\n"
+            "# input channels at each kernel position), keep the N_KEEP largest |w|.\n"
             f"N_KEEP = {n}\nM_GROUP = {m}\n"
         )
     if plan.schedule is not None:

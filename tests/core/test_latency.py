@@ -127,7 +127,7 @@ def test_random_sparse_weight_has_exactly_the_requested_zeros(out, fan_in, spars
 def test_measure_break_even_reports_every_sparsity_and_leaves_the_global_rng_alone():
     rng = torch.get_rng_state()
     threads = torch.get_num_threads()
-    result = measure_break_even(8, 12, batch=3, sparsities=(0.5, 0.9), repeats=1, warmup=0)
+    result = measure_break_even(8, 12, batch=3, sparsities=(0.5, 0.9), budget_s=0.001, warmup=0)
     assert torch.equal(torch.get_rng_state(), rng)
     assert torch.get_num_threads() == threads
     assert (result.out_features, result.in_features, result.batch) == (8, 12, 3)
@@ -155,6 +155,21 @@ def test_break_even_is_the_lowest_sparsity_from_which_csr_stays_faster(speedups,
     result = made_up(speedups)
     assert result.speedups == pytest.approx(speedups)
     assert result.pays_from == pays_from
+    assert result.faster_at == tuple(s for s, v in zip(result.sparsities, speedups) if v > 1)
+
+
+@pytest.mark.parametrize(
+    "speedups,clear",
+    [
+        ([0.3, 0.6, 2.0, 4.0], True),
+        ([0.3, 0.6, 0.9, 0.95], True),
+        ([1.5, 2.0, 3.0, 4.0], True),
+        ([0.3, 1.2, 0.9, 4.0], False),  # faster, slower, faster: noise, not a break-even
+        ([2.2, 3.0, 0.7, 0.5], False),  # faster at low sparsity only
+    ],
+)
+def test_a_break_even_is_clear_only_when_slower_below_and_faster_from_it_on(speedups, clear):
+    assert made_up(speedups).clear == clear
 
 
 def test_crossing_interpolates_log_speedup_between_the_last_slower_and_the_first_faster_level():
