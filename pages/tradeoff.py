@@ -116,7 +116,7 @@ else:
 st.subheader("Results")
 st.caption(
     f"{len(table)} rows · test set of {len(sample.data.y_test)} samples · sparsity counts every Linear/Conv weight; "
-    "sizes are float32 parameters; sparse size is the smaller of CSR and bitmask encodings per pruned tensor."
+    "sizes are float32 parameters; sparse size is the smallest of dense, CSR and bitmask encodings per pruned tensor."
 )
 st.dataframe(
     table,
