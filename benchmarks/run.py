@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import sys
 
-from benchmarks import app, engine, finetune, room
+from benchmarks import app, engine, finetune, room, sparse
 
 
 def main() -> int:
     print(engine.report(engine.run()), flush=True)
     print(flush=True)
     print(finetune.report(finetune.run()), flush=True)
+    print(flush=True)
+    print(sparse.report(sparse.run()), flush=True)
     print(flush=True)
     print(app.report(app.run()), flush=True)
     print(flush=True)

@@ -19,15 +19,27 @@ one sparsity to see, layer by layer, which weights it removed.
 - **Histograms**: the values of a layer's weights. Blue bars are kept, orange are pruned. Magnitude
   pruning removes the weights closest to zero, so the orange sits in the middle, between the dotted
   threshold lines. Random pruning takes evenly from everywhere.
-- **Sparsity per layer**: with a *global* scope, layers with many small weights lose more. Watch
-  the last (output) layer: if it empties, the model cannot answer.
+- **Sparsity per layer**: with a *global* scope, layers with many small weights lose more. Any
+  layer can empty under global pruning (**layer collapse**): then nothing flows through it and
+  accuracy falls to chance. Layer-wise scope cannot collapse a layer; SynFlow avoids it globally.
 - **Mask**: each row is a neuron (or filter), each column one of its inputs. Structured methods
   remove whole rows.
+"""
+    )
+with st.expander("Effective sparsity: weights that are nonzero but useless"):
+    st.markdown(
+        """
+Effective sparsity counts weights that can no longer affect the output, e.g. the inputs of a
+removed neuron: once every outgoing weight of a neuron is pruned, its incoming weights still
+count as nonzero but compute nothing that reaches the output. At high global sparsity this makes
+the real sparsity higher than the nominal one; when a whole layer empties, everything before it is
+effectively pruned.
 """
     )
 
 c1, c2, c3 = st.columns([2, 2, 1])
 method, sparsity = state.pick_method_and_sparsity("layers", "l", config.methods[0], 0.9, columns=(c1, c2))
+st.caption(f"**{figures.method_label(method)}**: {compute.pruning_core.get_method(method).description}")
 if "layers_log" not in st.session_state:
     st.session_state.layers_log = state.page_param("log", "0", ["0", "1"]) == "1"
 log_count = c3.checkbox("Log counts", key="layers_log")

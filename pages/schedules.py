@@ -28,11 +28,32 @@ back. *How* you remove the weights matters too:
 - **Lottery ticket** (Frankle & Carbin 2019): after each pruning round, reset the surviving
   weights to the values they had *before training* and train again. The dashed line uses the same
   mask with *random* new starting values: if the ticket is better, the starting values mattered.
+  The hypothesis is about what *exists* (a sparse subnetwork that trains as well from its start),
+  not a cheap way to find it: finding one costs a full training per round, several in all, and on
+  larger networks it only works when rewinding to an early training iteration rather than to
+  initialisation (Frankle et al. 2020).
 
 Every trained curve gets the same training budget. Fine-tuning only ever uses the training data;
 the test data is only used to measure. The second chart shows when each schedule removes weights;
 the third compares training accuracy (dotted), test accuracy (solid) and accuracy on noisy test
 inputs (dash-dot): a growing gap means the model memorises rather than generalises.
+"""
+    )
+with st.expander("Pruning before, during or after training; seeds and noise"):
+    st.markdown(
+        """
+- **After training** (this page, and every other view): prune a trained model, then fine-tune.
+- **During training**: gradual pruning raises the sparsity as training goes.
+- **At initialisation** (SNIP, SynFlow; and the random re-init control here): choose the mask
+  before any training and train only the survivors. It is cheap, but Frankle et al. (2021) found
+  such methods do about as well when their masks are shuffled within each layer: what they find is
+  mostly how many weights each layer keeps, not which ones.
+- **Random is a strong baseline once you retrain**: Liu et al. (2019) found pruned architectures
+  trained from a fresh random start often match fine-tuned pruned weights, so much of what pruning
+  finds is how many weights each layer keeps; random masks with those per-layer ratios are hard to
+  beat. A method earns its keep by beating random at the same parameters and training budget.
+- **Seeds and noise**: training depends on the seed and the order of batches, and the test set is
+  small. Differences of a point or two between schedules can be noise; rerun with another seed.
 """
     )
 

@@ -27,6 +27,9 @@ while keeping the accuracy drop within your budget. Drops of single layers do no
 the proposal is then checked with every layer pruned at once, and made more careful until it fits
 the budget. If the target cannot be reached within the budget, you see how close it gets.
 Send the proposal to the trade-off view to compare it with uniform and global pruning.
+
+The proposal is chosen on a validation split, not the test set, so the test accuracy it reports
+is not flattered by the choice. One-shot, without retraining: fine-tuning usually allows more.
 """
     )
 

@@ -13,22 +13,38 @@ state.show_notices()
 with st.expander("What am I looking at?", expanded=True):
     st.markdown(
         """
-**Zeros are still numbers.** Unstructured pruning (magnitude, random, N:M) sets individual weights
-to zero but leaves every matrix the same shape. A normal ("dense") CPU or GPU kernel multiplies
-those zeros like any other number, so **the model is exactly as slow**, and saved as-is the **file
-is exactly as big**. The zeros only pay off when the file is compressed (zeros compress well), or
-with sparse kernels and hardware that skip them (N:M 2:4 on recent GPUs).
+**Three ways to run a pruned model.**
 
-**Structured pruning removes whole neurons/filters.** Then the matrices really shrink: the pruned
-rows go, and so do the matching inputs of the next layer. The smaller model computes exactly what
-the masked one computes, with fewer parameters and less time. That is the answer to the most
-common question about pruning libraries: *"why is my pruned model not faster?"*
+- **Masked (zeros in place).** Unstructured pruning (magnitude, random, N:M) sets single weights to
+  zero but keeps every matrix its shape. An ordinary ("dense") kernel multiplies those zeros like
+  any other number: **exactly as slow**, and saved as-is **exactly as big** (gzip squeezes zeros).
+- **Sparse kernel (CSR).** Store only the nonzero weights and their positions, and skip the zeros.
+  Finding each weight's input costs extra memory traffic, so on a CPU a sparse kernel is *slower*
+  than dense at moderate sparsity and faster only past a break-even sparsity, which depends on
+  the layer size, the batch and the machine: it is measured for this server below.
+- **Neurons removed (structured).** Whole neurons/filters go, with the matching inputs of the next
+  layer: smaller dense matrices, faster with ordinary kernels, and exactly the same outputs.
+
+On GPUs, dense kernels ignore zeros too; NVIDIA's sparse tensor cores (Ampere and later) speed up
+exactly one pattern, 50 % as 2:4 (1:2 for FP32 weights), by up to 2x on the matrix multiplies.
+"""
+    )
+with st.expander("FLOPs versus latency, and how to read these timings"):
+    st.markdown(
+        """
+The Trade-off view's *theoretical speedup* counts multiply-adds that still involve a nonzero
+weight. Latency is wall-clock time: memory traffic, format conversions and per-layer overhead
+dominate small models like these, so fewer FLOPs rarely means proportionally less time, and with a
+dense kernel zeros save no time at all. Timings here are medians of repeats, measured interleaved
+(dense, masked, sparse, smaller in turn) on a server that other sessions share: compare the ratios,
+not the milliseconds, and expect them to move a little between runs.
 """
     )
 
 methods = list(config.methods)
 structured = [m for m in methods if get_method(m).granularity == "structured"]
 method, sparsity = state.pick_method_and_sparsity("size", "s", structured[0] if structured else methods[0], 0.5)
+st.caption(f"**{figures.method_label(method)}**: {get_method(method).description}")
 if not structured:
     st.info("Add a structured method (Structured L1 or L2) in the sidebar to see a physically smaller model.")
 
@@ -51,7 +67,7 @@ if "params_shrunk" in result:
     )
     m4.metric(
         "Measured speedup (removed vs dense)",
-        f"{result['latency_dense_ms'] / result['latency_shrunk_ms']:.2f}×",
+        f"{result['latency_dense_ms'] / result['latency_shrunk_ms']:.2f}×" if shrunk else "none: same model",
     )
 else:
     m3.metric("Parameters after removal", "n/a")
@@ -59,14 +75,18 @@ else:
 if "params_shrunk" in result and not shrunk:
     st.info(
         f"{figures.method_label(method)} removed no whole neuron, so the physically pruned model is the "
-        "dense model: only structured methods shrink layers."
+        "dense model: only structured methods shrink layers. Its latency differs from the dense one only by "
+        "timing noise, which shows how far apart two identical models measure on this server."
     )
 
 labels = ["dense", "masked (zeros)"] + (["neurons removed"] if "params_shrunk" in result else [])
 params = [result["params_dense"], result["params_nonzero"]] + (
     [result["params_shrunk"]] if "params_shrunk" in result else []
 )
-latency = [result["latency_dense_ms"], result["latency_masked_ms"]] + (
+latency_labels = ["dense", "masked (zeros)", "sparse kernel (CSR)"] + (
+    ["neurons removed"] if "params_shrunk" in result else []
+)
+latency = [result["latency_dense_ms"], result["latency_masked_ms"], result["latency_csr_ms"]] + (
     [result["latency_shrunk_ms"]] if "params_shrunk" in result else []
 )
 left, right = st.columns(2)
@@ -76,13 +96,26 @@ left.plotly_chart(
 )
 right.plotly_chart(
     figures.bar_comparison(
-        labels,
+        latency_labels,
         latency,
         f"Measured CPU latency, batch of {len(compute.shared_sample(config.model).data.y_test)}",
         "Median latency (ms)",
         fmt="{:.3f} ms",
+        colours=[figures.variant_colour(label) for label in latency_labels],
     ),
     key="size_latency",
+)
+kernels = result["csr_layers"]
+by_kind = {kind: [layer for layer, k in kernels.items() if k == kind] for kind in dict.fromkeys(kernels.values())}
+dense_layers = [layer for layer in result["shapes_before"] if layer not in kernels]
+csr_speed = result["latency_masked_ms"] / result["latency_csr_ms"]
+right.caption(
+    "Sparse kernel model: "
+    + "; ".join(f"{kind} for {', '.join(layers)}" for kind, layers in by_kind.items())
+    + (f"; dense for {', '.join(dense_layers)}" if dense_layers else "")
+    + f". At {sparsity:.0%} sparsity it runs {csr_speed:.2f}× as fast as the masked model "
+    f"({'faster' if csr_speed > 1 else 'slower'}); outputs agree to {result['csr_max_abs_difference']:.1e}."
+    + (" im2col copies every input patch before the product." if "im2col + CSR" in by_kind else "")
 )
 
 file_labels = ["dense", "dense, gzip", "masked", "masked, gzip"] + (["removed"] if "file_shrunk" in result else [])
@@ -90,7 +123,12 @@ file_sizes = [result["file_dense"], result["file_dense_gzip"], result["file_mask
     [result["file_shrunk"]] if "file_shrunk" in result else []
 )
 fig = figures.bar_comparison(
-    file_labels, [b / 1024 for b in file_sizes], "File size of the weights (safetensors)", "Size (KB)", fmt="{:,.1f} KB"
+    file_labels,
+    [b / 1024 for b in file_sizes],
+    "File size of the weights (safetensors)",
+    "Size (KB)",
+    fmt="{:,.1f} KB",
+    colours=[figures.variant_colour(label) for label in file_labels],
 )
 st.plotly_chart(fig, key="size_files")
 st.caption(
@@ -113,3 +151,45 @@ if "shapes_after" in result:
     st.caption(
         f"Largest difference between the masked and the smaller model's outputs: {result['max_abs_difference']:.2e}."
     )
+
+st.subheader("When does a sparse kernel pay on this CPU?")
+largest = compute.largest_linear_layer(config.model)
+batch = len(compute.shared_sample(config.model).data.y_test)
+choices = {}
+if largest is not None:
+    name, out_features, in_features = largest
+    choices[f"{name} of this model ({out_features}×{in_features}), batch {batch}"] = (out_features, in_features, batch)
+choices["a layer of a larger model (1024×1024), batch 16"] = (1024, 1024, 16)
+choices["a layer of a large model (4096×4096), batch 16 (takes a few seconds)"] = (4096, 4096, 16)
+shape_label = st.selectbox("Layer to measure", list(choices), key="size_break_even_layer")
+with st.spinner("Timing dense and CSR kernels at each sparsity..."):
+    break_even = compute.sparse_break_even(*choices[shape_label])
+st.plotly_chart(figures.sparse_kernel_figure(break_even), key="size_break_even")
+top = max(break_even.sparsities)
+if not break_even.clear:
+    faster = ", ".join(f"{s:.0%}" for s in break_even.faster_at)
+    slower = ", ".join(f"{s:.0%}" for s in break_even.sparsities if s not in break_even.faster_at)
+    verdict = (
+        f"No clear break-even in this measurement: the CSR kernel was faster at {faster} and slower at {slower}. "
+        "Timings on a busy shared server are noisy, and for small layers both kernels are dominated by fixed "
+        "overheads; try a larger layer."
+    )
+elif break_even.pays_from is None:
+    verdict = (
+        f"On this machine the CSR kernel is not faster than dense at any sparsity measured, up to {top:.0%}: "
+        "for a layer this small, the work skipped is less than the overhead of the sparse format."
+    )
+elif break_even.pays_from == min(break_even.sparsities):
+    verdict = (
+        f"On this machine the CSR kernel is already faster at {break_even.pays_from:.0%}, the lowest level measured."
+    )
+else:
+    verdict = (
+        f"On this machine the CSR kernel is faster than dense from {break_even.pays_from:.0%} sparsity on "
+        f"(the curve crosses 1× near {break_even.crossing:.0%}); below that, zeros cost time."
+    )
+st.markdown(verdict)
+st.caption(
+    "Random weights with exactly that fraction of zeros at random places, no bias; dense (torch.nn.Linear) "
+    "and CSR (torch.sparse.addmm) timed interleaved, median of repeats, with the threads torch uses for every session."
+)

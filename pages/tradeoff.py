@@ -22,29 +22,41 @@ zero, then tested on data it never saw during training (no retraining here).
 
 - The **dashed line** is the unpruned ("dense") model. Lines that stay near it are methods that
   remove weights the model did not need.
-- The **star** on each line is its *knee*: the highest sparsity whose score is still within the
-  tolerance of the dense model. That is how far you can go with that method "for free".
+- The **star** on each line is its *knee*: the last swept sparsity before the score first falls
+  more than the tolerance below the dense model's, one-shot, without retraining, chosen on the
+  validation split and reported on the test split (one sample is a fraction of a point here). It
+  is a rough operating point, not a guarantee: a second seed or another split can move it, and
+  fine-tuning usually goes further.
 - **Sparsity** is the share of weights that are zero. **Compression ratio** is total parameters
-  divided by nonzero ones. **Theoretical speedup** counts multiply-adds skipped; real dense
-  hardware skips none of them (see *Size & speed*).
-- *Random* is the baseline: a method that does not beat it has learnt nothing about importance.
+  divided by nonzero ones. **Theoretical speedup** counts the multiply-adds that involve a nonzero
+  weight: dense kernels skip none of the others, CPU sparse kernels pay only past a sparsity you
+  can see measured on *Size & speed*, and GPUs accelerate only the 2:4 pattern.
+- **Random** is the baseline: without retraining, a criterion that does not beat it is not telling
+  important weights from unimportant ones. After retraining, random masks are a strong baseline.
 """
     )
-
-with st.expander("Validation, intervals and seeds"):
+with st.expander("Comparing fairly: matched parameters, validation versus test, intervals and seeds"):
     st.markdown(
         f"""
-- Every sample has three splits. Knees are **chosen on the validation split** and **reported on
-  the test split**: picking the best point on the data that then reports it would flatter it.
-- The **knee** is the last sparsity before the validation score *first* falls below the tolerance;
-  a method that dips and recovers keeps its knee before the dip.
+- **Compare at matched parameters.** Methods that reach different actual sparsities (structured
+  ones keep the output layer, excluded layers stay dense) are compared fairly along the *nonzero
+  parameters* axis, at the same count, not at the same target.
+- **Effective sparsity** counts weights that can no longer affect the output, e.g. the inputs of a
+  removed neuron: they are still nonzero, but nothing they compute reaches the output.
+- **Validation versus test.** Every sample has three splits. Knees (and per-layer proposals) are
+  **chosen on the validation split**, held out from training, and **reported on the test split**:
+  choosing on the data that then reports the result would flatter it.
+- **The knee** is the last sparsity before the validation score *first* falls below the
+  tolerance; a method that dips and recovers keeps its knee before the dip.
 - **95 % intervals** (Wilson) show how much a test accuracy could move by the luck of which
   samples are in the test set: with a few hundred samples, one image is a third of a point.
   Differences smaller than the bars are not results.
-- **Seeds**: random pruning draws different weights for every seed. Run it with {N_SEEDS} seeds to
-  see the band one result could have fallen in.
+- **Seeds.** Random pruning, data-driven scores and any training depend on the seed. Run the
+  random methods with {N_SEEDS} seeds to see the band one result could have fallen in.
 - *Random (magnitude's allocation)* prunes as many weights per layer as global magnitude, at
   random: it separates *which layers* lose weights from *which weights* in them.
+- **Layer collapse.** Under global unstructured pruning any layer can lose all its weights, not
+  only the output layer; accuracy then falls to chance. SynFlow (data-free, iterative) avoids it.
 """
     )
 
@@ -141,7 +153,7 @@ st.subheader("Results")
 st.caption(
     f"{len(table)} rows · test set of {len(sample.data.y_test)} samples (reports), validation set of "
     f"{len(sample.data.y_val)} (chooses the knees) · sparsity counts every Linear/Conv weight; "
-    "sizes are float32 parameters; sparse size is the smaller of CSR and bitmask encodings per pruned tensor."
+    "sizes are float32 parameters; sparse size is the smallest of dense, CSR and bitmask encodings per pruned tensor."
 )
 st.dataframe(
     table,

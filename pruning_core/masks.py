@@ -248,16 +248,21 @@ class MaskPlan:
         return full
 
     def _nm_masks(self) -> Masks:
+        """N kept in every group of M consecutive inputs: along the input dimension of a Linear, and
+        along the input channels at each kernel position of a convolution, as sparse tensor cores
+        (cuSPARSELt, NVIDIA ASP) group a conv weight [O, C, *k], not along the flattened (C, *k)."""
         n, m = self.method.n, self.method.m
         masks = {}
         for t, s in zip(self.scored, self.scores, strict=False):
-            rows = s.reshape(s.shape[0], -1)
+            channels_last = s.movedim(1, -1)  # [O, *k, C]: each row is the C inputs at one position
+            rows = channels_last.reshape(-1, s.shape[1])
             pad = (-rows.shape[1]) % m
             # Padding scores of -1 lose to every real |w| >= 0, so a short last group keeps min(n, len).
             padded = torch.nn.functional.pad(rows, (0, pad), value=-1.0).reshape(rows.shape[0], -1, m)
             keep = torch.zeros_like(padded, dtype=torch.bool)
             keep.scatter_(2, padded.topk(n, dim=2).indices, True)
-            masks[t.param_name] = keep.reshape(rows.shape[0], -1)[:, : rows.shape[1]].reshape(s.shape)
+            kept_rows = keep.reshape(rows.shape[0], -1)[:, : rows.shape[1]]
+            masks[t.param_name] = kept_rows.reshape(channels_last.shape).movedim(-1, 1).contiguous()
         return masks
 
     def _structured_masks(self, fractions, scope: str) -> Masks:

@@ -133,7 +133,11 @@ class Magnitude(PruningMethod):
 class Random(PruningMethod):
     name = "random"
     label = "Random"
-    description = "Unstructured: remove weights chosen uniformly at random (seeded). The baseline to beat."
+    description = (
+        "Unstructured: remove weights chosen uniformly at random (seeded). The baseline: without retraining, "
+        "a criterion that cannot beat it is not finding unimportant weights; after retraining, random masks "
+        "with sensible per-layer ratios are a strong baseline (Liu et al. 2019; Frankle et al. 2021)."
+    )
     uses_seed = True
 
     def scores(self, targets, context):
@@ -197,7 +201,12 @@ class StructuredNorm(PruningMethod):
 
 
 class NMMagnitude(PruningMethod):
-    """N:M sparsity: in every group of M consecutive input weights, keep the N largest |w|."""
+    """N:M sparsity: in every group of M consecutive inputs, keep the N largest |w|.
+
+    Groups run along a Linear's input features, and along a convolution's input channels at each
+    kernel position, as NVIDIA's sparse tensor cores (cuSPARSELt) group them. Those accelerate one
+    pattern, 50 %: 2:4 for FP16/BF16/INT8 (FP8 on newer GPUs), 1:2 for TF32/FP32.
+    """
 
     granularity = "n:m"
     scopes = ("layerwise",)
@@ -205,11 +214,33 @@ class NMMagnitude(PruningMethod):
     def __init__(self, n: int, m: int):
         self.n, self.m = n, m
         self.name = f"nm-{n}:{m}"
-        self.label = f"N:M {n}:{m}"
-        self.description = (
-            f"Semi-structured: in every group of {m} consecutive input weights keep the {n} largest |w| "
-            f"(fixed {1 - n / m:.0%} sparsity; {n}:{m} runs on sparse tensor cores)."
+        groups = (
+            f"in every group of {m} consecutive inputs (a Linear's input features; a convolution's input "
+            f"channels at each kernel position) keep the {n} largest |w|, a fixed {1 - n / m:.0%} sparsity."
         )
+        if (n, m) == (2, 4):
+            self.label = "N:M 2:4 (GPU sparse cores)"
+            runs_on = (
+                " 2:4 is the pattern NVIDIA's sparse tensor cores run faster (Ampere and later GPUs, "
+                "via cuSPARSELt/TensorRT; up to 2x on the matrix multiplies), for FP16, BF16 and INT8 "
+                "weights (FP8 on newer GPUs); for TF32/FP32 weights they need 1:2. On a CPU it is "
+                "zeros in a dense tensor: no faster."
+            )
+        elif (n, m) == (1, 2):
+            self.label = "N:M 1:2 (GPU sparse cores, FP32)"
+            runs_on = (
+                " 1:2 is the pattern NVIDIA's sparse tensor cores (Ampere and later, cuSPARSELt) "
+                "accelerate for TF32/FP32 weights; FP16/BF16/INT8 need 2:4. On a CPU it is zeros in a "
+                "dense tensor: no faster."
+            )
+        else:
+            self.label = f"N:M {n}:{m} (no hardware support)"
+            runs_on = (
+                f" {n}:{m} is a sparsity pattern with no common hardware support: dense kernels on GPUs "
+                "and CPUs run it exactly as slow as the dense model (only the 50 % patterns 2:4 and 1:2 "
+                "are accelerated, by NVIDIA's sparse tensor cores)."
+            )
+        self.description = "Semi-structured: " + groups + runs_on
 
     @property
     def fixed_sparsity(self) -> float:
@@ -528,7 +559,9 @@ class BNScale(PruningMethod):
     label = "BN scale (network slimming)"
     description = (
         "Structured: remove the neurons/filters whose BatchNorm scale |gamma| is smallest (network slimming, "
-        "Liu et al. 2017). Layers with no BatchNorm after them fall back to the L1 norm of their weights."
+        "Liu et al. 2017). Network slimming trains with an L1 penalty on gamma, which drives the scales of "
+        "unneeded channels towards zero; on a model trained without it (like the sample models) |gamma| is "
+        "a weak signal. Layers with no BatchNorm after them fall back to the L1 norm of their weights."
     )
     granularity = "structured"
 

@@ -65,14 +65,14 @@ def count_macs(model: nn.Module, example_input: torch.Tensor) -> tuple[int, dict
 
 
 def sparse_tensor_bytes(shape: tuple[int, ...], nonzero: int, element_bytes: int) -> int:
-    """Bytes of the smaller of CSR (rows = first dim) and bitmask-plus-values encodings."""
-    numel = 1
-    for d in shape:
-        numel *= d
+    """Bytes of the smallest of three encodings: dense, CSR (rows = first dim, int32 indices) and
+    bitmask plus values. A file writer picks per tensor, so a sparse size never exceeds the dense one."""
+    numel = math.prod(shape)
     rows = shape[0] if len(shape) > 1 else 1
+    dense = numel * element_bytes
     csr = nonzero * (element_bytes + INDEX_BYTES) + (rows + 1) * INDEX_BYTES
     bitmask = (numel + 7) // 8 + nonzero * element_bytes
-    return min(csr, bitmask)
+    return min(dense, csr, bitmask)
 
 
 @dataclass(frozen=True)

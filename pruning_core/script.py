@@ -458,7 +458,8 @@ def _constants(plan: _Plan) -> str:
     if plan.kind == "nm":
         n, m = plan.n_m
         parts.append(
-            f"# In every group of M_GROUP consecutive input weights, keep the N_KEEP largest |w|.\n"
+            "# In every group of M_GROUP consecutive inputs (a Linear's input features; a convolution's\n"
+            "# input channels at each kernel position), keep the N_KEEP largest |w|.\n"
             f"N_KEEP = {n}\nM_GROUP = {m}\n"
         )
     if plan.schedule is not None:
@@ -640,15 +641,18 @@ def _prune(modules: dict[str, nn.Module], sparsity: float = SPARSITY) -> list[tu
 
 _NM = '''
 def _nm_kept(weight: torch.Tensor) -> torch.Tensor:
-    """Keep-mask of the N_KEEP largest |w| in every group of M_GROUP consecutive input weights of each
-    output neuron (a short last group keeps min(N_KEEP, its length))."""
+    """Keep-mask of the N_KEEP largest |w| in every group of M_GROUP consecutive inputs: along the
+    input dimension of a Linear, along the input channels at each kernel position of a convolution
+    (as sparse tensor cores group them); a short last group keeps min(N_KEEP, its length)."""
     scores = weight.detach().abs()
-    rows = scores.reshape(scores.shape[0], -1)
+    channels_last = scores.movedim(1, -1)
+    rows = channels_last.reshape(-1, scores.shape[1])
     pad = (-rows.shape[1]) % M_GROUP
     padded = torch.nn.functional.pad(rows, (0, pad), value=-1.0).reshape(rows.shape[0], -1, M_GROUP)
     keep = torch.zeros_like(padded, dtype=torch.bool)
     keep.scatter_(2, padded.topk(N_KEEP, dim=2).indices, True)
-    return keep.reshape(rows.shape[0], -1)[:, : rows.shape[1]].reshape(scores.shape)
+    kept_rows = keep.reshape(rows.shape[0], -1)[:, : rows.shape[1]]
+    return kept_rows.reshape(channels_last.shape).movedim(-1, 1).contiguous()
 
 
 def _prune(modules: dict[str, nn.Module]) -> list[tuple[nn.Module, str]]:

@@ -20,6 +20,7 @@ import torch
 import pruning_core
 import sample_models
 from pruning_core import export
+from pruning_core.latency import BreakEven, csr_layers, csr_model, largest_linear, measure_break_even
 from pruning_core.masks import apply_masks, compute_masks
 from pruning_core.shrink import compare_latency_ms, count_params, layer_shapes, shrink
 from ui import figures, workers
@@ -179,20 +180,43 @@ def size_speed(name: str, method: str, scope: str, sparsity: float, exclude: tup
     dense_file, masked_file = export.state_dict_bytes(s.model), export.state_dict_bytes(masked)
     result["file_dense"], result["file_dense_gzip"] = len(dense_file), export.gzip_size(dense_file)
     result["file_masked"], result["file_masked_gzip"] = len(masked_file), export.gzip_size(masked_file)
+    sparse = csr_model(s.model, masks)  # Linear and plain conv weights in CSR, run by torch.sparse
+    result["csr_layers"] = csr_layers(sparse)
+    with torch.inference_mode():
+        reference = masked(x)
+        result["csr_max_abs_difference"] = float((sparse(x) - reference).abs().max())
     try:
         small = shrink(s.model, masks)
     except ValueError as exc:
         result["shrink_error"] = str(exc)
-        result["latency_dense_ms"], result["latency_masked_ms"] = compare_latency_ms([s.model, masked], x)
+        latencies = compare_latency_ms([s.model, masked, sparse], x)
+        result["latency_dense_ms"], result["latency_masked_ms"], result["latency_csr_ms"] = latencies
         return result
     with torch.inference_mode():
-        result["max_abs_difference"] = float((masked(x) - small(x)).abs().max())
+        result["max_abs_difference"] = float((reference - small(x)).abs().max())
     result["params_shrunk"] = count_params(small)
     result["shapes_after"] = {k: list(v) for k, v in layer_shapes(small).items()}
     result["file_shrunk"] = len(export.state_dict_bytes(small))
-    latencies = compare_latency_ms([s.model, masked, small], x)
-    result["latency_dense_ms"], result["latency_masked_ms"], result["latency_shrunk_ms"] = latencies
+    latencies = compare_latency_ms([s.model, masked, sparse, small], x)
+    (
+        result["latency_dense_ms"],
+        result["latency_masked_ms"],
+        result["latency_csr_ms"],
+        result["latency_shrunk_ms"],
+    ) = latencies
     return result
+
+
+@st.cache_data(show_spinner=False)
+def largest_linear_layer(name: str) -> tuple[str, int, int] | None:
+    return largest_linear(shared_sample(name).model)
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def sparse_break_even(out_features: int, in_features: int, batch: int) -> BreakEven:
+    """Dense versus CSR latency of one Linear layer of this shape over a range of sparsities,
+    measured once per shape and batch on this machine."""
+    return measure_break_even(out_features, in_features, batch)
 
 
 def sweep_all(config) -> pd.DataFrame:

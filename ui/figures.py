@@ -280,7 +280,14 @@ def layer_sparsity_bars(layer_table: pd.DataFrame, colour: str = KEPT_COLOUR) ->
     return _style(fig, "Sparsity per layer", height=420)
 
 
-VARIANT_COLOURS = {"dense": "#777777", "pruned": PRUNED_COLOUR, "neurons removed": "#009E73"}
+VARIANT_COLOURS = {
+    "dense": "#777777",
+    "pruned": PRUNED_COLOUR,
+    "masked": PRUNED_COLOUR,
+    "sparse kernel": "#56B4E9",
+    "neurons removed": "#009E73",
+    "removed": "#009E73",
+}
 
 
 def variant_colour(label: str) -> str:
@@ -352,6 +359,67 @@ def bar_comparison(
     fig.update_yaxes(title_text=y_title, range=[0, max(values) * 1.2 if len(values) and max(values) > 0 else 1])
     fig.update_xaxes(title_text=x_title)
     fig.update_layout(showlegend=False)
+    return _style(fig, title, height=420)
+
+
+def sparse_kernel_figure(break_even) -> go.Figure:
+    """Dense time over CSR time of one Linear layer at each measured sparsity (evenly spaced, log
+    speedup), a line at 1 (as fast as dense), and where the sparse kernel starts to pay."""
+    positions = list(range(len(break_even.sparsities)))
+    speedups = list(break_even.speedups)
+    fig = go.Figure(
+        go.Scatter(
+            x=positions,
+            y=speedups,
+            mode="lines+markers+text",
+            text=[f"{v:.2f}×" for v in speedups],
+            textposition="top center",
+            marker={"size": 11, "color": [KEPT_COLOUR if v > 1 else PRUNED_COLOUR for v in speedups]},
+            line={"color": "#777777"},
+            customdata=np.column_stack([break_even.dense_ms, break_even.csr_ms]),
+            hovertemplate="dense %{customdata[0]:.3f} ms<br>CSR %{customdata[1]:.3f} ms"
+            "<br>dense / CSR %{y:.2f}×<extra></extra>",
+            name="dense / CSR",
+        )
+    )
+    fig.add_hline(
+        y=1.0,
+        line_dash="dash",
+        line_color="#777777",
+        annotation_text="as fast as dense",
+        annotation_position="top left",
+    )
+    crossing = break_even.crossing
+    if crossing is not None:
+        i = break_even.sparsities.index(break_even.pays_from)
+        x = (
+            0.0
+            if i == 0
+            else i
+            - 1
+            + (crossing - break_even.sparsities[i - 1]) / (break_even.sparsities[i] - break_even.sparsities[i - 1])
+        )
+        fig.add_vline(
+            x=x,
+            line_dash="dot",
+            line_color=KEPT_COLOUR,
+            annotation_text=f"pays from ~{crossing:.0%}",
+            annotation_position="bottom right",
+        )
+    low, high = min(speedups + [1.0]), max(speedups + [1.0])
+    fig.update_yaxes(title_text="dense time / CSR time (log)", type="log")
+    fig.update_yaxes(range=[np.log10(low) - 0.2, np.log10(high) + 0.3])
+    fig.update_xaxes(
+        title_text="Sparsity of the layer (measured levels)",
+        tickvals=positions,
+        ticktext=[f"{s:.0%}" for s in break_even.sparsities],
+        range=[-0.5, len(positions) - 0.5],
+    )
+    fig.update_layout(showlegend=False)
+    title = (
+        f"Sparse (CSR) vs dense kernel: one {break_even.out_features}×{break_even.in_features} layer, "
+        f"batch {break_even.batch}; above 1 the sparse kernel is faster"
+    )
     return _style(fig, title, height=420)
 
 

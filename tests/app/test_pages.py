@@ -10,6 +10,8 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from pruning_core.methods import get_method
+
 APP = str(Path(__file__).resolve().parents[2] / "app.py")
 TIMEOUT = 240
 
@@ -91,7 +93,7 @@ def test_sidebar_changes_model_and_methods_and_the_chart_follows():
     (fig,) = figures(at)
     assert "moons-mlp" in fig["layout"]["title"]["text"]
     traces = method_traces(fig)
-    assert [t["name"] for t in traces] == ["Magnitude", "N:M 2:4"]
+    assert [t["name"] for t in traces] == [get_method("magnitude").label, get_method("nm-2:4").label]
     assert len(traces[0]["x"]) == 4 and len(traces[1]["x"]) == 1
     assert at.query_params["model"] in (["moons-mlp"], "moons-mlp")
     assert at.query_params["methods"] in (["magnitude,nm-2:4"], "magnitude,nm-2:4")
@@ -168,9 +170,17 @@ def test_size_speed_page_shrinks_structured_models():
     at.switch_page("pages/size_speed.py").run()
     assert not at.exception
     figs = figures(at)
-    assert len(figs) == 3
+    assert len(figs) == 4
     params = figs[0]["data"][0]["y"]
     assert params[2] < params[0], "removing neurons must reduce the parameter count"
+    latency = figs[1]["data"][0]
+    assert latency["x"] == ["dense", "masked (zeros)", "sparse kernel (CSR)", "neurons removed"]
+    assert all(v > 0 for v in latency["y"])
+    (curve,) = figs[3]["data"]
+    # the plotted speedup is the dense time over the CSR time shown beside it, at every sparsity
+    for speedup, (dense_ms, csr_ms) in zip(curve["y"], curve["customdata"], strict=True):
+        assert speedup == pytest.approx(dense_ms / csr_ms)
+    assert any("CSR kernel" in m.value for m in at.markdown)
     metrics = {m.label: m.value for m in at.metric}
     assert "Parameters after removal" in metrics
     at.selectbox(key="size_method").set_value("magnitude").run()

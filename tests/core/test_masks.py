@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import pytest
@@ -323,17 +324,30 @@ def test_structured_methods_refuse_a_model_whose_only_layer_is_the_output_layer(
 # --- N:M ---------------------------------------------------------------------------------------------
 
 
+def nm_groups(shape: tuple[int, ...], m: int) -> list[list[tuple[int, ...]]]:
+    """Index groups of N:M as sparse tensor cores form them, enumerated element by element: for each
+    output row and each kernel position, runs of m consecutive input channels (dim 1); a Linear has
+    one position. The last run of a row may be shorter."""
+    out, channels, kernel = shape[0], shape[1], shape[2:]
+    groups = []
+    for o in range(out):
+        for position in itertools.product(*(range(k) for k in kernel)):
+            for start in range(0, channels, m):
+                groups.append([(o, c, *position) for c in range(start, min(start + m, channels))])
+    return groups
+
+
 def check_nm(weight: torch.Tensor, mask: torch.Tensor, n: int, m: int):
-    scores = weight.detach().abs().reshape(weight.shape[0], -1)
-    kept = mask.reshape(mask.shape[0], -1)
-    for start in range(0, scores.shape[1], m):
-        group_scores, group_kept = scores[:, start : start + m], kept[:, start : start + m]
-        length = group_kept.shape[1]
-        counts = group_kept.sum(1)
-        assert (counts == min(n, length)).all(), f"group at {start} (length {length}) keeps {counts.tolist()}"
-        smallest_kept = torch.where(group_kept, group_scores, torch.inf).min(1).values
-        largest_pruned = torch.where(group_kept, -torch.inf, group_scores).max(1).values
-        assert (smallest_kept >= largest_pruned).all(), f"group at {start} keeps a smaller |w| than it prunes"
+    scores = weight.detach().abs()
+    groups = nm_groups(tuple(weight.shape), m)
+    assert sum(len(g) for g in groups) == weight.numel()
+    for group in groups:
+        kept = [bool(mask[i]) for i in group]
+        assert sum(kept) == min(n, len(group)), f"group {group[0]}..{group[-1]} keeps {sum(kept)} of {len(group)}"
+        kept_scores = [float(scores[i]) for i, k in zip(group, kept) if k]
+        pruned_scores = [float(scores[i]) for i, k in zip(group, kept) if not k]
+        if pruned_scores:
+            assert min(kept_scores) >= max(pruned_scores), f"group at {group[0]} keeps a smaller |w| than it prunes"
 
 
 @pytest.mark.parametrize("method", NM)
@@ -346,8 +360,11 @@ def check_nm(weight: torch.Tensor, mask: torch.Tensor, n: int, m: int):
         nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2)),
         nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Conv2d(4, 2, 1)),  # fan-in 27 and 4
         nn.Sequential(nn.Conv1d(2, 4, 2), nn.ReLU(), nn.Conv1d(4, 3, 3)),  # fan-in 4 and 12
+        nn.Sequential(nn.Conv2d(8, 4, 3), nn.ReLU(), nn.Conv2d(4, 2, 2)),  # 8 and 4 channels per position
+        nn.Sequential(nn.Conv2d(6, 3, (2, 3)), nn.ReLU(), nn.Conv2d(3, 2, 1)),  # 6: a short last group
+        nn.Sequential(nn.Conv3d(5, 2, 2), nn.ReLU(), nn.Conv3d(2, 2, 1)),
     ],
-    ids=["in8", "in16", "in10", "in3", "conv27", "conv1d-4-12"],
+    ids=["in8", "in16", "in10", "in3", "conv27", "conv1d-4-12", "conv2d-c8", "conv2d-c6", "conv3d-c5"],
 )
 def test_nm_keeps_n_largest_in_every_group_of_m_consecutive_inputs(model, method):
     n, m = (int(v) for v in method.removeprefix("nm-").split(":"))
@@ -381,6 +398,55 @@ def test_nm_keeps_exactly_n_per_full_group_even_with_tied_weights(data, fan_in, 
     masks = compute_masks(model, method=f"nm-{n}:{m}", scope="layerwise", sparsity=0.0)
     for name, module in layers(model).items():
         check_nm(module.weight, masks[f"{name}.weight"], n, m)
+
+
+@FEW
+@given(
+    data=st.data(),
+    channels=st.integers(1, 11),
+    out=st.integers(1, 4),
+    kernel=st.lists(st.integers(1, 3), min_size=1, max_size=2),
+    nm=st.integers(2, 8).flatmap(lambda m: st.tuples(st.integers(1, m - 1), st.just(m))),
+    ties=st.booleans(),
+)
+def test_nm_on_convolutions_groups_input_channels_at_each_kernel_position(data, channels, out, kernel, nm, ties):
+    n, m = nm
+    conv = (nn.Conv1d, nn.Conv2d)[len(kernel) - 1](channels, out, tuple(kernel))
+    model = nn.Sequential(conv, nn.ReLU(), (nn.Conv1d, nn.Conv2d)[len(kernel) - 1](out, 2, 1))
+    if ties:
+        with torch.no_grad():
+            values = data.draw(
+                st.lists(
+                    st.sampled_from([0.0, 1.0, -1.0, 2.0]), min_size=conv.weight.numel(), max_size=conv.weight.numel()
+                )
+            )
+            conv.weight.copy_(torch.tensor(values).reshape(conv.weight.shape))
+    masks = compute_masks(model, method=f"nm-{n}:{m}", scope="layerwise", sparsity=0.0)
+    for name, module in layers(model).items():
+        check_nm(module.weight, masks[f"{name}.weight"], n, m)
+
+
+@pytest.mark.parametrize("method", NM)
+@pytest.mark.parametrize("name", ["digits-cnn", "mnist1d-cnn", "digits-mlp"])
+def test_nm_on_the_sample_models_keeps_n_per_group_of_input_channels(name, method):
+    n, m = (int(v) for v in method.removeprefix("nm-").split(":"))
+    model = sample_case(name).model
+    masks = compute_masks(model, method=method, scope="layerwise", sparsity=0.0)
+    for layer, module in layers(model).items():
+        check_nm(module.weight, masks[f"{layer}.weight"], n, m)
+
+
+def test_nm_on_a_convolution_is_not_grouped_along_the_flattened_channel_and_kernel_order():
+    # C=4, a 1x2 kernel. Flattened (C, kw) groups of 4 would be (c0k0 c0k1 c1k0 c1k1) and
+    # (c2k0 c2k1 c3k0 c3k1), keeping c0 twice, then c2k0 and c3k0. Grouped by channel at each
+    # position: k0 sees (9, 1, 7, 6) and keeps c0, c2; k1 sees (8, 2, 3, 4) and keeps c0, c3.
+    conv = nn.Conv2d(4, 1, (1, 2), bias=False)
+    with torch.no_grad():
+        conv.weight.copy_(torch.tensor([[[[9.0, 8.0]], [[1.0, 2.0]], [[7.0, 3.0]], [[6.0, 4.0]]]]))
+    model = nn.Sequential(conv, nn.ReLU(), nn.Conv2d(1, 2, 1))
+    kept = compute_masks(model, method="nm-2:4", scope="layerwise", sparsity=0.0)["0.weight"][0, :, 0, :]
+    expected = torch.tensor([[True, True], [False, False], [True, False], [False, True]])
+    assert torch.equal(kept, expected)
 
 
 # --- random method ----------------------------------------------------------------------------------

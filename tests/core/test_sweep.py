@@ -196,15 +196,15 @@ def test_theoretical_speedup_is_at_least_one_for_every_method(table):
     assert (table["theoretical_speedup"] >= 1.0).all()
 
 
-def test_sparse_bytes_are_below_dense_bytes_at_90_percent_and_above_at_0_percent(digits):
+def test_sparse_bytes_are_below_dense_bytes_at_90_percent_and_equal_at_0_percent(digits):
     dense = sum(p.numel() * p.element_size() for p in digits.model.parameters())
     result = sweep(digits.model, digits.data, methods=["magnitude", "random"], sparsities=[0.0, 0.9])
     assert (result["dense_bytes"] == dense).all()
     for _, row in result.iterrows():
         if row["target_sparsity"] == 0.9:
             assert row["sparse_bytes"] < row["dense_bytes"], row["method"]
-        else:
-            assert row["sparse_bytes"] > row["dense_bytes"], f"{row['method']}: sparse indices cost bytes"
+        else:  # indices would cost bytes: the dense encoding is picked
+            assert row["sparse_bytes"] == row["dense_bytes"], row["method"]
 
 
 # --- progress and reproducibility --------------------------------------------------------------------
