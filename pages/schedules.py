@@ -27,7 +27,8 @@ back. *How* you remove the weights matters too:
 - **Gradual** (Zhu & Gupta 2017): raise the sparsity little by little *during* training.
 - **Lottery ticket** (Frankle & Carbin 2019): after each pruning round, reset the surviving
   weights to the values they had *before training* and train again. The dashed line uses the same
-  mask with *random* new starting values: if the ticket is better, the starting values mattered.
+  final mask with *random* new starting values and exactly the training the ticket's final model
+  received (one round from its start): if the ticket is better, the starting values mattered.
   The hypothesis is about what *exists* (a sparse subnetwork that trains as well from its start),
   not a cheap way to find it: finding one costs a full training per round, several in all, and on
   larger networks it only works when rewinding to an early training iteration rather than to

@@ -18,7 +18,7 @@ with st.expander("What am I looking at?"):
     st.markdown(
         """
 Layers are not equally important. Here each layer is pruned **on its own**, the others left
-intact, at growing sparsity, and the drop in test accuracy is recorded (Li et al. 2017; the
+intact, at growing sparsity, and the drop in validation accuracy is recorded (test beside it) (Li et al. 2017; the
 approach of Distiller and SparseML). Layers whose line stays flat can lose many weights; steep ones
 cannot.
 
