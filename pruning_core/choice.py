@@ -146,7 +146,7 @@ class PruningChoice:
             notes.append(
                 f"{method.name} always prunes its fixed pattern: sparsity {method.fixed_sparsity:g}, not {requested}"
             )
-            scope = choice.scope if choice.scope in method.scopes else method.scopes[0]
+            scope = choice.scope if choice.scope != "per-layer" else method.scopes[0]
             choice = replace(choice, scope=scope, sparsity=float(method.fixed_sparsity))
         if choice.scope not in method.scopes:
             fallback = method.scopes[0]
