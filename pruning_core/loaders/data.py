@@ -88,7 +88,7 @@ def load_data(
     module, input_shape, macs = _model_facts(model)
     if input_shape is not None:
         for key in [k for k in arrays if k.startswith("X")]:
-            arrays[key] = _fit_shape(key, arrays[key], input_shape, notes)
+            arrays[key] = _fit_shape(key, arrays[key], input_shape, notes, features)
     sample_shape = tuple(next(v for k, v in arrays.items() if k.startswith("X")).shape[1:])
     for key in [k for k in arrays if k.startswith("X")]:
         if tuple(arrays[key].shape[1:]) != sample_shape:
@@ -247,7 +247,9 @@ def _model_facts(model: Any) -> tuple[nn.Module | None, tuple[int, ...] | None, 
     return module, (tuple(shape) if shape else None), macs
 
 
-def _fit_shape(key: str, X: np.ndarray, input_shape: tuple[int, ...], notes: list[str]) -> np.ndarray:
+def _fit_shape(
+    key: str, X: np.ndarray, input_shape: tuple[int, ...], notes: list[str], features: tuple[str, ...]
+) -> np.ndarray:
     if tuple(X.shape[1:]) == input_shape:
         return X
     if element_count(X.shape[1:]) == element_count(input_shape):
@@ -255,9 +257,13 @@ def _fit_shape(key: str, X: np.ndarray, input_shape: tuple[int, ...], notes: lis
         if note not in notes:
             notes.append(note)
         return X.reshape(len(X), *input_shape)
+    expected = f"the model expects {element_count(input_shape):,} inputs per sample (shape {input_shape})"
+    if features:
+        raise UntrustedFileError(
+            f"the CSV has {len(features)} feature columns ({', '.join(features[:20])}); {expected}"
+        )
     raise UntrustedFileError(
-        f"{key} has {element_count(X.shape[1:]):,} values per sample (shape {X.shape[1:]}); the model expects "
-        f"{element_count(input_shape):,} (shape {input_shape})"
+        f"{key} has {element_count(X.shape[1:]):,} values per sample (shape {X.shape[1:]}); {expected}"
     )
 
 

@@ -5,7 +5,7 @@ onnxruntime: a custom operator domain runs whatever the runtime registered for i
 is to prune the weights in PyTorch anyway.
 
 What is checked before any tensor is allocated (``parse_onnx``): the protobuf parses; every domain
-is standard (``""``/``ai.onnx``, and ``ai.onnx.ml`` whose nodes are accepted only off the path to
+is standard (``""``/``ai.onnx``, and ``ai.onnx.ml`` whose Scaler is converted and whose other nodes may only lie off the path to
 the chosen output, e.g. skl2onnx's label branch); no model-local functions; no tensor stores its
 data outside the file (``data_location == EXTERNAL``: refused, never followed); every declared dim
 is within ``Limits.max_dim``; every initializer's declared size matches the bytes it holds, and the
@@ -36,7 +36,7 @@ from torch import nn
 from pruning_core.loaders.common import Limits, UntrustedFileError, element_count
 
 STANDARD_DOMAINS = ("", "ai.onnx")
-ML_DOMAIN = "ai.onnx.ml"  # scikit-learn exports: accepted only where the chosen output does not depend on it
+ML_DOMAIN = "ai.onnx.ml"  # scikit-learn: Scaler is converted; other ML nodes only off the path to the scores
 FLOAT_TYPES = {1: torch.float32, 10: torch.float16, 11: torch.float64, 16: torch.bfloat16}
 TENSOR_TYPES = {
     **FLOAT_TYPES,
@@ -406,8 +406,18 @@ _OPS: dict[str, Callable[[OnnxModule, Step, list], Any]] = {
     "ReduceMean": _reduce_mean,
     "Pad": lambda m, s, a: F.pad(a[0], list(s.attr("pads"))),  # inserted before a Conv with asymmetric pads
 }
+
+
+def _scaler(m: OnnxModule, s: Step, a: list) -> torch.Tensor:
+    offset = torch.tensor(s.attr("offset", (0.0,)), dtype=a[0].dtype)
+    scale = torch.tensor(s.attr("scale", (1.0,)), dtype=a[0].dtype)
+    return (a[0] - offset) * scale
+
+
+_OPS["Scaler"] = _scaler  # ai.onnx.ml.Scaler: scikit-learn's StandardScaler in a pipeline
+ML_OPS = frozenset({"Scaler"})
 # ONNX operators the converter accepts ("layer" and "Pad" are its own steps).
-SUPPORTED_OPS = frozenset(_OPS) - {"layer", "Pad"} | {"Conv", "BatchNormalization", "Constant"}
+SUPPORTED_OPS = frozenset(_OPS) - {"layer", "Pad", "Scaler"} | {"Conv", "BatchNormalization", "Constant"}
 
 
 # --- conversion ----------------------------------------------------------------------------------
@@ -514,7 +524,7 @@ def convert(model: Any, limits: Limits) -> Conversion:
     if skipped:
         notes.append(f"nodes not needed for output {output_name!r} were left out: {', '.join(skipped)}")
     unsupported = sorted(
-        {f"{n.domain + '.' if n.domain else ''}{n.op_type}" for n in needed if n.domain == ML_DOMAIN}
+        {f"{n.domain}.{n.op_type}" for n in needed if n.domain == ML_DOMAIN and n.op_type not in ML_OPS}
         | {n.op_type for n in needed if n.domain in STANDARD_DOMAINS and n.op_type not in SUPPORTED_OPS}
     )
     if unsupported:

@@ -34,7 +34,7 @@ SAFETENSORS_DTYPES = {
 MAX_HEADER_BYTES = 16 * 1024 * 1024
 
 EXPORT_HINT = (
-    "save the weights instead: safetensors.torch.save_file(model.state_dict(), 'model.safetensors') "
+    "Save the weights instead: safetensors.torch.save_file(model.state_dict(), 'model.safetensors') "
     "and name the architecture (a sample name or 'package.module:factory'), or export to ONNX "
     "(torch.onnx.export(model, example, 'model.onnx'))"
 )

@@ -27,8 +27,8 @@ class ResidualNet(nn.Module):
         self.branch_a = nn.Conv2d(16, 8, 3, stride=2, padding=1)
         self.branch_b = nn.Conv2d(16, 8, 1, stride=2, dilation=1)
         self.pool = nn.MaxPool2d(2)
-        self.fc1 = nn.Linear(16 * 2 * 2, 32)
-        self.fc2 = nn.Linear(32, n_classes)
+        self.fc1 = nn.Linear(16 * 2 * 2, 128)
+        self.fc2 = nn.Linear(128, n_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = torch.relu(self.stem_bn(self.stem(x)))
@@ -70,19 +70,26 @@ def wide_mlp() -> nn.Module:
     return WideMLP().eval()
 
 
-def train(model: nn.Module, X: torch.Tensor, y: torch.Tensor, epochs: int = 40, seed: int = 0) -> nn.Module:
-    """A few epochs of Adam, with a private generator for the batch order; returns the model in eval mode."""
-    generator = torch.Generator().manual_seed(seed)
-    optimiser = torch.optim.Adam(model.parameters(), lr=3e-3)
-    model.train()
-    for _ in range(epochs):
-        order = torch.randperm(len(X), generator=generator)
-        for i in range(0, len(X), 64):
-            batch = order[i : i + 64]
-            optimiser.zero_grad()
-            nn.functional.cross_entropy(model(X[batch]), y[batch]).backward()
-            optimiser.step()
-    return model.eval()
+def fit_readout(model: nn.Module, X: torch.Tensor, y: torch.Tensor, ridge: float = 1e-2) -> nn.Module:
+    """Fit the last Linear layer in closed form (ridge regression on one-hot labels) over the random
+    features below it: a model with real accuracy in about a second, where gradient training on
+    this shared 2-core machine takes minutes. Returns ``model`` (changed in place) in eval mode."""
+    last = [m for m in model.modules() if isinstance(m, nn.Linear)][-1]
+    seen: list[torch.Tensor] = []
+    handle = last.register_forward_pre_hook(lambda module, args: seen.append(args[0]))
+    try:
+        with torch.no_grad():
+            model.eval()(X)
+    finally:
+        handle.remove()
+    features = torch.cat([seen[0], torch.ones(len(X), 1)], 1).double()
+    targets = nn.functional.one_hot(y, last.out_features).double()
+    gram = features.T @ features + ridge * torch.eye(features.shape[1], dtype=torch.double)
+    solution = torch.linalg.solve(gram, features.T @ targets)
+    with torch.no_grad():
+        last.weight.copy_(solution[:-1].T.float())
+        last.bias.copy_(solution[-1].float())
+    return model
 
 
 def to_onnx(model: nn.Module, example: torch.Tensor, keep_batchnorm: bool = False) -> bytes:
