@@ -96,7 +96,8 @@ def load_data(
 
     n_classes = None
     if module is not None:
-        n_classes = _run_one(module, arrays, sample_shape)
+        n_classes, measured = _run_one(module, arrays, sample_shape, limits)
+        macs = macs or measured
         rows = sum(len(v) for k, v in arrays.items() if k.startswith("X"))
         if macs and rows * macs > limits.max_eval_macs:
             raise UntrustedFileError(
@@ -267,12 +268,27 @@ def _fit_shape(
     )
 
 
-def _run_one(module: nn.Module, arrays: dict[str, np.ndarray], sample_shape: tuple[int, ...]) -> int:
+def _run_one(
+    module: nn.Module, arrays: dict[str, np.ndarray], sample_shape: tuple[int, ...], limits: Limits
+) -> tuple[int, int | None]:
+    """Run one sample through the model; return its number of outputs and multiply-adds per sample.
+
+    A converted ONNX graph runs under the per-step limits of ``onnx_model.probe``; a PyTorch model
+    (the user's own code) runs as is, its multiply-adds read off PruneLab's recorded dataflow.
+    """
+    from pruning_core.loaders.onnx_model import OnnxModule, probe
+
     key = "X_test" if "X_test" in arrays else "X"
     x = torch.as_tensor(np.ascontiguousarray(arrays[key][:1]), dtype=torch.float32)
+    macs = None
     try:
-        with torch.inference_mode():
-            out = module(x)
+        if isinstance(module, OnnxModule):
+            out, macs = probe(module, x, limits)
+        else:
+            with torch.inference_mode():
+                out = module(x)
+    except UntrustedFileError:
+        raise
     except Exception as exc:  # the model's own forward on the user's sample shape
         raise UntrustedFileError(
             f"the model does not accept samples of shape {sample_shape}: {str(exc).splitlines()[0]}"
@@ -282,7 +298,15 @@ def _run_one(module: nn.Module, arrays: dict[str, np.ndarray], sample_shape: tup
         raise UntrustedFileError(f"the model returns {shape} for one sample; PruneLab needs (1, classes) scores")
     if out.shape[1] < 2:
         raise UntrustedFileError("the model returns one score per sample; PruneLab needs one score per class")
-    return int(out.shape[1])
+    if macs is None:
+        from pruning_core.dataflow import DataflowError
+        from pruning_core.metrics import count_macs
+
+        try:
+            macs = count_macs(module, x)[0]
+        except DataflowError:
+            macs = None
+    return int(out.shape[1]), macs
 
 
 def _labels(key: str, y: np.ndarray, n_classes: int | None) -> np.ndarray:

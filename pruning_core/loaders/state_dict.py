@@ -7,7 +7,9 @@ tensor's byte range exactly ``numel x itemsize`` long, the ranges tiling the dat
 gaps or overlaps, and the data section exactly as long as the file says. A truncated file or a
 header that lies about its sizes is refused before ``safetensors`` reads anything.
 
-A ``.pt`` file is only ever unpickled by ``torch.load(weights_only=True)``, whose restricted
+A ``.pt`` file must be a current ``torch.save`` zip archive (torch checks each storage's declared
+size against its record there; bare pickles and the legacy format are refused) and is only ever
+unpickled by ``torch.load(weights_only=True)``, whose restricted
 unpickler builds tensors and containers and nothing else; what it refuses (a pickled ``nn.Module``,
 a ``__reduce__`` that would call ``os.system``) is turned into a message saying how to export.
 """
@@ -119,6 +121,13 @@ def read_safetensors(data: bytes, limits: Limits) -> dict[str, torch.Tensor]:
 def read_pt(data: bytes, limits: Limits) -> tuple[dict[str, torch.Tensor], list[str]]:
     """A state dict from a ``torch.save`` file, unpickled with ``weights_only=True`` only."""
     notes: list[str] = []
+    if data[:4] != b"PK\x03\x04":
+        # Not the zip format of torch.save (PyTorch >= 1.6): a bare pickle, or the legacy format whose
+        # loader allocates each storage at the size the pickle declares before reading it.
+        raise UntrustedFileError(
+            "the .pt file is not a current torch.save archive (it is a bare pickle or the legacy pre-1.6 "
+            "format) and is not read. " + EXPORT_HINT
+        )
     if data[:4] == b"PK\x03\x04":
         archive = open_zip(data, limits, limits.max_model_bytes * 2, "PyTorch file")
         names = archive.namelist()

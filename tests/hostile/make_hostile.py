@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import pickle
 import shlex
 import struct
 import subprocess
@@ -188,6 +189,15 @@ def build_corpus(directory: Path, marker: Path) -> list[Hostile]:
     torch.save({"fc.weight": torch.zeros(2, 4), "payload": RunsCommand(marker)}, buffer)
     add(Hostile("pickle-runs-command", "weights.pt", "model", "posix.system",
                 "a state dict whose pickle calls os.system('touch MARKER') when unpickled",
+                {"factory": "moons-mlp"}), buffer.getvalue())  # fmt: skip
+
+    add(Hostile("bare-pickle", "bare.pt", "model", "bare pickle",
+                "a plain pickle (pickle.dumps) whose __reduce__ runs a command", {"factory": "moons-mlp"}),
+        pickle.dumps(RunsCommand(marker)))  # fmt: skip
+    buffer = io.BytesIO()
+    torch.save({"fc1.weight": torch.zeros(256, 2)}, buffer, _use_new_zipfile_serialization=False)
+    add(Hostile("legacy-pt", "legacy.pt", "model", "legacy",
+                "the pre-1.6 torch.save format, whose loader allocates declared sizes first",
                 {"factory": "moons-mlp"}), buffer.getvalue())  # fmt: skip
 
     buffer = io.BytesIO()
