@@ -345,7 +345,7 @@ def _gather(m: OnnxModule, s: Step, a: list) -> torch.Tensor:
     data, index, axis = a[0], a[1].long(), s.attr("axis", 0) % a[0].dim()
     index = torch.where(index < 0, index + data.shape[axis], index)
     out = data.index_select(axis, index.reshape(-1))
-    return out.reshape(*data.shape[:axis], *index.shape, *data.shape[axis + 1 :])
+    return out.reshape((*data.shape[:axis], *index.shape, *data.shape[axis + 1 :]))
 
 
 def _shape(m: OnnxModule, s: Step, a: list) -> torch.Tensor:

@@ -211,6 +211,15 @@ def test_scikit_learn_pipeline_from_skl2onnx_matches_onnxruntime():
     assert (logits.argmax(1).numpy() == labels).all()
     assert pruning_core.prunable_layers(loaded.model) == ["coefficient", "coefficient1", "coefficient2"]
     assert any("softmax" in note for note in loaded.notes)
+    # MatMul weights are stored transposed: written back, onnxruntime sees the pruned model.
+    pruned = pruning_core.apply_masks(
+        loaded.model, pruning_core.compute_masks(loaded.model, "magnitude", "global", 0.8)
+    )
+    _, pruned_probabilities = onnxruntime_outputs(loaded.pruned_onnx(pruned), torch.from_numpy(X))
+    with torch.inference_mode():
+        expected = torch.softmax(pruned(torch.from_numpy(X)), 1).numpy()
+    np.testing.assert_allclose(expected, pruned_probabilities, atol=1e-5)
+    assert np.abs(expected - probabilities).max() > 1e-3  # pruning changed something
 
 
 def test_zipmap_output_is_refused_with_the_export_option():
@@ -398,3 +407,80 @@ def test_loaded_module_is_not_shared_state():
         a.fc1.weight.zero_()
     assert b.fc1.weight.abs().sum() > 0
     assert isinstance(a, nn.Module)
+
+
+class _SignalNet(nn.Module):
+    """Conv1d, AvgPool1d, LeakyReLU, a view via x.size(0) (Shape/Gather/Concat/Reshape), log-softmax."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv1d(2, 6, 4, stride=2, dilation=1)
+        self.pool = nn.AvgPool1d(2)
+        self.head = nn.Linear(6 * 5, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.pool(nn.functional.leaky_relu(self.conv(x), 0.2))
+        return torch.log_softmax(self.head(x.view(x.size(0), -1)), dim=1)
+
+
+def test_conv1d_view_and_shape_arithmetic_match_onnxruntime():
+    generator = torch.Generator().manual_seed(1)
+    model = _SignalNet().eval()
+    x = torch.randn(8, 2, 23, generator=generator)
+    onnx_bytes = to_onnx(model, x)
+    loaded = load_model(onnx_bytes, filename="signal.onnx")
+    with torch.inference_mode():
+        np.testing.assert_allclose(loaded.model(x).numpy(), onnxruntime_outputs(onnx_bytes, x)[0], atol=1e-5)
+    assert isinstance(loaded.model.conv, nn.Conv1d) and pruning_core.prunable_layers(loaded.model) == ["conv", "head"]
+
+
+def test_asymmetric_conv_pads_match_onnxruntime():
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    weight = numpy_helper.from_array(rng.normal(size=(3, 2, 3, 3)).astype(np.float32), "conv.weight")
+    node = helper.make_node("Conv", ["input", "conv.weight"], ["out"], pads=[0, 1, 2, 1], strides=[2, 1])
+    graph = helper.make_graph(
+        [node], "g", [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["n", 2, 7, 5])],
+        [helper.make_tensor_value_info("out", TensorProto.FLOAT, None)], [weight],
+    )  # fmt: skip
+    onnx_bytes = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]).SerializeToString()
+    x = torch.randn(2, 2, 7, 5, generator=torch.Generator().manual_seed(0))
+    loaded = load_model(onnx_bytes, filename="pads.onnx")
+    with torch.inference_mode():
+        np.testing.assert_allclose(loaded.model(x).numpy(), onnxruntime_outputs(onnx_bytes, x)[0], atol=1e-5)
+
+
+def test_unknown_input_dims_are_checked_when_data_arrives():
+    from onnx import TensorProto, helper, numpy_helper
+
+    weight = numpy_helper.from_array(np.ones((3, 5), np.float32), "fc.weight")
+    node = helper.make_node("MatMul", ["input", "fc.weight"], ["out"])
+    graph = helper.make_graph(
+        [node], "g", [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["n", "features"])],
+        [helper.make_tensor_value_info("out", TensorProto.FLOAT, ["n", 5])], [weight],
+    )  # fmt: skip
+    loaded = load_model(helper.make_model(graph).SerializeToString(), filename="dyn.onnx")
+    assert loaded.input_shape is None and any("unknown dimensions" in n for n in loaded.notes)
+    X = np.zeros((30, 4))
+    with pytest.raises(UntrustedFileError, match=r"does not (accept|run)"):
+        load_data(_csv(X, np.arange(30) % 5), filename="d.csv", model=loaded, label_column="label")
+    data = load_data(_csv(np.zeros((30, 3)), np.arange(30) % 5), filename="d.csv", model=loaded, label_column="label")
+    assert data.n_classes == 5
+
+
+def test_concurrent_loads_agree():
+    """Loading is per call: threads loading the same bytes get equal, independent models."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    x = torch.randn(4, 1, 8, 8, generator=torch.Generator().manual_seed(5))
+    onnx_bytes = to_onnx(residual_net(), x)
+
+    def run(_: int) -> torch.Tensor:
+        with torch.inference_mode():
+            return load_model(onnx_bytes, filename="m.onnx").model(x)
+
+    with ThreadPoolExecutor(4) as pool:
+        outputs = list(pool.map(run, range(8)))
+    for out in outputs[1:]:
+        torch.testing.assert_close(out, outputs[0])
