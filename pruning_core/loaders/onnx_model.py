@@ -90,6 +90,11 @@ def parse_onnx(data: bytes, limits: Limits) -> Any:
                 "only standard ONNX operators can be converted"
             )
         for attr in node.attribute:
+            if any(abs(v) > limits.max_dim for v in (*attr.ints, attr.i)):
+                raise UntrustedFileError(
+                    f"node {node.name or node.op_type!r} ({node.op_type}) has attribute {attr.name} = "
+                    f"{list(attr.ints) or attr.i}; values beyond {limits.max_dim:,} are refused"
+                )
             if attr.HasField("t"):
                 total += _check_tensor(attr.t, limits, f"constant of node {node.name or node.op_type!r}")
             if attr.HasField("g") or len(attr.graphs):
@@ -725,7 +730,7 @@ def convert(model: Any, limits: Limits) -> Conversion:
         if op in ("MaxPool", "AveragePool") and step_attrs.get("auto_pad", "NOTSET") not in ("NOTSET", "VALID"):
             raise UntrustedFileError(f"{op} node {node.name!r} uses auto_pad; export with explicit pads")
         if op == "Conv":
-            raise UntrustedFileError(f"Conv node {node.name!r} with computed weights is not supported")
+            raise UntrustedFileError(f"Conv node {node.name!r} with computed or shared weights is not supported")
         steps.append(Step(op, step_inputs, tuple(node.output), tuple(step_attrs.items())))
 
     used_values = {i for s in steps for i in s.inputs}
@@ -790,6 +795,15 @@ def probe(module: OnnxModule, x: torch.Tensor, limits: Limits) -> tuple[torch.Te
             predicted = element_count(torch.broadcast_shapes(tensors[0].shape, tensors[1].shape))
         elif step.op == "Concat":
             predicted = sum(t.numel() for t in tensors)
+        elif step.attr("pads") and tensors and tensors[0].dim() >= 2:  # Pad, MaxPool/AveragePool pads
+            x0, pads = tensors[0], list(step.attr("pads"))
+            extra = [pads[i] + pads[i + len(pads) // 2] for i in range(len(pads) // 2)]
+            if step.op == "Pad":  # F.pad order: last dim first, (begin, end) pairs
+                extra = [pads[2 * i] + pads[2 * i + 1] for i in reversed(range(len(pads) // 2))]
+            dims = x0.shape[x0.dim() - len(extra) :]
+            predicted = element_count(x0.shape[: x0.dim() - len(extra)]) * element_count(
+                [d + e for d, e in zip(dims, extra)]
+            )
         elif step.op == "layer":
             layer = getattr(module, step.module)
             x0 = tensors[0]

@@ -125,6 +125,19 @@ def _nan_weights(model: Any) -> None:
     model.graph.initializer[0].CopyFrom(numpy_helper.from_array(weight, "fc.weight"))
 
 
+def _padding_bomb() -> bytes:
+    """A 3x3 Conv on a 1x2x7x5 input with asymmetric pads of 900,000: one sample would pad to 10**12 floats."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    weight = numpy_helper.from_array(np.ones((3, 2, 3, 3), np.float32), "conv.weight")
+    node = helper.make_node("Conv", ["input", "conv.weight"], ["out"], pads=[0, 0, 900_000, 900_000], name="conv")
+    graph = helper.make_graph(
+        [node], "g", [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 2, 7, 5])],
+        [helper.make_tensor_value_info("out", TensorProto.FLOAT, None)], [weight],
+    )  # fmt: skip
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]).SerializeToString()
+
+
 def _npy_bytes(array: np.ndarray) -> bytes:
     buffer = io.BytesIO()
     np.lib.format.write_array(buffer, array, allow_pickle=False)
@@ -252,6 +265,8 @@ def build_corpus(directory: Path, marker: Path) -> list[Hostile]:
                 "an initializer declaring 10**12 elements over 32 bytes"), _onnx_linear(_absurd_initializer))  # fmt: skip
     add(Hostile("onnx-absurd-input", "absurd-input.onnx", "model", "4,000,000,000",
                 "an input declared 4e9 wide"), _onnx_linear(_absurd_input))  # fmt: skip
+    add(Hostile("onnx-padding-bomb", "padding.onnx", "model", "would produce",
+                "a Conv whose pads of 900,000 would allocate 10**12 floats for one sample"), _padding_bomb())  # fmt: skip
     add(Hostile("onnx-nan-weights", "nan.onnx", "model", "nan", "NaN in a Gemm weight"),
         _onnx_linear(_nan_weights))  # fmt: skip
     add(Hostile("onnx-garbage", "garbage.onnx", "model", "not a valid onnx",
