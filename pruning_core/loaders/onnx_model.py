@@ -569,6 +569,28 @@ def convert(model: Any, limits: Limits) -> Conversion:
     def constant(name: str) -> torch.Tensor | None:
         return _to_tensor(initializers[name]) if name in initializers else None
 
+    # Exports without constant folding feed a weight through Transpose (or Identity) into MatMul/Gemm:
+    # such a weight is still the layer's, read through the transpose.
+    folded: dict[str, tuple[str, bool]] = {}  # value -> (initializer, transposed)
+    folded_nodes: set[int] = set()
+    for node in needed:
+        source = node.input[0] if len(node.input) == 1 else ""
+        if node.op_type not in ("Transpose", "Identity") or source not in initializers or uses.get(source) != 1:
+            continue
+        if node.op_type == "Transpose" and (
+            len(initializers[source].dims) != 2 or _attrs(node).get("perm") not in (None, (1, 0))
+        ):
+            continue
+        users = consumers.get(node.output[0], [])
+        if (
+            len(users) == 1
+            and users[0].op_type in ("Gemm", "MatMul")
+            and list(users[0].input[1:2]) == [node.output[0]]
+            and node.output[0] not in graph_outputs
+        ):
+            folded[node.output[0]] = (source, node.op_type == "Transpose")
+            folded_nodes.add(id(node))
+
     for node in needed:
         missing = [i for i in node.input if i and i not in available]
         if missing:
@@ -595,8 +617,13 @@ def convert(model: Any, limits: Limits) -> Conversion:
                 constants[node.output[0]] = torch.tensor(value, dtype=dtype)
             continue
         step_inputs = tuple(node.input)
+        if id(node) in folded_nodes:
+            continue
         weight_name = node.input[1] if len(node.input) > 1 else ""
+        weight_name, flipped = folded.get(weight_name, (weight_name, False))
         weight = constant(weight_name) if weight_name in initializers and uses.get(weight_name) == 1 else None
+        if flipped and weight is not None:
+            weight = weight.transpose(0, 1).contiguous()
         if weight_name in initializers and uses.get(weight_name, 0) > 1 and op in ("Gemm", "MatMul", "Conv"):
             notes.append(f"weight {weight_name!r} is shared by several nodes: kept as a constant, not pruned")
 
@@ -633,6 +660,8 @@ def convert(model: Any, limits: Limits) -> Conversion:
                 for name in node.input[1:]:
                     if name in initializers:
                         constants[name] = constant(name)
+                if node.input[1] in folded:
+                    constants[node.input[1]] = weight
                 continue
             name = namer(weight_name, node, op)
             linear = nn.Linear(in_features, out_features, bias=bias is not None, device="meta")
@@ -642,7 +671,7 @@ def convert(model: Any, limits: Limits) -> Conversion:
                 if bias is not None:
                     linear.bias.copy_(bias)
             layers[name] = linear
-            sources[name] = WeightSource(weight_name, transposed=not trans_b, scale=alpha)
+            sources[name] = WeightSource(weight_name, transposed=(not trans_b) != flipped, scale=alpha)
             steps.append(Step("layer", (node.input[0],), (out_name,), module=name))
             continue
 
@@ -720,6 +749,9 @@ def convert(model: Any, limits: Limits) -> Conversion:
         for name in node.input:
             if name in initializers and name not in constants:
                 constants[name] = constant(name)
+            elif name in folded:  # a folded weight whose consumer stayed a function after all
+                source, flip = folded[name]
+                constants[name] = constant(source).transpose(0, 1) if flip else constant(source)
         step_attrs = dict(attrs)
         if op in ("Softmax", "LogSoftmax"):
             step_attrs["opset"] = opset

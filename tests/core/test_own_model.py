@@ -24,6 +24,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from core_helpers import FEW, cases, layers
+from hypothesis import given
 from own_model_helpers import (
     ResidualNet,
     WideMLP,
@@ -484,3 +486,35 @@ def test_concurrent_loads_agree():
         outputs = list(pool.map(run, range(8)))
     for out in outputs[1:]:
         torch.testing.assert_close(out, outputs[0])
+
+
+@FEW
+@given(case=cases())
+def test_any_small_model_converts_to_what_onnxruntime_computes(case):
+    """Random MLPs, conv+BatchNorm stacks and 1-D CNNs (BatchNorm kept as a node): the converted
+    module matches onnxruntime, and its prunable weights are the original's, in order."""
+    onnx_bytes = to_onnx(case.model, case.x, keep_batchnorm=True)
+    loaded = load_model(onnx_bytes, filename="case.onnx")
+    with torch.inference_mode():
+        ours = loaded.model(case.x).numpy()
+    np.testing.assert_allclose(ours, onnxruntime_outputs(onnx_bytes, case.x)[0], atol=1e-4, rtol=1e-4)
+    original = [m.weight for m in layers(case.model).values()]
+    converted = [m.weight for m in layers(loaded.model).values()]
+    assert len(converted) == len(original)
+    for a, b in zip(original, converted):
+        torch.testing.assert_close(a, b)
+
+
+def test_weights_behind_a_transpose_are_layers_and_written_back_through_it():
+    """Exports without constant folding read weights through Transpose: still Linear layers, and
+    pruned weights go back into the original initializer (transposed back)."""
+    x = torch.randn(16, 13, generator=torch.Generator().manual_seed(2))
+    onnx_bytes = to_onnx(WideMLP(), x, keep_batchnorm=True)  # do_constant_folding=False
+    loaded = load_model(onnx_bytes, filename="t.onnx")
+    assert pruning_core.prunable_layers(loaded.model) == ["fc1", "gate", "fc2", "out"]
+    pruned = pruning_core.apply_masks(
+        loaded.model, pruning_core.compute_masks(loaded.model, "magnitude", "global", 0.6)
+    )
+    with torch.inference_mode():
+        expected = pruned(x).numpy()
+    np.testing.assert_allclose(expected, onnxruntime_outputs(loaded.pruned_onnx(pruned), x)[0], atol=1e-5)
