@@ -79,7 +79,7 @@ def load_data(
     notes: list[str] = []
     features: tuple[str, ...] = ()
     if ext == ".csv":
-        X, y, features = _read_csv(data, label_column, limits, notes)
+        X, y, features, label_column = _read_csv(data, label_column, limits, notes)
         arrays = {"X": X, "y": y}
     else:
         arrays = _read_npz(data, limits)
@@ -104,7 +104,8 @@ def load_data(
                 f"{rows:,} samples x {macs:,} multiply-adds per sample exceed the evaluation budget of "
                 f"{limits.max_eval_macs:,}; use fewer samples"
             )
-    labels = {k: _labels(k, v, n_classes) for k, v in arrays.items() if k.startswith("y")}
+    shown = {"y": f"the label column {label_column!r}"} if ext == ".csv" else {}
+    labels = {k: _labels(shown.get(k, k), v, n_classes) for k, v in arrays.items() if k.startswith("y")}
     n_classes = n_classes or int(max(int(v.max()) for v in labels.values() if v.size) + 1)
     X = {k: torch.as_tensor(np.ascontiguousarray(v), dtype=torch.float32) for k, v in arrays.items() if k[0] == "X"}
     y = {k: torch.as_tensor(v, dtype=torch.int64) for k, v in labels.items()}
@@ -172,7 +173,7 @@ def _read_csv(data: bytes, label_column: str | None, limits: Limits, notes: list
         raise UntrustedFileError(
             f"label column {label_column!r} must hold class indices 0..C-1; it holds text such as {label.iloc[0]!r}"
         )
-    return X, label.to_numpy(), tuple(feature_cols)
+    return X, label.to_numpy(), tuple(feature_cols), label_column
 
 
 def _read_npz(data: bytes, limits: Limits) -> dict[str, np.ndarray]:

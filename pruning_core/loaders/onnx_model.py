@@ -718,7 +718,7 @@ def convert(model: Any, limits: Limits) -> Conversion:
             sources[name] = WeightSource(weight_name, transposed=False, scale=1.0)
             source = node.input[0]
             if begin != end:
-                padded = f"{node.output[0]}__padded"
+                padded = f"{node.name or node.output[0]} (padding)"
                 flat = [p for i in reversed(range(dims)) for p in (begin[i], end[i])]
                 steps.append(Step("Pad", (source,), (padded,), (("pads", tuple(flat)),)))
                 source = padded
