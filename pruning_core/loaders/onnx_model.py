@@ -24,6 +24,7 @@ from __future__ import annotations
 import hashlib
 import math
 import re
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -224,6 +225,30 @@ class OnnxModule(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return execute(self, x)
+
+    def __reduce_ex__(self, protocol: int) -> tuple:
+        # The per-graph subclass is made at run time, so pickle (worker processes) and deepcopy
+        # rebuild it by name instead of looking it up in this module.
+        return (_new_graph_module, (type(self).__name__,), self.__getstate__())
+
+
+_GRAPH_CLASSES: dict[str, type[OnnxModule]] = {}
+_GRAPH_CLASSES_LOCK = threading.Lock()
+
+
+def graph_class(name: str) -> type[OnnxModule]:
+    """The OnnxModule subclass named ``name`` (one class object per name in a process)."""
+    if not re.fullmatch(r"OnnxGraph_[0-9a-f]{12}", name):
+        raise ValueError(f"not a converted-graph class name: {name!r}")
+    with _GRAPH_CLASSES_LOCK:
+        if name not in _GRAPH_CLASSES:
+            _GRAPH_CLASSES[name] = type(name, (OnnxModule,), {"__module__": __name__, "__qualname__": name})
+        return _GRAPH_CLASSES[name]
+
+
+def _new_graph_module(name: str) -> OnnxModule:
+    cls = graph_class(name)
+    return cls.__new__(cls)
 
 
 Observer = Callable[[Step, list[Any]], None]
@@ -772,7 +797,7 @@ def convert(model: Any, limits: Limits) -> Conversion:
     if declared and all(d is not None and d > 0 for d in declared[1:]):
         input_shape = tuple(int(d) for d in declared[1:])
     wiring = repr([(s.op, s.inputs, s.outputs, s.attrs, s.module) for s in steps]).encode()
-    cls = type(f"OnnxGraph_{hashlib.sha256(wiring).hexdigest()[:12]}", (OnnxModule,), {"__module__": __name__})
+    cls = graph_class(f"OnnxGraph_{hashlib.sha256(wiring).hexdigest()[:12]}")
     module = cls(steps, graph_input.name, output_name, constants, layers, input_shape).eval()
     return Conversion(module, sources, graph_input.name, output_name, input_shape, notes)
 

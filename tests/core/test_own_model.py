@@ -518,3 +518,27 @@ def test_weights_behind_a_transpose_are_layers_and_written_back_through_it():
     with torch.inference_mode():
         expected = pruned(x).numpy()
     np.testing.assert_allclose(expected, onnxruntime_outputs(loaded.pruned_onnx(pruned), x)[0], atol=1e-5)
+
+
+def test_converted_modules_survive_pickle_and_deepcopy():
+    """Worker processes receive models by pickle; the per-graph class is rebuilt by name."""
+    import copy
+    import pickle
+
+    x = torch.randn(3, 13, generator=torch.Generator().manual_seed(4))
+    module = load_model(to_onnx(WideMLP(), x), filename="m.onnx").model
+    for clone in (pickle.loads(pickle.dumps(module)), copy.deepcopy(module)):
+        assert type(clone) is type(module)
+        with torch.inference_mode():
+            torch.testing.assert_close(clone(x), module(x))
+
+
+def test_limits_bound_nodes_and_parameters_before_conversion():
+    onnx_bytes = to_onnx(residual_net(), torch.zeros(2, 1, 8, 8))
+    with pytest.raises(UntrustedFileError, match="nodes; at most 5"):
+        load_model(onnx_bytes, filename="m.onnx", limits=Limits(max_onnx_nodes=5))
+    with pytest.raises(UntrustedFileError, match="weight elements; at most 1,000"):
+        load_model(onnx_bytes, filename="m.onnx", limits=Limits(max_parameters=1_000))
+    state = save({k: v.contiguous() for k, v in residual_net().state_dict().items()})
+    with pytest.raises(UntrustedFileError, match="elements; at most 1,000 are accepted"):
+        load_model(state, filename="w.safetensors", factory=ResidualNet, limits=Limits(max_parameters=1_000))
