@@ -98,7 +98,8 @@ def _load_onnx(data: bytes, digest: str, limits: Limits) -> LoadedModel:
     conversion = onnx_model.convert(proto, limits)
     module = conversion.module
     check_finite(dict(module.named_parameters()), "ONNX model")
-    check_finite({k: v for k, v in module.named_buffers() if v.is_floating_point()}, "ONNX model")
+    # BatchNorm statistics must be finite too; graph constants may legitimately be -inf (masks).
+    check_finite({k: v for k, v in module.named_buffers() if not k.startswith("const_")}, "ONNX model")
     notes = list(conversion.notes)
     macs = None
     if conversion.input_shape is not None:
