@@ -1,0 +1,115 @@
+"""Architectures no sample resembles, for the own-model loader tests (importable as factories).
+
+``ResidualNet``: conv + BatchNorm, a residual block with a depthwise conv, a two-branch concat,
+global average pooling, flatten and two linear layers, on 1x8x8 digit images. ``WideMLP``: an
+MLP with LeakyReLU, Tanh and a Sigmoid gate multiplied in, on 13-feature wine data.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+
+import torch
+from torch import nn
+
+
+class ResidualNet(nn.Module):
+    """Stem conv+BN, residual depthwise block, two-branch concat, GAP, flatten, MLP head."""
+
+    def __init__(self, n_classes: int = 10) -> None:
+        super().__init__()
+        self.input_shape = (1, 8, 8)
+        self.stem = nn.Conv2d(1, 16, 3, padding=1)
+        self.stem_bn = nn.BatchNorm2d(16)
+        self.depthwise = nn.Conv2d(16, 16, 3, padding=1, groups=16)
+        self.pointwise = nn.Conv2d(16, 16, 1)
+        self.branch_a = nn.Conv2d(16, 8, 3, stride=2, padding=1)
+        self.branch_b = nn.Conv2d(16, 8, 1, stride=2, dilation=1)
+        self.pool = nn.MaxPool2d(2)
+        self.fc1 = nn.Linear(16 * 2 * 2, 128)
+        self.fc2 = nn.Linear(128, n_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = torch.relu(self.stem_bn(self.stem(x)))
+        x = x + self.pointwise(torch.relu(self.depthwise(x)))  # residual
+        x = torch.cat([torch.relu(self.branch_a(x)), torch.relu(self.branch_b(x))], dim=1)  # 16 x 4 x 4
+        x = self.pool(x)  # 16 x 2 x 2
+        x = torch.flatten(x, 1)
+        return self.fc2(nn.functional.gelu(self.fc1(x)))
+
+
+class WideMLP(nn.Module):
+    """13 -> 48 -> 24 -> 3 with LeakyReLU, Tanh, and a sigmoid gate (x * sigmoid(g(x)))."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.input_shape = (13,)
+        self.fc1 = nn.Linear(13, 48)
+        self.gate = nn.Linear(13, 48)
+        self.fc2 = nn.Linear(48, 24)
+        self.out = nn.Linear(24, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = nn.functional.leaky_relu(self.fc1(x), 0.1) * torch.sigmoid(self.gate(x))
+        return self.out(torch.tanh(self.fc2(h)))
+
+
+def residual_net() -> nn.Module:
+    """Factory for ``tests.core.own_model_helpers:residual_net`` (seeded, so builds are identical)."""
+    generator = torch.Generator().manual_seed(0)
+    model = ResidualNet()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(torch.randn(p.shape, generator=generator) * 0.3)
+    return model.eval()
+
+
+def wide_mlp() -> nn.Module:
+    """Factory for the wine MLP."""
+    return WideMLP().eval()
+
+
+def fit_readout(model: nn.Module, X: torch.Tensor, y: torch.Tensor, ridge: float = 1e-2) -> nn.Module:
+    """Fit the last Linear layer in closed form (ridge regression on one-hot labels) over the random
+    features below it: a model with real accuracy in about a second, where gradient training on
+    this shared 2-core machine takes minutes. Returns ``model`` (changed in place) in eval mode."""
+    last = [m for m in model.modules() if isinstance(m, nn.Linear)][-1]
+    seen: list[torch.Tensor] = []
+    handle = last.register_forward_pre_hook(lambda module, args: seen.append(args[0]))
+    try:
+        with torch.no_grad():
+            model.eval()(X)
+    finally:
+        handle.remove()
+    features = torch.cat([seen[0], torch.ones(len(X), 1)], 1).double()
+    targets = nn.functional.one_hot(y, last.out_features).double()
+    gram = features.T @ features + ridge * torch.eye(features.shape[1], dtype=torch.double)
+    solution = torch.linalg.solve(gram, features.T @ targets)
+    with torch.no_grad():
+        last.weight.copy_(solution[:-1].T.float())
+        last.bias.copy_(solution[-1].float())
+    return model
+
+
+def to_onnx(model: nn.Module, example: torch.Tensor, keep_batchnorm: bool = False) -> bytes:
+    """``torch.onnx.export`` with the TorchScript exporter (dynamo=False), as pruning_core.export does."""
+    buffer = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            model.eval(), (example[:2],), buffer, dynamo=False, input_names=["input"], output_names=["logits"],
+            dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}}, opset_version=17,
+            training=torch.onnx.TrainingMode.PRESERVE if keep_batchnorm else torch.onnx.TrainingMode.EVAL,
+            do_constant_folding=not keep_batchnorm,
+        )  # fmt: skip
+    return buffer.getvalue()
+
+
+def onnxruntime_outputs(onnx_bytes: bytes, x: torch.Tensor) -> list:
+    """Every output of the ONNX model on ``x``, as onnxruntime computes them."""
+    import onnxruntime
+
+    session = onnxruntime.InferenceSession(onnx_bytes, providers=["CPUExecutionProvider"])
+    name = session.get_inputs()[0].name
+    return session.run(None, {name: x.numpy()})
