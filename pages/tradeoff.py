@@ -29,7 +29,7 @@ zero, then tested on data it never saw during training (no retraining here).
 """
     )
 
-X_DEFAULT, Y_DEFAULT, TOL_DEFAULT = "sparsity", "accuracy", "1"
+X_DEFAULT, Y_DEFAULT, TOL_DEFAULT = next(iter(figures.X_AXES)), "accuracy", "1"
 x_labels = {k: v[1] for k, v in figures.X_AXES.items()}
 y_labels = {k: v[0] for k, v in figures.Y_METRICS.items()}
 if "tradeoff_x" not in st.session_state:
@@ -102,7 +102,16 @@ st.dataframe(
     hide_index=True,
     column_config={
         c: st.column_config.NumberColumn(format="percent")
-        for c in ("target_sparsity", "actual_sparsity", "sparsity_all_params", "accuracy", "precision", "recall", "f1")
+        for c in (
+            "target_sparsity",
+            "actual_sparsity",
+            "effective_sparsity",
+            "sparsity_all_params",
+            "accuracy",
+            "precision",
+            "recall",
+            "f1",
+        )
     },
 )
 st.download_button(
