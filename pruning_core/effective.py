@@ -136,49 +136,60 @@ def _nonzero(tensor: torch.Tensor | None) -> torch.Tensor | None:
 @torch.no_grad()
 def effective_counts(flow: Dataflow, params: Mapping[str, torch.Tensor]) -> EffectiveCounts:
     """Propagate dead neurons through ``flow`` for the parameter values in ``params`` (a model's
-    ``named_parameters()``, masked values in place) until nothing changes; count what remains."""
+    ``named_parameters()``, masked values in place) until nothing changes; count what remains.
+
+    One pass over each weight reduces it to nonzero counts per (neuron, input column); the fixed
+    point then only multiplies those small matrices by keep-vectors, so a sweep level stays cheap.
+    """
     layers = flow.layers
-    alive = {
-        name: _nonzero(params[f.weight]).reshape(f.out_channels, f.in_columns, f.kernel) for name, f in layers.items()
+    # Nonzero weights per (output neuron, input column), summed over the kernel; float64 is exact here.
+    counts = {
+        name: _nonzero(params[f.weight]).reshape(f.out_channels, f.in_columns, f.kernel).sum(2, dtype=torch.float64)
+        if f.kernel > 1
+        else _nonzero(params[f.weight]).reshape(f.out_channels, f.in_columns).double()
+        for name, f in layers.items()
     }
+    links = {name: (c > 0).double() for name, c in counts.items()}
     bias = {name: _nonzero(params[f.bias]) if f.bias else None for name, f in layers.items()}
     norm_weight = {name: _nonzero(params[f.norm_weight]) if f.norm_weight else None for name, f in layers.items()}
     norm_bias = {name: _nonzero(params[f.norm_bias]) if f.norm_bias else None for name, f in layers.items()}
     norm_zero, row_dead = {}, {}
     for name, f in layers.items():
-        row_dead[name] = removed_rows = torch.zeros(f.out_channels, dtype=torch.bool)
+        row_dead[name] = torch.zeros(f.out_channels, dtype=torch.bool)
         if f.norm_weight is not None:
             beta = norm_bias[name]
             norm_zero[name] = ~norm_weight[name] & (~beta if beta is not None else True)
             # A zero BatchNorm weight outputs the constant beta whatever comes in: row and bias are dead.
-            row_dead[name] = removed_rows | ~norm_weight[name]
+            row_dead[name] = ~norm_weight[name]
     removed = {name: torch.zeros(f.out_channels, dtype=torch.bool) for name, f in layers.items()}
 
-    def effective_weight(name: str) -> torch.Tensor:
-        kept = alive[name] & ~(removed[name] | row_dead[name])[:, None, None]
+    def kept_rows(name: str) -> torch.Tensor:
+        return (~(removed[name] | row_dead[name])).double()
+
+    def kept_columns(name: str) -> torch.Tensor:
         producer = flow.producer.get(name)
-        if producer is not None:
-            kept = kept & ~removed[producer].repeat_interleave(layers[producer].span)[None, :, None]
-        return kept
+        if producer is None:
+            return torch.ones(layers[name].in_columns, dtype=torch.float64)
+        return (~removed[producer]).repeat_interleave(layers[producer].span).double()
 
     while True:
-        weights = {name: effective_weight(name) for name in layers}
+        rows = {name: kept_rows(name) for name in layers}
+        columns = {name: kept_columns(name) for name in layers}
         changed = False
         for name, f in layers.items():
             if f.is_output:
                 continue  # the outputs are the classes
             if f.norm_weight is not None:
-                silent = norm_zero[name]
+                dead = norm_zero[name]
             elif f.norm_affine_missing:
-                silent = torch.zeros(f.out_channels, dtype=torch.bool)
+                dead = torch.zeros(f.out_channels, dtype=torch.bool)
             else:
-                silent = ~weights[name].any(2).any(1)
+                dead = (links[name] @ columns[name]) == 0  # no live input reaches the neuron
                 if bias[name] is not None:
-                    silent = silent & ~bias[name]
-            dead = silent
+                    dead = dead & ~bias[name]
             if f.consumer is not None:
-                columns = weights[f.consumer].reshape(layers[f.consumer].out_channels, f.out_channels, -1)
-                dead = dead | ~columns.any(2).any(0)
+                reached = rows[f.consumer] @ links[f.consumer]  # per consumer column: live rows reading it
+                dead = dead | (reached.reshape(f.out_channels, f.span).sum(1) == 0)
             new = removed[name] | dead
             if not torch.equal(new, removed[name]):
                 removed[name], changed = new, True
@@ -193,7 +204,7 @@ def effective_counts(flow: Dataflow, params: Mapping[str, torch.Tensor]) -> Effe
         kept_in = (
             f.in_columns if producer is None else f.in_columns - int(removed[producer].sum()) * layers[producer].span
         )
-        nonzero[f.weight] = int(weights[name].sum())
+        nonzero[f.weight] = round(float(rows[name] @ counts[name] @ columns[name]))
         shapes[f.weight] = (kept_out, kept_in, *params[f.weight].shape[2:])
         dead = {f.bias: removed[name] | row_dead[name], f.norm_weight: removed[name], f.norm_bias: removed[name]}
         for param, mask in ((f.bias, bias[name]), (f.norm_weight, norm_weight[name]), (f.norm_bias, norm_bias[name])):
