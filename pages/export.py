@@ -41,9 +41,13 @@ with st.spinner("Preparing files..."):
 metrics = bundle["metrics"]
 m1, m2, m3, m4 = st.columns(4)
 m1.metric("Test accuracy", f"{metrics['accuracy']:.2%}")
-m2.metric("Sparsity (prunable weights)", f"{metrics['actual_sparsity']:.1%}")
-m3.metric("Nonzero parameters", f"{metrics['nonzero_params']:,}")
-m4.metric("Compression ratio", f"{metrics['compression_ratio']:.2f}×")
+m2.metric(
+    "Sparsity, effective (prunable weights)",
+    f"{metrics['effective_sparsity']:.1%}",
+    help=f"Zeros alone (direct): {metrics['actual_sparsity']:.1%}. Effective also counts what dead neurons take with them.",
+)
+m3.metric("Parameters still needed", f"{metrics['effective_params']:,}", help=f"Nonzero: {metrics['nonzero_params']:,}")
+m4.metric("Compression ratio, effective", f"{metrics['compression_ratio']:.2f}×")
 
 stem = f"prunelab-{config.model}-{method.replace(':', '_')}-{sparsity:g}"
 st.subheader("Download")

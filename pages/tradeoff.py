@@ -163,6 +163,7 @@ st.dataframe(
         for c in (
             "target_sparsity",
             "actual_sparsity",
+            "effective_sparsity",
             "sparsity_all_params",
             "accuracy",
             "precision",

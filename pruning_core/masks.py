@@ -10,12 +10,12 @@ from __future__ import annotations
 import copy
 import math
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 
-from pruning_core import graph, selection
+from pruning_core import allocation, graph, selection
 from pruning_core.methods import PruningMethod, ScoringContext, get_method
 from pruning_core.targets import Target, find_targets
 
@@ -117,6 +117,7 @@ class MaskPlan:
     scores: list[torch.Tensor]
     links: dict[str, list[str]]  # layer -> parameter names pruned with its neurons (structured)
     context: ScoringContext | None = None  # what the method saw; its ``masks`` hook sees it again
+    removal_order: allocation.RemovalOrder | None = field(default=None, repr=False)  # global structured
 
     @classmethod
     def build(
@@ -287,32 +288,11 @@ class MaskPlan:
         return self._global_channels(fractions)
 
     def _global_channels(self, sparsity: float) -> list[torch.Tensor]:
-        """Rank neurons of all layers together by layer-normalised score; prune the lowest within budget.
-
-        Raw scores are not comparable across layers (norms grow with fan-in, BatchNorm scales and
-        activations differ per layer), so a global ranking of them would empty one layer first;
-        dividing by the layer mean (Torch-Pruning's "mean" normaliser) ranks neurons by how they
-        compare with their own layer, for any structured criterion.
-        """
-        normalised = [s / s.mean().clamp_min(1e-12) for s in self.scores]
-        sizes = [t.weight[0].numel() for t in self.scored]
-        budget = _n_to_prune(sparsity, sum(size * s.numel() for size, s in zip(sizes, normalised, strict=False)))
-        candidates = sorted(
-            (float(score), layer_index, channel)
-            for layer_index, scores in enumerate(normalised)
-            for channel, score in enumerate(scores.tolist())
-        )
-        kept = [torch.ones(s.numel(), dtype=torch.bool) for s in normalised]
-        remaining = [s.numel() for s in normalised]
-        pruned = 0
-        for _, layer_index, channel in candidates:
-            size = sizes[layer_index]
-            if pruned + size > budget or remaining[layer_index] == 1:
-                continue
-            kept[layer_index][channel] = False
-            remaining[layer_index] -= 1
-            pruned += size
-        return kept
+        """Cut the plan's one global removal order (``pruning_core.allocation``) at ``sparsity``,
+        counted as the fraction of all Linear/Conv weights effectively removed."""
+        if self.removal_order is None:  # built once per plan, so every level cuts the same order
+            self.removal_order = allocation.removal_order(self.model, self.scored, self.scores)
+        return self.removal_order.kept(sparsity)
 
 
 def _linked_params(

@@ -1,23 +1,29 @@
 """Honest accounting: accuracy metrics, parameter and byte counts, and multiply-adds.
 
 Sizes follow ShrinkBench: compression ratio = total parameters / nonzero parameters; theoretical
-speedup = dense multiply-adds / effective multiply-adds, where a layer's effective multiply-adds
-are its dense multiply-adds times the fraction of its weights that are nonzero. That speedup is an
-upper bound that dense kernels never see: zeros in a dense tensor are multiplied like any other
-number. Only removing neurons (``pruning_core.shrink``) makes a dense kernel faster.
-"""
+speedup = dense multiply-adds / effective multiply-adds, where a layer's multiply-adds are its
+dense multiply-adds times the fraction of its weights that are nonzero. Both are computed on the
+*effective* counts: what remains needed once dead neurons are removed with everything they feed
+and everything that feeds them (``pruning_core.effective``); the *direct* counts (zeros only) are
+reported beside them. That speedup is an upper bound that dense kernels never see: zeros in a
+dense tensor are multiplied like any other number. Only removing neurons
+(``pruning_core.shrink``) makes a dense kernel faster."""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
 from pruning_core.dataflow import dataflow
 from pruning_core.targets import PRUNABLE_TYPES
+
+if TYPE_CHECKING:
+    from pruning_core.effective import EffectiveCounts
 
 INDEX_BYTES = 4  # int32 indices, enough for any tensor below 2**31 elements
 
@@ -114,32 +120,52 @@ def nonzero_counts(tensors: Mapping[str, torch.Tensor]) -> dict[str, int]:
     return dict(zip(tensors, counts))
 
 
-def size_metrics(profile: ModelProfile, pruned_nonzero: Mapping[str, int]) -> dict[str, float]:
+def size_metrics(
+    profile: ModelProfile, pruned_nonzero: Mapping[str, int], effective: EffectiveCounts | None = None
+) -> dict[str, float]:
     """Sparsity, sizes and multiply-adds of the model when the parameters in ``pruned_nonzero`` have
-    that many nonzero elements (every other parameter as in the dense model)."""
+    that many nonzero elements (every other parameter as in the dense model).
+
+    *Direct* columns count the zeros; *effective* ones count what is still needed once dead neurons
+    are gone (``effective``, from :func:`pruning_core.effective.effective_counts`; without it they
+    equal the direct ones). Compression ratio and theoretical speedup use the effective counts.
+    """
     nonzero = {**profile.nonzero, **pruned_nonzero}
-    sparse_bytes = 0
+    effective_nonzero = {**nonzero, **(effective.nonzero if effective else {})}
+    shapes = effective.shapes if effective else {}
+    sparse_bytes = effective_bytes = 0
     for name, (shape, element_bytes) in profile.params.items():
         if name in pruned_nonzero:
             sparse_bytes += sparse_tensor_bytes(shape, nonzero[name], element_bytes)
         else:
             sparse_bytes += math.prod(shape) * element_bytes
+        # The tensor with dead neurons sliced away, stored in whichever encoding is smallest.
+        kept_shape = shapes.get(name, shape)
+        dense = math.prod(kept_shape) * element_bytes
+        effective_bytes += min(dense, sparse_tensor_bytes(kept_shape, effective_nonzero[name], element_bytes))
     nonzero_total = sum(nonzero.values())
+    effective_total = sum(effective_nonzero.values())
     prunable_total = sum(profile.prunable_weights.values())
-    prunable_nonzero = sum(nonzero[n] for n in profile.prunable_weights)
-    effective = profile.dense_macs
+    direct_macs = effective_macs = profile.dense_macs
     for name, numel in profile.prunable_weights.items():
-        layer = name[: -len(".weight")]
-        effective -= profile.macs.get(layer, 0) * (1 - nonzero[name] / numel)
+        layer_macs = profile.macs.get(name[: -len(".weight")], 0)
+        direct_macs -= layer_macs * (1 - nonzero[name] / numel)
+        effective_macs -= layer_macs * (1 - effective_nonzero[name] / numel)
     return {
-        "actual_sparsity": 1 - prunable_nonzero / prunable_total,
+        "actual_sparsity": 1 - sum(nonzero[n] for n in profile.prunable_weights) / prunable_total,
+        "effective_sparsity": 1 - sum(effective_nonzero[n] for n in profile.prunable_weights) / prunable_total,
         "sparsity_all_params": 1 - nonzero_total / profile.total_params,
         "nonzero_params": nonzero_total,
+        "effective_params": effective_total,
         "total_params": profile.total_params,
         "dense_bytes": profile.dense_bytes,
         "sparse_bytes": sparse_bytes,
-        "compression_ratio": profile.total_params / max(nonzero_total, 1),
+        "effective_sparse_bytes": effective_bytes,
+        "compression_ratio": profile.total_params / max(effective_total, 1),
+        "direct_compression_ratio": profile.total_params / max(nonzero_total, 1),
         "dense_macs": profile.dense_macs,
-        "effective_macs": effective,
-        "theoretical_speedup": profile.dense_macs / max(effective, 1),
+        "direct_macs": direct_macs,
+        "effective_macs": effective_macs,
+        "theoretical_speedup": profile.dense_macs / max(effective_macs, 1),
+        "direct_speedup": profile.dense_macs / max(direct_macs, 1),
     }

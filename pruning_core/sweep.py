@@ -19,6 +19,7 @@ import pandas as pd
 import torch
 from torch import nn
 
+from pruning_core.effective import Dataflow, effective_counts
 from pruning_core.finetune import Stopped
 from pruning_core.masks import MaskPlan, Sparsity, check_scope, check_sparsity
 from pruning_core.methods import get_method
@@ -48,20 +49,26 @@ COLUMNS = [
     "scope",
     "target_sparsity",
     "actual_sparsity",
+    "effective_sparsity",
     "sparsity_all_params",
     "nonzero_params",
+    "effective_params",
     "total_params",
     "dense_bytes",
     "sparse_bytes",
+    "effective_sparse_bytes",
     "compression_ratio",
+    "direct_compression_ratio",
     "accuracy",
     "loss",
     "precision",
     "recall",
     "f1",
     "dense_macs",
+    "direct_macs",
     "effective_macs",
     "theoretical_speedup",
+    "direct_speedup",
     "schedule",
     "finetune_epochs",
     "train_accuracy",
@@ -142,6 +149,7 @@ def sweep(
     y_calib = y_train[:calibration_samples] if y_train is not None else None
 
     profile = ModelProfile.of(model, X_test)
+    flow = Dataflow.of(model)
     noisy = _noisy(X_test, X_train, noise_std) if generalisation else None
     measure = functools.partial(
         _measure, X_test=X_test, y_test=y_test, X_train=X_train if generalisation else None,
@@ -151,7 +159,7 @@ def sweep(
         if X_train is None:
             raise ValueError("a schedule that trains needs train data: pass a DataSplit or a 4-tuple")
         return _scheduled_sweep(
-            model, X_train, y_train, resolved, levels, scope, exclude, seed, schedule, profile, measure,
+            model, X_train, y_train, resolved, levels, scope, exclude, seed, schedule, profile, flow, measure,
             progress, workers, init_state, reinit, should_stop,
         )  # fmt: skip
 
@@ -179,7 +187,8 @@ def sweep(
                 for p_name, mask in masks.items():
                     torch.mul(originals[p_name], mask, out=working_params[p_name])
             metrics = measure(working)
-            sizes = size_metrics(profile, _nonzero_after(masks, pruned, profile, working_params))
+            effective = effective_counts(flow, working_params)
+            sizes = size_metrics(profile, _nonzero_after(masks, pruned, profile, working_params), effective)
             seconds = time.perf_counter() - t0 + prep_seconds / len(method_levels)
             target = level if not isinstance(level, dict) else _mean_target(level, profile)
             row = {
@@ -246,7 +255,7 @@ def _schedule_level(
 
 
 def _scheduled_sweep(
-    model, X_train, y_train, resolved, levels, scope, exclude, seed, schedule, profile, measure,
+    model, X_train, y_train, resolved, levels, scope, exclude, seed, schedule, profile, flow, measure,
     progress, workers, init_state, reinit, should_stop,
 ) -> pd.DataFrame:  # fmt: skip
     jobs = []
@@ -271,7 +280,9 @@ def _scheduled_sweep(
                     "granularity": method.granularity,
                     "scope": method_scope,
                     "target_sparsity": float(target),
-                    **size_metrics(profile, nonzero_counts({n: params[n] for n in masks})),
+                    **size_metrics(
+                        profile, nonzero_counts({n: params[n] for n in masks}), effective_counts(flow, params)
+                    ),
                     **measure(trained_model),
                     "schedule": kind,
                     # the control trains as the ticket's last round did (see run_schedule)

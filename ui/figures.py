@@ -34,16 +34,33 @@ def method_label(name: str) -> str:
         return name
 
 
-# x axis key -> (column, title, multiplier, axis type)
+# x axis key -> (column, title, multiplier, axis type). "Effective" counts what is still needed once
+# dead neurons are removed with what they feed (pruning_core.effective); "direct" counts zeros only.
+# The first is the trade-off chart's default.
 X_AXES: dict[str, tuple[str, str, float, str]] = {
-    "sparsity": ("actual_sparsity", "Sparsity of prunable weights (%)", 100.0, "linear"),
-    "nonzero": ("nonzero_params", "Nonzero parameters (count)", 1.0, "linear"),
-    "size": ("sparse_bytes", "Stored size, sparse encoding (KB)", 1 / 1024, "linear"),
-    "compression": ("compression_ratio", "Compression ratio (× fewer nonzero parameters, log scale)", 1.0, "log"),
-    "speedup": ("theoretical_speedup", "Theoretical speedup (× fewer multiply-adds)", 1.0, "linear"),
+    "params": ("effective_params", "Parameters still needed, effective (count)", 1.0, "linear"),
+    "effective-sparsity": ("effective_sparsity", "Sparsity of prunable weights, effective (%)", 100.0, "linear"),
+    "effective-size": (
+        "effective_sparse_bytes",
+        "Stored size, effective: dead neurons removed (KB)",
+        1 / 1024,
+        "linear",
+    ),
+    "compression": ("compression_ratio", "Compression ratio, effective (× fewer parameters, log scale)", 1.0, "log"),
+    "speedup": ("theoretical_speedup", "Theoretical speedup, effective (× fewer multiply-adds)", 1.0, "linear"),
+    "sparsity": ("actual_sparsity", "Sparsity of prunable weights, direct: zeros only (%)", 100.0, "linear"),
+    "nonzero": ("nonzero_params", "Nonzero parameters, direct (count)", 1.0, "linear"),
+    "size": ("sparse_bytes", "Stored size, direct: sparse encoding of the zeros (KB)", 1 / 1024, "linear"),
+    "direct-compression": (
+        "direct_compression_ratio",
+        "Compression ratio, direct (× fewer nonzero parameters, log scale)",
+        1.0,
+        "log",
+    ),
+    "direct-speedup": ("direct_speedup", "Theoretical speedup, direct (× fewer nonzero multiply-adds)", 1.0, "linear"),
 }
 # The trade-off page's defaults (also what the server computes before the first visitor).
-TRADEOFF_X_DEFAULT, TRADEOFF_Y_DEFAULT, TRADEOFF_TOLERANCE_DEFAULT = "sparsity", "accuracy", 1.0
+TRADEOFF_X_DEFAULT, TRADEOFF_Y_DEFAULT, TRADEOFF_TOLERANCE_DEFAULT = "params", "accuracy", 1.0
 # y metric -> (title, multiplier)
 Y_METRICS: dict[str, tuple[str, float]] = {
     "accuracy": ("Test accuracy (%)", 100.0),
@@ -55,17 +72,22 @@ Y_METRICS: dict[str, tuple[str, float]] = {
 
 _HOVER_COLUMNS = [
     ("target_sparsity", "target sparsity", "{:.1%}"),
-    ("actual_sparsity", "actual sparsity", "{:.2%}"),
+    ("actual_sparsity", "sparsity, direct", "{:.2%}"),
+    ("effective_sparsity", "sparsity, effective", "{:.2%}"),
     ("accuracy", "accuracy", "{:.2%}"),
     ("loss", "loss", "{:.3f}"),
     ("precision", "precision", "{:.2%}"),
     ("recall", "recall", "{:.2%}"),
     ("f1", "F1", "{:.2%}"),
-    ("nonzero_params", "nonzero params", "{:,}"),
-    ("sparse_bytes", "sparse size", "{:,} B"),
-    ("compression_ratio", "compression", "{:.2f}×"),
-    ("effective_macs", "effective MACs", "{:,.0f}"),
-    ("theoretical_speedup", "theoretical speedup", "{:.2f}×"),
+    ("nonzero_params", "nonzero params, direct", "{:,}"),
+    ("effective_params", "params needed, effective", "{:,}"),
+    ("sparse_bytes", "sparse size, direct", "{:,} B"),
+    ("effective_sparse_bytes", "size, effective", "{:,} B"),
+    ("compression_ratio", "compression, effective", "{:.2f}×"),
+    ("direct_macs", "MACs, direct", "{:,.0f}"),
+    ("effective_macs", "MACs, effective", "{:,.0f}"),
+    ("theoretical_speedup", "theoretical speedup, effective", "{:.2f}×"),
+    ("direct_speedup", "theoretical speedup, direct", "{:.2f}×"),
 ]
 
 

@@ -124,7 +124,7 @@ def test_tradeoff_axes_and_points(table, x, y):
     fig = tradeoff_figure(table, x=x, y=y)
     assert fig.layout.xaxis.title.text == x_title
     assert fig.layout.yaxis.title.text == y_title
-    assert fig.layout.xaxis.type == ("log" if x == "compression" else "linear")
+    assert fig.layout.xaxis.type == ("log" if x.endswith("compression") else "linear")
     assert x_type == fig.layout.xaxis.type
     assert_titled(fig)
     for trace, method in zip(method_traces(fig), SWEEP_METHODS):
@@ -193,10 +193,13 @@ def test_tradeoff_hover_text_holds_every_metric_of_its_row(table):
                 label = "F1" if metric == "f1" else metric
                 assert f"{label}: {row[metric]:.2%}" in text
             assert f"loss: {row['loss']:.3f}" in text
-            assert f"{row['actual_sparsity']:.2%}" in text
-            assert f"{int(row['nonzero_params']):,}" in text
-            assert f"{row['compression_ratio']:.2f}" in text
-            assert f"{row['theoretical_speedup']:.2f}" in text
+            assert f"sparsity, direct: {row['actual_sparsity']:.2%}" in text
+            assert f"sparsity, effective: {row['effective_sparsity']:.2%}" in text
+            assert f"nonzero params, direct: {int(row['nonzero_params']):,}" in text
+            assert f"params needed, effective: {int(row['effective_params']):,}" in text
+            assert f"compression, effective: {row['compression_ratio']:.2f}" in text
+            assert f"theoretical speedup, effective: {row['theoretical_speedup']:.2f}" in text
+            assert f"theoretical speedup, direct: {row['direct_speedup']:.2f}" in text
 
 
 def test_tradeoff_title_is_given_or_derived(table):

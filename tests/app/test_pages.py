@@ -80,7 +80,7 @@ def test_tradeoff_default_view_has_one_line_per_method_and_a_point_per_level():
     traces = method_traces(fig)
     assert [t["name"] for t in traces] == ["Magnitude", "Random", "Structured L1"]
     assert all(len(t["x"]) == 5 for t in traces)
-    assert fig["layout"]["xaxis"]["title"]["text"] == "Sparsity of prunable weights (%)"
+    assert fig["layout"]["xaxis"]["title"]["text"] == "Parameters still needed, effective (count)"
     assert fig["layout"]["yaxis"]["title"]["text"] == "Test accuracy (%)"
     assert any(s.get("line", {}).get("dash") == "dash" for s in fig["layout"]["shapes"]), "dense line missing"
 
@@ -99,7 +99,10 @@ def test_sidebar_changes_model_and_methods_and_the_chart_follows():
     assert at.query_params["methods"] in (["magnitude,nm-2:4"], "magnitude,nm-2:4")
 
 
-@pytest.mark.parametrize("axis, expected_type", [("compression", "log"), ("size", "linear"), ("speedup", "linear")])
+@pytest.mark.parametrize(
+    "axis, expected_type",
+    [("compression", "log"), ("size", "linear"), ("speedup", "linear"), ("direct-compression", "log")],
+)
 def test_x_axis_choice_sets_title_and_scale(axis, expected_type):
     at = run_app(n="3", methods="magnitude")
     at.selectbox(key="tradeoff_x").set_value(axis).run()
@@ -108,7 +111,14 @@ def test_x_axis_choice_sets_title_and_scale(axis, expected_type):
     assert (
         fig["layout"]["xaxis"]["title"]["text"]
         .lower()
-        .startswith({"compression": "compression", "size": "stored size", "speedup": "theoretical speedup"}[axis])
+        .startswith(
+            {
+                "compression": "compression ratio, effective",
+                "direct-compression": "compression ratio, direct",
+                "size": "stored size, direct",
+                "speedup": "theoretical speedup, effective",
+            }[axis]
+        )
     )
 
 

@@ -1,0 +1,152 @@
+"""Global structured allocation: which neurons and filters go, across all layers, for any sparsity.
+
+A neuron's removal takes away its weight row, its bias and BatchNorm entries, and its column block
+in the layer that consumes its outputs (``span`` consecutive inputs of a Linear after a flatten).
+The target sparsity of a global structured sweep is the fraction of all Linear/Conv weights
+*effectively* removed, downstream columns included (``pruning_core.effective``), so a neuron's
+cost is counted in full.
+
+One removal order is built per plan and cut at each level, so masks are nested: a neuron removed at
+sparsity s is removed at every higher sparsity.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from pruning_core.effective import Dataflow
+from pruning_core.targets import PRUNABLE_TYPES, Target
+
+# Every layer keeps at least max(1, ceil(MIN_WIDTH_FRACTION * width)) neurons under a global
+# structured ranking. Measured: without a floor no sample model's layer falls below 9 % of its
+# width even at 90 %, and 10 % changes only cancer-mlp's masks at 90 %; it guards other models
+# against a layer emptying (which disconnects the network) at no cost here.
+MIN_WIDTH_FRACTION = 0.1
+# How strongly what a neuron's removal frees weighs in the ranking (see ``priorities``).
+COST_EXPONENT = 0.25
+
+
+def min_width(width: int, min_fraction: float = MIN_WIDTH_FRACTION) -> int:
+    """Neurons a layer of ``width`` keeps at least: max(1, ceil(min_fraction * width))."""
+    return min(width, max(1, math.ceil(min_fraction * width - 1e-9)))
+
+
+@dataclass(frozen=True)
+class RemovalOrder:
+    """Neurons in the order a global structured sweep removes them, with the weights removed so far.
+
+    ``steps[i]`` is (scored layer index, neuron) of the i-th removal; ``removed_weights[i]`` the
+    Linear/Conv weights effectively gone after the first i removals (``removed_weights[0] == 0``).
+    """
+
+    widths: tuple[int, ...]
+    steps: tuple[tuple[int, int], ...]
+    removed_weights: tuple[int, ...]
+    total_weights: int
+
+    def cut(self, sparsity: float) -> int:
+        """How many removals reach ``sparsity`` of all Linear/Conv weights most closely (the fewer
+        on a tie). Non-decreasing in ``sparsity``, which is what makes the masks nested."""
+        budget = round(sparsity * self.total_weights)
+        removed = torch.tensor(self.removed_weights)
+        reach = int(torch.searchsorted(removed, budget, right=True))  # removals within the budget
+        if reach < len(removed) and removed[reach] - budget < budget - removed[reach - 1]:
+            return reach
+        return reach - 1
+
+    def kept(self, sparsity: float) -> list[torch.Tensor]:
+        """Kept neurons of each scored layer at ``sparsity`` (True = kept)."""
+        kept = [torch.ones(width, dtype=torch.bool) for width in self.widths]
+        for layer_index, neuron in self.steps[: self.cut(sparsity)]:
+            kept[layer_index][neuron] = False
+        return kept
+
+
+def neuron_costs(model: nn.Module, targets: Sequence[Target], flow: Dataflow) -> list[int]:
+    """Parameters one neuron of each target takes with it when removed from the dense model: its
+    weight row, bias, BatchNorm weight and bias, and its columns in the consumer layer."""
+    costs = []
+    for t in targets:
+        cost = t.weight[0].numel() + (1 if getattr(t.module, "bias", None) is not None else 0)
+        layer = flow.layers.get(t.layer)
+        if layer is not None:
+            cost += (layer.norm_weight is not None) + (layer.norm_bias is not None)
+            cost += flow.consumer_columns(t.layer)
+        costs.append(cost)
+    return costs
+
+
+def priorities(scores: Sequence[torch.Tensor], costs: Sequence[int]) -> list[torch.Tensor]:
+    """The global ranking key of every neuron (removal goes lowest first):
+    ``score / ||layer scores||_2 / cost ** COST_EXPONENT``.
+
+    Raw scores are not comparable across layers (norms grow with fan-in; BatchNorm scales and
+    activations differ per layer). Dividing by the L2 norm of the layer's scores makes them scale
+    free, and gives each of n equally important neurons 1/sqrt(n): a wide layer, with more
+    redundancy, gives up a larger share of its neurons than a narrow one. Dividing by the cost (the
+    parameters a removal frees, :func:`neuron_costs`) lets a neuron that frees more go earlier,
+    but only weakly. Measured on the sample models (structured L1 and L2, targets 10-90 %, accuracy
+    against layer-wise pruning at the same effective parameter count, in binomial standard errors):
+    exponent 0 falls 16 SE below layer-wise on digits-cnn at 50 %; exponent 1 falls 8 SE below on
+    mnist1d-cnn, and with mean instead of L2 normalisation 22 SE below on digits-mlp at 50 % (the
+    costly fc2 emptied); exponent 1/4 is within 2 SE of layer-wise or above it at 86 of 90 points,
+    often far above (digits-cnn: +21 SE at 70 %), the four exceptions on mnist1d-cnn (the most
+    fragile model: any layer loses 10-20 points at 20 % of its filters) and digits-cnn L2 at 80 %.
+    """
+    return [
+        s.double() / s.double().norm().clamp_min(1e-12) / cost**COST_EXPONENT
+        for s, cost in zip(scores, costs, strict=True)
+    ]
+
+
+def removal_order(
+    model: nn.Module,
+    targets: Sequence[Target],
+    scores: Sequence[torch.Tensor],
+    flow: Dataflow | None = None,
+    min_fraction: float | None = None,
+) -> RemovalOrder:
+    """Rank the neurons of ``targets`` (scored by ``scores``, higher = more important) globally.
+
+    Each layer's lowest-priority neurons may go, down to :func:`min_width`; they are merged into one
+    order by :func:`priorities` (ties: earlier layer, then lower index). The weights effectively
+    removed after each step are counted exactly: a neuron's row over the producer's neurons still
+    kept, plus its consumer columns over the consumer's neurons still kept.
+    """
+    flow = flow if flow is not None else Dataflow.of(model)
+    min_fraction = MIN_WIDTH_FRACTION if min_fraction is None else min_fraction
+    costs = neuron_costs(model, targets, flow)
+    keys = priorities(scores, costs)
+    candidates = []
+    for layer_index, key in enumerate(keys):
+        order = sorted(range(key.numel()), key=lambda i, k=key.tolist(): (k[i], i))
+        removable = key.numel() - min_width(key.numel(), min_fraction)
+        candidates += [(float(key[i]), layer_index, i) for i in order[:removable]]
+    candidates.sort()
+
+    modules = dict(model.named_modules())
+    kept = {name: f.out_channels for name, f in flow.layers.items()}
+    removed, cumulative = 0, [0]
+    steps = []
+    for _, layer_index, neuron in candidates:
+        t = targets[layer_index]
+        layer = flow.layers.get(t.layer)
+        if layer is None:  # untraced: only the row is known to go
+            removed += t.weight[0].numel()
+        else:
+            producer = flow.producer.get(t.layer)
+            in_kept = kept[producer] * flow.layers[producer].span if producer is not None else layer.in_columns
+            removed += in_kept * layer.kernel
+            if layer.consumer is not None:
+                consumer = flow.layers[layer.consumer]
+                removed += kept[layer.consumer] * layer.span * consumer.kernel
+            kept[t.layer] -= 1
+        steps.append((layer_index, neuron))
+        cumulative.append(removed)
+    total = sum(m.weight.numel() for n, m in modules.items() if n and isinstance(m, PRUNABLE_TYPES))
+    return RemovalOrder(tuple(s.numel() for s in scores), tuple(steps), tuple(cumulative), total)

@@ -1,0 +1,214 @@
+"""What pruning really removes: dead neurons propagated through the network to a fixed point.
+
+Zeroing weights can make whole neurons useless, and a useless neuron takes more with it than its
+own zeros. Counting only the zeros (the *direct* numbers) under-reports what structured pruning
+removes and hides what unstructured pruning removes by accident. The *effective* numbers count
+what is still needed once every dead neuron is gone:
+
+- A neuron is **silent** when it outputs exactly 0 for every input. Without a BatchNorm after it,
+  that is when all its incoming weights are zero (or read only silent neurons' outputs) and its
+  bias is zero or absent. With a BatchNorm, it is when the BatchNorm's weight and bias entries are
+  both zero (with zero incoming weights but a live BatchNorm the neuron outputs the constant
+  ``beta - gamma * mean / sqrt(var + eps)``, which is not removable without folding it into the
+  next layer's bias, and we do not fold). A zero BatchNorm weight alone makes the neuron output
+  the constant beta: its incoming row and bias are dead, its BatchNorm bias is not. The activations between layers map 0 to 0
+  (``pruning_core.graph`` refuses others), so a silent neuron feeds exact zeros to its consumer:
+  its outgoing weights (its columns in the consumer) are dead too.
+- A neuron is **unused** when its outgoing weights are all zero (or go only to dead neurons of
+  the consumer): it contributes nothing, so its incoming row, bias and BatchNorm entries are dead.
+- The output layer's neurons are the model's outputs (the classes): never removed.
+
+A dead neuron can make others dead (its consumer's row may now read only dead inputs; its
+producer's column may now reach only dead rows), so the rules are applied until nothing changes.
+For structured masks this removes exactly the masked neurons and their consumers' columns: the
+effective counts are those of the physically shrunk model (``pruning_core.shrink``).
+
+Models whose dataflow is not a chain ``torch.fx`` can trace get no propagation: their effective
+numbers equal the direct ones. Pure torch; works on parameter tensors, never copies a model.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from pruning_core.graph import GraphError, trace_links
+
+
+@dataclass(frozen=True)
+class LayerFlow:
+    """One prunable layer as the propagation sees it: its parameters and where its outputs go."""
+
+    layer: str
+    weight: str  # parameter names
+    bias: str | None
+    norm_weight: str | None  # affine BatchNorm on this layer's outputs
+    norm_bias: str | None
+    norm_affine_missing: bool  # a BatchNorm without affine parameters: its neurons are never silent
+    out_channels: int
+    in_columns: int  # weight.shape[1]
+    kernel: int  # elements per (row, column) pair: prod(kernel_size) for convs, 1 for Linear
+    consumer: str | None  # the layer whose input columns this layer's neurons feed (None: unknown)
+    span: int  # consumer columns per neuron: 1, or fan_in / channels through a flatten
+    is_output: bool
+
+
+@dataclass(frozen=True)
+class Dataflow:
+    """The prunable layers of a model and how their neurons feed each other; built once per model."""
+
+    layers: dict[str, LayerFlow]
+    producer: dict[str, str] = field(default_factory=dict)  # consumer layer -> producing layer
+
+    @classmethod
+    def of(cls, model: nn.Module) -> Dataflow:
+        """Trace ``model`` once (``graph.trace_links``); an untraceable model gets no links at all,
+        so nothing propagates and its effective numbers equal the direct ones."""
+        try:
+            links = trace_links(model)
+        except GraphError:
+            return cls({})
+        modules = dict(model.named_modules())
+        layers: dict[str, LayerFlow] = {}
+        for name, link in links.items():
+            module = modules[name]
+            out_channels, in_columns = module.weight.shape[0], module.weight.shape[1]
+            consumer, span = link.consumer, 1
+            if consumer is not None:
+                target = modules[consumer]
+                fan_in = target.weight.shape[1]
+                grouped = getattr(target, "groups", 1) != 1 or getattr(module, "groups", 1) != 1
+                if grouped or fan_in % out_channels or (fan_in != out_channels and not isinstance(target, nn.Linear)):
+                    consumer = None  # a mapping we cannot read column by column: nothing propagates here
+                else:
+                    span = fan_in // out_channels
+            norm = modules[link.norm] if link.norm is not None else None
+            affine = norm is not None and getattr(norm, "weight", None) is not None
+            layers[name] = LayerFlow(
+                layer=name,
+                weight=f"{name}.weight",
+                bias=f"{name}.bias" if module.bias is not None else None,
+                norm_weight=f"{link.norm}.weight" if affine else None,
+                norm_bias=f"{link.norm}.bias" if affine and norm.bias is not None else None,
+                norm_affine_missing=norm is not None and not affine,
+                out_channels=out_channels,
+                in_columns=in_columns,
+                kernel=math.prod(module.weight.shape[2:]),
+                consumer=consumer,
+                span=span,
+                is_output=link.is_output,
+            )
+        producer = {flow.consumer: name for name, flow in layers.items() if flow.consumer is not None}
+        return cls(layers, producer)
+
+    def consumer_columns(self, layer: str) -> int:
+        """Weights of the consumer that one neuron of ``layer`` feeds (its column block), 0 if none."""
+        flow = self.layers[layer]
+        if flow.consumer is None:
+            return 0
+        consumer = self.layers[flow.consumer]
+        return consumer.out_channels * flow.span * consumer.kernel
+
+
+@dataclass(frozen=True)
+class EffectiveCounts:
+    """What remains needed after dead neurons are removed.
+
+    ``nonzero`` maps every parameter the dataflow covers (weights, biases and BatchNorm entries of
+    the prunable layers) to its nonzero elements that are still needed; ``shapes`` to the shape
+    the tensor has once dead neurons are sliced away (what ``shrink`` would produce); ``removed``
+    maps each layer to its dead neurons (True = dead).
+    """
+
+    nonzero: dict[str, int]
+    shapes: dict[str, tuple[int, ...]]
+    removed: dict[str, torch.Tensor]
+
+
+def _nonzero(tensor: torch.Tensor | None) -> torch.Tensor | None:
+    return None if tensor is None else tensor.detach() != 0
+
+
+@torch.no_grad()
+def effective_counts(flow: Dataflow, params: Mapping[str, torch.Tensor]) -> EffectiveCounts:
+    """Propagate dead neurons through ``flow`` for the parameter values in ``params`` (a model's
+    ``named_parameters()``, masked values in place) until nothing changes; count what remains.
+
+    One pass over each weight reduces it to nonzero counts per (neuron, input column); the fixed
+    point then only multiplies those small matrices by keep-vectors, so a sweep level stays cheap.
+    """
+    layers = flow.layers
+    # Nonzero weights per (output neuron, input column), summed over the kernel; float64 is exact here.
+    counts = {
+        name: _nonzero(params[f.weight]).reshape(f.out_channels, f.in_columns, f.kernel).sum(2, dtype=torch.float64)
+        if f.kernel > 1
+        else _nonzero(params[f.weight]).reshape(f.out_channels, f.in_columns).double()
+        for name, f in layers.items()
+    }
+    links = {name: (c > 0).double() for name, c in counts.items()}
+    bias = {name: _nonzero(params[f.bias]) if f.bias else None for name, f in layers.items()}
+    norm_weight = {name: _nonzero(params[f.norm_weight]) if f.norm_weight else None for name, f in layers.items()}
+    norm_bias = {name: _nonzero(params[f.norm_bias]) if f.norm_bias else None for name, f in layers.items()}
+    norm_zero, row_dead = {}, {}
+    for name, f in layers.items():
+        row_dead[name] = torch.zeros(f.out_channels, dtype=torch.bool)
+        if f.norm_weight is not None:
+            beta = norm_bias[name]
+            norm_zero[name] = ~norm_weight[name] & (~beta if beta is not None else True)
+            # A zero BatchNorm weight outputs the constant beta whatever comes in: row and bias are dead.
+            row_dead[name] = ~norm_weight[name]
+    removed = {name: torch.zeros(f.out_channels, dtype=torch.bool) for name, f in layers.items()}
+
+    def kept_rows(name: str) -> torch.Tensor:
+        return (~(removed[name] | row_dead[name])).double()
+
+    def kept_columns(name: str) -> torch.Tensor:
+        producer = flow.producer.get(name)
+        if producer is None:
+            return torch.ones(layers[name].in_columns, dtype=torch.float64)
+        return (~removed[producer]).repeat_interleave(layers[producer].span).double()
+
+    while True:
+        rows = {name: kept_rows(name) for name in layers}
+        columns = {name: kept_columns(name) for name in layers}
+        changed = False
+        for name, f in layers.items():
+            if f.is_output:
+                continue  # the outputs are the classes
+            if f.norm_weight is not None:
+                dead = norm_zero[name]
+            elif f.norm_affine_missing:
+                dead = torch.zeros(f.out_channels, dtype=torch.bool)
+            else:
+                dead = (links[name] @ columns[name]) == 0  # no live input reaches the neuron
+                if bias[name] is not None:
+                    dead = dead & ~bias[name]
+            if f.consumer is not None:
+                reached = rows[f.consumer] @ links[f.consumer]  # per consumer column: live rows reading it
+                dead = dead | (reached.reshape(f.out_channels, f.span).sum(1) == 0)
+            new = removed[name] | dead
+            if not torch.equal(new, removed[name]):
+                removed[name], changed = new, True
+        if not changed:
+            break
+
+    nonzero: dict[str, int] = {}
+    shapes: dict[str, tuple[int, ...]] = {}
+    for name, f in layers.items():
+        kept_out = f.out_channels - int(removed[name].sum())
+        producer = flow.producer.get(name)
+        kept_in = (
+            f.in_columns if producer is None else f.in_columns - int(removed[producer].sum()) * layers[producer].span
+        )
+        nonzero[f.weight] = round(float(rows[name] @ counts[name] @ columns[name]))
+        shapes[f.weight] = (kept_out, kept_in, *params[f.weight].shape[2:])
+        dead = {f.bias: removed[name] | row_dead[name], f.norm_weight: removed[name], f.norm_bias: removed[name]}
+        for param, mask in ((f.bias, bias[name]), (f.norm_weight, norm_weight[name]), (f.norm_bias, norm_bias[name])):
+            if param is not None:
+                nonzero[param] = int((mask & ~dead[param]).sum())
+                shapes[param] = (kept_out,)
+    return EffectiveCounts(nonzero, shapes, removed)
