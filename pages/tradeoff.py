@@ -119,7 +119,8 @@ n_val = len(sample.data.y_val)
 noise = wilson_half_width(dense_val["accuracy"], n_val)
 if y == "accuracy" and tolerance / scale < noise:
     st.warning(
-        f"The tolerance ({tolerance:g} point{'' if tolerance == 1 else 's'}) is below the noise: on the {n_val} validation samples that choose "
+        f"The tolerance ({tolerance:g} point{'' if tolerance == 1 else 's'}) is below the noise: "
+        f"on the {n_val} validation samples that choose "
         f"the knees, the 95 % interval around the dense accuracy ({dense_val['accuracy']:.1%}) is "
         f"±{noise * 100:.1f} points, so knees this tight are partly chosen by chance.",
         icon="⚠️",
