@@ -279,10 +279,28 @@ def _schedule_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--rounds", type=int, help="rounds for iterative and lottery schedules (default 3)")
 
 
+def cmd_app(streamlit_args: list[str]) -> int:
+    """Start the Streamlit app the way ``make run`` does (``ui.serve``); other options go to Streamlit."""
+    from ui import serve
+
+    serve.main(streamlit_args)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="python -m pruning_core", description="PruneLab's pruning engine.")
+    import torch
+
+    from pruning_core import __version__
+
+    parser = _Parser(prog="prunelab", description="PruneLab: explore and apply neural-network pruning.")
+    parser.add_argument(
+        "--version", action="version", version=f"prunelab {__version__} (torch {torch.__version__.split('+')[0]})"
+    )
     sub = parser.add_subparsers(dest="command", parser_class=_Parser)
     sub.required = True
+    sub.add_parser(
+        "app", help="start the web app (extra options go to Streamlit, e.g. --server.port 8600)", add_help=False
+    )
     sub.add_parser("models", help="list the sample models").set_defaults(run=cmd_models)
     sub.add_parser("methods", help="list the pruning methods").set_defaults(run=cmd_methods)
     p = sub.add_parser("sweep", help="sweep sparsity levels and print the results table")
@@ -354,6 +372,8 @@ def _join_list_values(argv: list[str]) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["app"]:
+        return cmd_app(argv[1:])
     try:
         args = build_parser().parse_args(_join_list_values(argv))
         if getattr(args, "command", None) == "sweep":
