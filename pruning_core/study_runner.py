@@ -1,7 +1,7 @@
 """Running a study: cells computed locally (in this process or worker processes) or on Ray, each
 result stored the moment its cell finishes, so an interrupted study resumes where it stopped.
 
-Storage: ``OUT.parts/CELL_ID.json`` holds one cell's rows (written atomically: a temporary file,
+Storage: ``OUT.parts/CELL_ID.parquet`` holds one cell's rows (written atomically: a temporary file,
 then a rename). Only a part with status "ok" counts as done; a failed cell is tried again on the
 next run. The output (``.parquet`` or ``.csv``) is rebuilt from the parts of the study's cells, in
 the study's order, every few seconds while running and once at the end: a cell id can appear in it
@@ -11,7 +11,6 @@ at most once because each id has one part file.
 from __future__ import annotations
 
 import concurrent.futures
-import json
 import multiprocessing
 import os
 import sys
@@ -53,32 +52,30 @@ class ResultStore:
         self.parts.mkdir(parents=True, exist_ok=True)
 
     def _part(self, cell_id: str) -> Path:
-        return self.parts / f"{cell_id}.json"
+        return self.parts / f"{cell_id}.parquet"
 
-    def read(self, cell_id: str) -> dict | None:
-        """A cell's stored record, or None when there is none (or it is unreadable: recomputed)."""
+    def read(self, cell_id: str) -> pd.DataFrame | None:
+        """A cell's stored rows, or None when there are none (a damaged part counts as none: recomputed)."""
+        path = self._part(cell_id)
+        if not path.exists():
+            return None
         try:
-            return json.loads(self._part(cell_id).read_text())
-        except (OSError, ValueError):
+            return pd.read_parquet(path)
+        except Exception:  # noqa: BLE001 - pyarrow raises several types for a damaged file
             return None
 
     def done(self, cell_id: str) -> bool:
-        record = self.read(cell_id)
-        return record is not None and record.get("status") == "ok"
+        rows = self.read(cell_id)
+        return rows is not None and not rows.empty and bool((rows["status"] == "ok").all())
 
     def write(self, cell: Cell, rows: pd.DataFrame) -> None:
-        """Store a cell's rows atomically (readers see the old part or the new one, never half)."""
-        status = "failed" if (rows["status"] == "failed").any() else "ok"
-        record = {"cell": cell.describe(), "status": status, "rows": json.loads(rows.to_json(orient="records"))}
-        _write_atomic(self._part(cell.cell_id), json.dumps(record).encode())
+        """Store a cell's rows atomically (readers see the old part or the new one, never half).
+        Parquet keeps the dtypes exactly (NaN stays a float), so the combined table equals the rows."""
+        _write_atomic(self._part(cell.cell_id), rows.to_parquet(index=False))
 
     def combine(self, cells: Iterable[Cell]) -> pd.DataFrame:
         """The rows of the given cells that have a part, in the cells' order, written to the output."""
-        frames = []
-        for cell in cells:
-            record = self.read(cell.cell_id)
-            if record is not None and record.get("rows"):
-                frames.append(pd.DataFrame(record["rows"]))
+        frames = [rows for rows in map(self.read, (c.cell_id for c in cells)) if rows is not None and not rows.empty]
         table = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["cell_id", "status"])
         write_table(table, self.output)
         return table
