@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import sys
 
-from benchmarks import app, engine, finetune, room
+from benchmarks import app, engine, finetune, room, study
 
 
 def main() -> int:
@@ -15,6 +15,7 @@ def main() -> int:
     print(flush=True)
     print(app.report(app.run()), flush=True)
     print(flush=True)
+    print(study.report(study.run()) + "\n", flush=True)
     print(room.report(room.run(sessions=30, after_wait_s=30), after_wait_s=30), flush=True)
     return 0
 

@@ -267,7 +267,8 @@ def _run_ray(
                 while pending and len(in_flight) < window:
                     cell = pending.pop()
                     in_flight[remote.remote(cell, bundle_refs[cell.model], function_ref)] = cell
-                ready, _ = ray.wait(list(in_flight), num_returns=1)
+                # a timeout, so that Ctrl-C (delivered between bytecodes) is seen within a second
+                ready, _ = ray.wait(list(in_flight), num_returns=1, timeout=1.0)
                 for ref in ready:
                     cell = in_flight.pop(ref)
                     try:

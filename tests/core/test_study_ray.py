@@ -6,6 +6,7 @@ Ray is started once for the session with 2 CPUs. Without Ray these tests skip lo
 
 from __future__ import annotations
 
+import _thread
 import os
 import signal
 import sys
@@ -91,7 +92,7 @@ def test_a_worker_killed_mid_cell_is_retried_and_no_cell_is_lost_or_duplicated(r
     deadline = time.monotonic() + 120
     while not pid_file.exists() and time.monotonic() < deadline:
         time.sleep(0.1)
-    time.sleep(0.2)  # the PID is written before the file is complete only in theory; be safe
+    time.sleep(0.2)  # let the writer finish the file
     pid = int(pid_file.read_text())
     assert pid != os.getpid()
     os.kill(pid, signal.SIGKILL)
@@ -110,3 +111,49 @@ def test_a_worker_killed_mid_cell_is_retried_and_no_cell_is_lost_or_duplicated(r
         expected.drop(columns="seconds"),
         check_dtype=False,
     )
+
+
+class Sleeper:
+    """Records its worker's PID per cell, then sleeps far longer than the test waits."""
+
+    def __init__(self, pid_dir: Path):
+        self.pid_dir = pid_dir
+
+    def __call__(self, cell: Cell, bundle, threads: int) -> pd.DataFrame:
+        (self.pid_dir / cell.cell_id).write_text(str(os.getpid()))
+        time.sleep(120)
+        return execute_cell(cell, bundle, threads)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
+    return "\nState:\tZ" not in status
+
+
+def test_ctrl_c_cancels_the_tasks_in_flight(ray_session, tmp_path):
+    study = from_dict({**STUDY, "schedules": [{"kind": "oneshot"}]})
+    pid_dir = tmp_path / "pids"
+    pid_dir.mkdir()
+
+    def interrupt_once_two_cells_run() -> None:
+        deadline = time.monotonic() + 60
+        while len(list(pid_dir.iterdir())) < 2 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        time.sleep(0.2)
+        _thread.interrupt_main()  # what Ctrl-C does to the main thread
+
+    threading.Thread(target=interrupt_once_two_cells_run, daemon=True).start()
+    start = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        run_study(study, tmp_path / "r.parquet", backend="ray", progress=False, cell_function=Sleeper(pid_dir))
+    assert time.monotonic() - start < 60
+    pids = [int(p.read_text()) for p in pid_dir.iterdir()]
+    assert len(pids) == 2
+    deadline = time.monotonic() + 20
+    while any(map(_alive, pids)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not any(map(_alive, pids)), "the cancelled tasks' workers still run"
+    assert read_results(tmp_path / "r.parquet").empty
