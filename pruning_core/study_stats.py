@@ -80,3 +80,33 @@ def knees(results: pd.DataFrame, metric: str = "accuracy", tolerance: float = 0.
         row["seeds_without_knee"] = missing
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+REQUIRED_COLUMNS = ("status", "model", "method", "scope", "schedule_name", "schedule", "target_sparsity", "seed")
+MAX_RESULTS_BYTES = 50_000_000
+
+
+def read_results_bytes(name: str, data: bytes, max_bytes: int = MAX_RESULTS_BYTES) -> pd.DataFrame:
+    """A study's results from an uploaded file's bytes (Parquet or CSV by name), checked: size first,
+    then that it parses and has the columns a study writes. Raises ValueError naming the problem."""
+    import io
+
+    if len(data) > max_bytes:
+        raise ValueError(f"the file is {len(data):,} bytes; at most {max_bytes:,}")
+    suffix = name.lower().rsplit(".", 1)[-1]
+    if suffix not in ("parquet", "csv"):
+        raise ValueError(f"{name!r} is not a .parquet or .csv file")
+    try:
+        table = pd.read_parquet(io.BytesIO(data)) if suffix == "parquet" else pd.read_csv(io.BytesIO(data))
+    except Exception as exc:  # noqa: BLE001 - any parse failure is the user's file, reported as such
+        raise ValueError(f"{name!r} cannot be read as {suffix}: {str(exc).splitlines()[0][:200]}") from None
+    missing = [c for c in REQUIRED_COLUMNS if c not in table]
+    if missing:
+        raise ValueError(f"{name!r} lacks the column(s) {', '.join(missing)}: is it a study's results file?")
+    ok = table[table["status"] == "ok"]
+    for column in ("target_sparsity", "seed", "actual_sparsity", "accuracy"):
+        if column in ok and not pd.api.types.is_numeric_dtype(ok[column]):
+            raise ValueError(f"column {column!r} of {name!r} must hold numbers")
+    if "accuracy" not in table:
+        raise ValueError(f"{name!r} lacks the column accuracy: is it a study's results file?")
+    return table
