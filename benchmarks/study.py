@@ -47,7 +47,7 @@ result = {"cells": len(study.cells())}
 if backend == "ray":
     import ray
     start = time.perf_counter()
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
     result["ray_start_s"] = time.perf_counter() - start
     noop = ray.remote(num_cpus=1)(lambda: None)
     ray.get([noop.remote() for _ in range(20)])  # warm the worker pool

@@ -140,7 +140,7 @@ def run_study(
 ) -> StudyReport:
     """Run the study's cells that are not done yet and write the combined results to ``output``.
 
-    ``backend="local"`` runs cells in this process (``workers=1``) or in that many spawned worker
+    ``backend="local"`` runs cells in this process (``workers=1``, one torch thread meanwhile) or in that many spawned worker
     processes with one torch thread each; ``backend="ray"`` runs one Ray task per cell (``num_cpus=1``,
     retried up to ``max_retries`` times if its worker dies), against ``address`` (or ``RAY_ADDRESS``)
     or a local Ray started with ``workers`` CPUs. A cell that raises becomes a 'failed' record and the
@@ -178,16 +178,30 @@ def run_study(
         elif workers > 1:
             _run_processes(todo, finished, workers, cell_function)
         else:
-            bundles: dict[str, SampleBundle] = {}
-            for cell in todo:
-                if cell.model not in bundles:
-                    bundles[cell.model] = SampleBundle.load(cell.model)
-                finished(cell, cell_function(cell, bundles[cell.model], 0))
+            _run_here(todo, finished, cell_function)
     finally:
         bar.close()
         store.combine(cells)
         report.seconds = time.perf_counter() - start
     return report
+
+
+def _run_here(todo: list[Cell], finished, cell_function: CellFunction) -> None:
+    """Cells one after the other in this process, with one torch thread (restored afterwards):
+    torch's reductions add up in another order with two threads, and a study's results must not
+    depend on where its cells ran. A study is not per-request code: it owns its process meanwhile."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        bundles: dict[str, SampleBundle] = {}
+        for cell in todo:
+            if cell.model not in bundles:
+                bundles[cell.model] = SampleBundle.load(cell.model)
+            finished(cell, cell_function(cell, bundles[cell.model], 0))
+    finally:
+        torch.set_num_threads(threads)
 
 
 # --- local worker processes -------------------------------------------------------------------
@@ -252,7 +266,7 @@ def _run_ray(
         if address:
             ray.init(address=address, log_to_driver=False)
         else:
-            ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False)
+            ray.init(address="local", num_cpus=workers, include_dashboard=False, log_to_driver=False)
         started_here = True
     try:
         remote = ray.remote(num_cpus=1, max_retries=max_retries, retry_exceptions=False)(_ray_cell)
