@@ -310,3 +310,13 @@ def test_knees_are_found_per_seed_then_summarised():
     assert result.loc["magnitude", "knee_std"] == pytest.approx(statistics.stdev(per_seed))
     assert result.loc["magnitude", "knee_n"] == 3
     assert result.loc["random", "knee_mean"] == 0.0 and result.loc["random", "knee_std"] == 0.0
+
+
+@pytest.mark.slow
+def test_local_worker_processes_give_the_in_process_results_exactly(tmp_path):
+    study = from_dict({**TINY, "schedules": [{"kind": "oneshot", "finetune": {"epochs": 1}}], "sparsities": [0.5, 0.9]})
+    here = run_study(study, tmp_path / "here.parquet", progress=False)
+    spread = run_study(study, tmp_path / "spread.parquet", workers=2, progress=False)
+    assert here.computed == spread.computed == 8 and not spread.failed
+    a, b = read_results(tmp_path / "here.parquet"), read_results(tmp_path / "spread.parquet")
+    pd.testing.assert_frame_equal(a.drop(columns="seconds"), b.drop(columns="seconds"), check_exact=True)
