@@ -171,13 +171,11 @@ def run_study(
             last_combine = time.perf_counter()
 
     try:
-        if not todo:
-            pass
-        elif backend == "ray":
+        if todo and backend == "ray":
             _run_ray(todo, finished, workers, address, cell_function, max_retries)
-        elif workers > 1:
+        elif todo and workers > 1:
             _run_processes(todo, finished, workers, cell_function)
-        else:
+        elif todo:
             _run_here(todo, finished, cell_function)
     finally:
         bar.close()
@@ -226,7 +224,8 @@ def _run_processes(todo: list[Cell], finished, workers: int, cell_function: Cell
                 cell = futures[future]
                 try:
                     rows = future.result()
-                except Exception as exc:  # noqa: BLE001 - a dead worker process: the cell is reported failed
+                except Exception as exc:  # noqa: BLE001 - a dead worker breaks the pool: its cells are
+                    # recorded failed and retried on the next run (Ray retries a dead worker's task at once)
                     from pruning_core.study import failed_rows
 
                     rows = failed_rows(cell, f"{type(exc).__name__}: {exc}")
