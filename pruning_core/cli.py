@@ -1,4 +1,4 @@
-"""Command line: ``python -m pruning_core models | methods | sweep ...``.
+"""Command line: ``python -m pruning_core models | methods | sweep | study ...``.
 
 Every mistake a user can make on the command line ends in one line on stderr that names the bad
 value and the valid choices, and exit status 2; never a traceback.
@@ -351,6 +351,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("recipe", help="recipe file (.yaml or .json)")
     p.add_argument("--output", help="write to this file instead of standard output")
     p.set_defaults(run=cmd_script)
+
+    from pruning_core import study_cli
+
+    study_cli.add_parser(sub)
     return parser
 
 

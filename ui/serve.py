@@ -21,6 +21,7 @@ import threading
 import time
 from pathlib import Path
 
+
 def _find_app() -> Path:
     """The app's entry file: the checkout's (source tree, editable install), else the copy a built
     wheel installs under ``<prefix>/share/prunelab``."""
