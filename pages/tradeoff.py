@@ -158,32 +158,36 @@ st.caption(
     f"{len(sample.data.y_val)} (chooses the knees) · sparsity counts every Linear/Conv weight; "
     "sizes are float32 parameters; sparse size is the smallest of dense, CSR and bitmask encodings per pruned tensor."
 )
-st.dataframe(
-    table,
-    hide_index=True,
-    column_config={
-        c: st.column_config.NumberColumn(format="percent")
-        for c in (
-            "target_sparsity",
-            "actual_sparsity",
-            "effective_sparsity",
-            "sparsity_all_params",
-            "accuracy",
-            "precision",
-            "recall",
-            "f1",
-            "accuracy_low",
-            "accuracy_high",
-            "val_accuracy",
-            "val_precision",
-            "val_recall",
-            "val_f1",
-        )  # fmt: skip
-    },
-)
+# The full table is many columns of every row: converting it costs more server time than the chart,
+# so it is drawn when asked for (the CSV below is built only when downloaded).
+show_table = st.toggle("Show the results table", key="tradeoff_table")
+if show_table:
+    st.dataframe(
+        table,
+        hide_index=True,
+        column_config={
+            c: st.column_config.NumberColumn(format="percent")
+            for c in (
+                "target_sparsity",
+                "actual_sparsity",
+                "effective_sparsity",
+                "sparsity_all_params",
+                "accuracy",
+                "precision",
+                "recall",
+                "f1",
+                "accuracy_low",
+                "accuracy_high",
+                "val_accuracy",
+                "val_precision",
+                "val_recall",
+                "val_f1",
+            )  # fmt: skip
+        },
+    )
 st.download_button(
     "Download results (CSV)",
-    data=table.assign(model=config.model).to_csv(index=False),
+    data=lambda: table.assign(model=config.model).to_csv(index=False),
     file_name=f"prunelab-{config.model}-sweep.csv",
     mime="text/csv",
     on_click="ignore",
