@@ -198,6 +198,16 @@ def schedule_names() -> list[str]:
     return list(SCHEDULES)
 
 
+def schedules_table() -> str:
+    """The README's schedules table, generated from the registry (one row per schedule)."""
+    rows = ["| schedule | label | training budget | description |", "| --- | --- | --- | --- |"]
+    for name, kind in SCHEDULES.items():
+        budget = "rounds × epochs" if kind.per_round_budget else "epochs"
+        budget += "" if kind.trains_between_steps else " (0: no fine-tuning)"
+        rows.append(f"| `{name}` | {kind.label} | {budget} | {kind.description} |")
+    return "\n".join(rows) + "\n"
+
+
 def _steps_per_epoch(schedule: Schedule, n_train: int) -> int:
     return steps_per_epoch(n_train, schedule.finetune.batch_size) if schedule.finetune else 1
 
