@@ -190,7 +190,7 @@ def removal_order(
     candidates = []
     for layer_index, key in enumerate(keys):
         values = key.tolist()
-        order = sorted(range(key.numel()), key=lambda i, k=values: (k[i], i))
+        order = sorted(range(len(values)), key=values.__getitem__)  # a stable sort: ties by index
         removable = key.numel() - min_width(key.numel(), min_fraction)
         candidates += [(values[i], layer_index, i) for i in order[:removable]]
     candidates.sort()
@@ -294,10 +294,12 @@ def calibration_batches(
         raise ValueError(f"method {method!r} needs calibration labels (y_calib), one per calibration input")
     for start in range(0, len(X), CALIBRATION_BATCH):
         stop = start + CALIBRATION_BATCH
-        yield (X[start:stop], y[start:stop].long()) if labels else (X[start:stop],)
+        yield (X[start:stop], y[start:stop].long()) if labels and y is not None else (X[start:stop],)
 
 
-def taylor_scores(work: nn.Module, names: Sequence[str], X: torch.Tensor, y: torch.Tensor) -> list[torch.Tensor]:
+def taylor_scores(
+    work: nn.Module, names: Sequence[str], X: torch.Tensor | None, y: torch.Tensor | None
+) -> list[torch.Tensor]:
     """|w * dL/dw| with cross-entropy gradients summed over calibration batches (on ``work``, a
     prepared copy)."""
     params = dict(work.named_parameters())
@@ -312,7 +314,7 @@ def taylor_scores(work: nn.Module, names: Sequence[str], X: torch.Tensor, y: tor
     return [(w.detach() * g).abs() for w, g in zip(weights, grads, strict=True)]
 
 
-def input_column_squares(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
+def input_column_squares(module: Any, x: torch.Tensor) -> torch.Tensor:
     """Sum over samples (and positions) of each input column's square, shaped [groups, columns]: the
     columns of a Linear are its input features; those of a convolution are the entries of its
     flattened weight row (in_channels/groups * kernel), one value per sliding-window position."""
@@ -330,7 +332,7 @@ def input_column_squares(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
     return squares.reshape(module.groups, -1)
 
 
-def wanda_scores(work: nn.Module, layers: Sequence[str], X: torch.Tensor) -> list[torch.Tensor]:
+def wanda_scores(work: nn.Module, layers: Sequence[str], X: torch.Tensor | None) -> list[torch.Tensor]:
     """|W_ij| * ||X_j||_2 over the calibration inputs of each layer (Sun et al. 2023), on a prepared copy."""
     modules = dict(work.named_modules())
     sums: dict[str, torch.Tensor] = {}
@@ -362,7 +364,7 @@ def wanda_scores(work: nn.Module, layers: Sequence[str], X: torch.Tensor) -> lis
 
 
 def activation_statistics(
-    work: nn.Module, watch: Sequence[tuple[str, str, bool, int]], X: torch.Tensor, method: str
+    work: nn.Module, watch: Sequence[tuple[str, str, bool, int]], X: torch.Tensor | None, method: str
 ) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """Per layer and output channel: (fraction of values <= 0, mean of relu(value)) over the
     calibration samples and positions, on a prepared copy. ``watch`` holds (layer, watched module,
@@ -444,7 +446,7 @@ def synflow_keep(
     the survivors each round; one global fraction, or one fraction per layer."""
     weights, magnitudes = synflow_weights(work, names)
     is_global = not isinstance(sparsity, Sequence)
-    finals = [float(sparsity)] if is_global else [float(f) for f in sparsity]
+    finals = [float(f) for f in sparsity] if isinstance(sparsity, Sequence) else [float(sparsity)]
     sizes = [w.numel() for w in weights]
     keep = torch.ones(sum(sizes), dtype=torch.bool)
     keeps = list(keep.split(sizes))  # views: pruning one prunes the other
@@ -538,8 +540,9 @@ def masked_training(
             loss_fn(model(X_train[idx]), y_train[idx]).backward()
             with torch.no_grad():
                 for name, mask in masks.items():
-                    if params[name].grad is not None:
-                        params[name].grad.mul_(mask)
+                    grad = params[name].grad
+                    if grad is not None:
+                        grad.mul_(mask)
             optimizer.step()
             apply_keep(model, masks)
             step += 1

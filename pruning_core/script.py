@@ -31,7 +31,7 @@ from pruning_core import allocation, graph, kernels, script_driver
 from pruning_core.choice import Calibration
 from pruning_core.effective import Dataflow
 from pruning_core.masks import check_scope, check_sparsity, compute_masks, per_layer_sparsities
-from pruning_core.methods import SynFlow, get_method
+from pruning_core.methods import NMMagnitude, SynFlow, get_method
 from pruning_core.methods import activation_watch as _activation_watch
 from pruning_core.recipe import Recipe
 from pruning_core.schedules import SCHEDULES
@@ -130,7 +130,7 @@ def script_spec(recipe: Recipe) -> dict[str, Any]:
         "layer_sparsity": layer_sparsity,
         "seed": recipe.seed,
         "p": getattr(method, "p", None),
-        "n_m": [method.n, method.m] if method.granularity == "n:m" else None,
+        "n_m": [method.n, method.m] if isinstance(method, NMMagnitude) else None,
         "targets": [t.layer for t in targets],
         "pruned": pruned,
         "outputs": outputs,

@@ -138,14 +138,16 @@ def compute_masks(
         scores = _scores(model, X, y)
         if isinstance(fractions, list):
             if method == "wanda":
-                keep = [row_wise_keep(s, f) for s, f in zip(scores, fractions, strict=True)]
+                kept_masks = [row_wise_keep(s, f) for s, f in zip(scores, fractions, strict=True)]
             else:
-                keep = [lowest_k_keep([s], n_to_prune(f, s.numel()))[0] for s, f in zip(scores, fractions, strict=True)]
+                kept_masks = [
+                    lowest_k_keep([s], n_to_prune(f, s.numel()))[0] for s, f in zip(scores, fractions, strict=True)
+                ]
         elif method == "random-matched":
-            keep = matched_random_keep(magnitude_scores([params[name] for name in names]), scores, fractions)
+            kept_masks = matched_random_keep(magnitude_scores([params[name] for name in names]), scores, fractions)
         else:
-            keep = lowest_k_keep(scores, n_to_prune(fractions, sum(s.numel() for s in scores)))
-        masks = dict(zip(names, keep, strict=True))
+            kept_masks = lowest_k_keep(scores, n_to_prune(fractions, sum(s.numel() for s in scores)))
+        masks = dict(zip(names, kept_masks, strict=True))
     for layer in SPEC["targets"]:  # every target has a mask, as in the engine: all kept if not pruned
         name = f"{layer}.weight"
         masks.setdefault(name, torch.ones(params[name].shape, dtype=torch.bool))
@@ -197,6 +199,7 @@ def run_schedule(
     elif kind == "lottery":
         iteration = schedule["rewind_iteration"]
         epochs = -(-iteration // steps_per_epoch(len(X), ft["batch_size"]))
+        assert init_state is not None  # apply_pruning checked it
         rewind = rewound_state(
             copy.deepcopy(model), init_state, iteration, lambda net, on_step: train(net, {}, on_step, epochs)
         )
@@ -278,6 +281,7 @@ def apply_pruning(
         if SPEC["schedule"] is not None:
             if SPEC["schedule"]["kind"] == "lottery" and init_state is None:
                 raise ValueError("the lottery rewinds to the model's initial weights: pass init_state")
+            assert X_train is not None and y_train is not None  # _check_data checked them
             chosen = run_schedule(model, X_train, y_train, init_state)
         else:
             X, y = calibration(X_train, y_train) if X_train is not None else (None, None)
