@@ -48,8 +48,10 @@ _ONLY_END = "# <<< PruneLab only"
 
 
 def _calibration(recipe: Recipe) -> Calibration:
-    """The recipe's calibration spec; a recipe without one reads the first 256 train samples."""
-    return Calibration.from_dict(getattr(recipe, "calibration", None))
+    """The recipe's calibration spec (a ``Calibration`` or its dict); a recipe without one reads the
+    first 256 train samples, as the engine does."""
+    spec = getattr(recipe, "calibration", None)
+    return spec if isinstance(spec, Calibration) else Calibration.from_dict(spec)
 
 
 def _schedule(recipe: Recipe):
