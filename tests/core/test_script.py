@@ -376,3 +376,20 @@ def test_generate_script_leaves_the_global_random_state_alone():
     torch.manual_seed(123)
     generate_script(Recipe(model="digits-cnn", method="structured-l2", scope="global"))
     assert torch.equal(torch.rand(5), expected)
+
+
+def test_script_reads_the_recipes_calibration_spec_as_the_engine_does(tmp_path, monkeypatch):
+    from pruning_core import script as script_module
+
+    calibration = Calibration(samples=100, order="shuffled", seed=3)
+    monkeypatch.setattr(script_module, "_calibration", lambda recipe: calibration)
+    recipe = Recipe(model="digits-cnn", method="taylor", scope="global", sparsity=0.7)
+    script = load_script(write_script(recipe, tmp_path), monkeypatch)
+    sample = sample_models.load_sample("digits-cnn")
+    X, y = calibration.select(sample.data.X_train, sample.data.y_train)
+    expected = compute_masks(sample.model, "taylor", "global", 0.7, X_calib=X, y_calib=y)
+    first = engine_masks(recipe)  # the default spec: another calibration set, other masks
+    assert any(not torch.equal(first[k], expected[k]) for k in expected), "the calibration spec changes nothing"
+    model = _fresh_copy("digits-cnn")
+    script["apply_pruning"](model, sample.data.X_train, sample.data.y_train, report=None)
+    assert_same_state(state(model), state(apply_masks(sample.model, expected)))
