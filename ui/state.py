@@ -10,10 +10,19 @@ import streamlit as st
 import sample_models
 from pruning_core.methods import get_method, method_names
 from ui import compute
-from ui.config import MAX_LEVELS, MAX_QUERY_VALUE, QUERY_KEYS, SWEEP_SCOPES, ExplorerConfig, from_query
+from ui.config import (
+    MAX_LEVELS,
+    MAX_QUERY_VALUE,
+    QUERY_KEYS,
+    SWEEP_SCOPES,
+    ExplorerConfig,
+    W,
+    from_query,
+    widget_values,
+)
 from ui.figures import method_label
 
-_W = "w_"  # prefix of the sidebar widgets' session-state keys
+_W = W  # prefix of the sidebar widgets' session-state keys (declared with the URL fields)
 
 
 def _parse_levels(text: str) -> tuple[float, ...]:
@@ -36,15 +45,9 @@ def _parse_levels(text: str) -> tuple[float, ...]:
 
 
 def _widgets_from(config: ExplorerConfig) -> None:
-    st.session_state[_W + "model"] = config.model
-    st.session_state[_W + "methods"] = list(config.methods)
-    st.session_state[_W + "scope"] = config.scope
-    st.session_state[_W + "mode"] = "List" if config.explicit_levels else "Range"
-    st.session_state[_W + "range"] = (config.s_min, config.s_max)
-    st.session_state[_W + "n"] = config.n_levels
-    st.session_state[_W + "list"] = ", ".join(f"{s:g}" for s in (config.explicit_levels or config.levels))
-    st.session_state[_W + "exclude"] = list(config.exclude)
-    st.session_state[_W + "seed"] = config.seed
+    """Move the sidebar widgets to show ``config`` (each URL field declares its widgets)."""
+    for key, value in widget_values(config).items():
+        st.session_state[key] = value
 
 
 def init() -> None:
@@ -69,6 +72,7 @@ def config() -> ExplorerConfig:
 
 
 def sync_url(config: ExplorerConfig) -> None:
+    """Write ``config`` to the URL: every URL field's key set to its text, or removed at its default."""
     query = config.to_query()
     for key in QUERY_KEYS:
         if key in query:
