@@ -124,7 +124,8 @@ def removal_order(
     keys = priorities(scores, costs)
     candidates = []
     for layer_index, key in enumerate(keys):
-        order = sorted(range(key.numel()), key=lambda i, k=key.tolist(): (k[i], i))
+        values = key.tolist()
+        order = sorted(range(len(values)), key=values.__getitem__)  # stable: ties by index
         removable = key.numel() - min_width(key.numel(), min_fraction)
         candidates += [(float(key[i]), layer_index, i) for i in order[:removable]]
     candidates.sort()
@@ -148,5 +149,7 @@ def removal_order(
             kept[t.layer] -= 1
         steps.append((layer_index, neuron))
         cumulative.append(removed)
-    total = sum(m.weight.numel() for n, m in modules.items() if n and isinstance(m, PRUNABLE_TYPES))
+    total = sum(
+        Target(n, f"{n}.weight", m).weight.numel() for n, m in modules.items() if n and isinstance(m, PRUNABLE_TYPES)
+    )
     return RemovalOrder(tuple(s.numel() for s in scores), tuple(steps), tuple(cumulative), total)

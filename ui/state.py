@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import replace
+from typing import cast
 
 import streamlit as st
 
@@ -91,6 +92,40 @@ def _on_model_change() -> None:
     st.session_state[_W + "exclude"] = [n for n in st.session_state[_W + "exclude"] if n in layers]
 
 
+def _levels_ui(sb, previous: ExplorerConfig) -> tuple[float, float, int, tuple[float, ...]]:
+    """The sparsity levels: a range and a count, or a typed list (a bad list keeps the previous levels)."""
+    mode = sb.radio("Sparsity levels", ["Range", "List"], key=_W + "mode", horizontal=True)
+    explicit: tuple[float, ...] = ()
+    s_min, s_max, n_levels = previous.s_min, previous.s_max, previous.n_levels
+    if mode == "Range":
+        chosen = sb.slider("Sparsity range", 0.0, 0.99, key=_W + "range", step=0.01, format="%.2f")
+        s_min, s_max = cast(tuple[float, float], chosen)
+        n_levels = sb.slider("Number of levels", 2, MAX_LEVELS, key=_W + "n")
+    else:
+        text = sb.text_input(
+            "Sparsities (comma-separated fractions)", key=_W + "list", help="e.g. 0, 0.5, 0.8, 0.9, 0.95"
+        )
+        try:
+            explicit = _parse_levels(text)
+        except ValueError as exc:
+            sb.error(
+                f"Invalid sparsity list: {exc}. Give fractions in [0, 1) such as 0, 0.5, 0.9. "
+                "Keeping the previous levels."
+            )
+            explicit = previous.explicit_levels or previous.levels
+    return s_min, s_max, n_levels, explicit
+
+
+def _allocation_ui(sb, previous: ExplorerConfig, model: str) -> bool:
+    """Show the per-layer proposal while the model it was made for is chosen; True if it is kept."""
+    if not (previous.allocation and previous.model == model):
+        return False
+    pairs = ", ".join(f"{k} {v:.0%}" for k, v in previous.allocation)
+    sb.caption(f"Per-layer proposal ({method_label(previous.allocation_method)}): {pairs}")
+    sb.button("Clear the per-layer proposal", on_click=_clear_allocation, key="w_clear_alloc")
+    return True
+
+
 def sidebar() -> ExplorerConfig:
     """Draw the shared sidebar and return the config it describes (also written to the URL)."""
     previous: ExplorerConfig = st.session_state.config
@@ -101,7 +136,8 @@ def sidebar() -> ExplorerConfig:
         sample_models.available(),
         key=_W + "model",
         on_change=_on_model_change,
-        help="A small model shipped with PruneLab, trained on data that ships with scikit-learn or is generated locally.",
+        help="A small model shipped with PruneLab, trained on data that ships with scikit-learn "
+        "or is generated locally.",
     )
     sb.caption(sample_models.get_spec(model).description)
     options = list(dict.fromkeys(method_names() + list(st.session_state[_W + "methods"])))
@@ -121,23 +157,7 @@ def sidebar() -> ExplorerConfig:
         "ERK: per-layer densities proportional to (fan-in + fan-out) / weights (Evci et al. 2020), "
         "so big layers lose more. N:M patterns are always per layer.",
     )
-    mode = sb.radio("Sparsity levels", ["Range", "List"], key=_W + "mode", horizontal=True)
-    explicit: tuple[float, ...] = ()
-    s_min, s_max, n_levels = previous.s_min, previous.s_max, previous.n_levels
-    if mode == "Range":
-        s_min, s_max = sb.slider("Sparsity range", 0.0, 0.99, key=_W + "range", step=0.01, format="%.2f")
-        n_levels = sb.slider("Number of levels", 2, MAX_LEVELS, key=_W + "n")
-    else:
-        text = sb.text_input(
-            "Sparsities (comma-separated fractions)", key=_W + "list", help="e.g. 0, 0.5, 0.8, 0.9, 0.95"
-        )
-        try:
-            explicit = _parse_levels(text)
-        except ValueError as exc:
-            sb.error(
-                f"Invalid sparsity list: {exc}. Give fractions in [0, 1) such as 0, 0.5, 0.9. Keeping the previous levels."
-            )
-            explicit = previous.explicit_levels or previous.levels
+    s_min, s_max, n_levels, explicit = _levels_ui(sb, previous)
     exclude = sb.multiselect(
         "Layers to leave dense",
         compute.prunable_layers(model),
@@ -148,11 +168,7 @@ def sidebar() -> ExplorerConfig:
     if not methods:
         sb.warning("Pick at least one method; showing the previous selection.")
         methods = list(previous.methods)
-    keep_allocation = previous.allocation and previous.model == model
-    if keep_allocation:
-        pairs = ", ".join(f"{k} {v:.0%}" for k, v in previous.allocation)
-        sb.caption(f"Per-layer proposal ({method_label(previous.allocation_method)}): {pairs}")
-        sb.button("Clear the per-layer proposal", on_click=_clear_allocation, key="w_clear_alloc")
+    keep_allocation = _allocation_ui(sb, previous, model)
     current = ExplorerConfig(
         model=model,
         methods=tuple(methods),
