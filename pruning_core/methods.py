@@ -621,3 +621,17 @@ class StructuredRandom(PruningMethod):
 
 
 register(StructuredRandom())  # appended: the existing methods keep their order and colours
+
+
+def methods_table_markdown() -> str:
+    """The registry as the README's Markdown table: name, label, granularity, needs data, scopes.
+
+    Any ``nm-N:M`` pattern is built on demand; the table lists the registered ones.
+    """
+    lines = ["| name | label | granularity | needs data | scopes |", "| --- | --- | --- | --- | --- |"]
+    for name, method in METHODS.items():
+        scopes = ", ".join(method.scopes)
+        lines.append(
+            f"| `{name}` | {method.label} | {method.granularity} | {'yes' if method.needs_data else 'no'} | {scopes} |"
+        )
+    return "\n".join(lines)
