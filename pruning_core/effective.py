@@ -138,19 +138,22 @@ def _nonzero(tensor: torch.Tensor) -> torch.Tensor:
 class _Nonzero:
     """Which entries of each layer's parameters are nonzero, reduced to what the fixed point reads."""
 
-    counts: dict[str, torch.Tensor]  # nonzero weights per (neuron, input column), float64
-    links: dict[str, torch.Tensor]  # counts > 0, float64
+    counts: dict[str, torch.Tensor]  # nonzero weights per (neuron, input column), float32
+    links: dict[str, torch.Tensor]  # counts > 0, float32 (the same tensor when the kernel is 1)
     bias: dict[str, torch.Tensor | None]
     norm_weight: dict[str, torch.Tensor | None]
     norm_bias: dict[str, torch.Tensor | None]
 
     @classmethod
     def of(cls, layers: Mapping[str, LayerFlow], params: Mapping[str, torch.Tensor]) -> _Nonzero:
-        # Nonzero weights per (output neuron, input column), summed over the kernel; float64 is exact here.
+        # Nonzero weights per (output neuron, input column), summed over the kernel. float32 holds them
+        # exactly, and so every product below: each sums 0/1 or counts over one row or one column,
+        # far below 2**24; only the total over all rows is summed in float64 (``_remaining``).
+        # Half the memory traffic of float64, which a sweep pays once per level.
         counts = {
-            name: _nonzero(params[f.weight]).reshape(f.out_channels, f.in_columns, f.kernel).sum(2, dtype=torch.float64)
+            name: _nonzero(params[f.weight]).reshape(f.out_channels, f.in_columns, f.kernel).sum(2, dtype=torch.float32)
             if f.kernel > 1
-            else _nonzero(params[f.weight]).reshape(f.out_channels, f.in_columns).double()
+            else _nonzero(params[f.weight]).reshape(f.out_channels, f.in_columns).float()
             for name, f in layers.items()
         }
 
@@ -159,7 +162,7 @@ class _Nonzero:
 
         return cls(
             counts,
-            {name: (c > 0).double() for name, c in counts.items()},
+            {name: c if layers[name].kernel == 1 else (c > 0).float() for name, c in counts.items()},
             {name: entries(f.bias) for name, f in layers.items()},
             {name: entries(f.norm_weight) for name, f in layers.items()},
             {name: entries(f.norm_bias) for name, f in layers.items()},
@@ -193,13 +196,13 @@ def _dead_neurons(flow: Dataflow, nz: _Nonzero) -> tuple[dict[str, torch.Tensor]
     removed = {name: torch.zeros(f.out_channels, dtype=torch.bool) for name, f in layers.items()}
 
     def kept_rows(name: str) -> torch.Tensor:
-        return (~(removed[name] | row_dead[name])).double()
+        return (~(removed[name] | row_dead[name])).float()
 
     def kept_columns(name: str) -> torch.Tensor:
         producer = flow.producer.get(name)
         if producer is None:
-            return torch.ones(layers[name].in_columns, dtype=torch.float64)
-        return (~removed[producer]).repeat_interleave(layers[producer].span).double()
+            return torch.ones(layers[name].in_columns, dtype=torch.float32)
+        return (~removed[producer]).repeat_interleave(layers[producer].span).float()
 
     while True:
         rows = {name: kept_rows(name) for name in layers}
@@ -247,14 +250,14 @@ def _remaining(
         rows = (~(removed[name] | row_dead[name])).double()
         producer = flow.producer.get(name)
         if producer is None:
-            columns = torch.ones(f.in_columns, dtype=torch.float64)
+            columns = torch.ones(f.in_columns, dtype=torch.float32)
         else:
-            columns = (~removed[producer]).repeat_interleave(layers[producer].span).double()
+            columns = (~removed[producer]).repeat_interleave(layers[producer].span).float()
         kept_out = f.out_channels - int(removed[name].sum())
         kept_in = (
             f.in_columns if producer is None else f.in_columns - int(removed[producer].sum()) * layers[producer].span
         )
-        nonzero[f.weight] = round(float(rows @ nz.counts[name] @ columns))
+        nonzero[f.weight] = round(float(rows @ (nz.counts[name] @ columns).double()))  # per row exact in float32
         shapes[f.weight] = (kept_out, kept_in, *params[f.weight].shape[2:])
         dead_entries = {
             f.bias: removed[name] | row_dead[name],
