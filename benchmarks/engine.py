@@ -231,7 +231,8 @@ def level_profile(model: nn.Module, data: sample_models.DataSplit, method: str =
     effective accounting (``effective_counts``) and the size metrics."""
     from pruning_core.effective import Dataflow, effective_counts
     from pruning_core.masks import MaskPlan
-    from pruning_core.metrics import ModelProfile, nonzero_counts, size_metrics
+    from pruning_core.metrics import ModelProfile, size_metrics
+    from pruning_core.sweep import _nonzero_after
 
     stages = dict.fromkeys(("ranking", "masking", "test eval", "val eval", "effective", "sizes"), 0.0)
     start = time.perf_counter()
@@ -244,7 +245,7 @@ def level_profile(model: nn.Module, data: sample_models.DataSplit, method: str =
     stages["ranking"] = time.perf_counter() - start
     for _ in LEVELS:
         t0 = time.perf_counter()
-        masks, _pruned = next(levels)
+        masks, pruned = next(levels)
         t1 = time.perf_counter()
         with torch.no_grad():
             for name, mask in masks.items():
@@ -256,7 +257,7 @@ def level_profile(model: nn.Module, data: sample_models.DataSplit, method: str =
         t4 = time.perf_counter()
         effective = effective_counts(flow, params)
         t5 = time.perf_counter()
-        size_metrics(profile, nonzero_counts({n: params[n] for n in masks}), effective)
+        size_metrics(profile, _nonzero_after(masks, pruned, profile, params), effective)
         t6 = time.perf_counter()
         stages["ranking"] += t1 - t0
         stages["masking"] += t2 - t1
