@@ -192,3 +192,144 @@ def report(results: list[dict]) -> str:
     lines.append("Targets: a/c <= 1.5 on every model; b/a >= 5 on digits-mlp; peak <= 3x parameter bytes + data.")
     lines.append("(a+) is the same sweep with the train and noisy-test accuracy columns: 3 evaluations per level.")
     return "\n".join(lines)
+
+
+# --- the lean default sweep ----------------------------------------------------------------------------
+# What the app and the CLI run: ``sweep(model, data, [method], levels)`` with its defaults on a split
+# that has a validation set (so each level also evaluates validation, what knees select on), against
+# 20 bare evaluations of the same test set, and the tutorial loop on a ~4 M-parameter MLP.
+
+LEAN_TARGET_OVER_FLOOR = 1.5
+LEAN_TARGET_TUTORIAL_OVER_SWEEP = 5.0
+
+
+def synthetic_4m_split(seed: int = 0) -> tuple[nn.Module, sample_models.DataSplit]:
+    """A ~4.2 M-parameter MLP (1024-2048-1024-10) with random train/validation/test inputs labelled
+    by the model itself (1000 test, 250 validation, 256 train samples)."""
+    from sample_models.architectures import MLP
+
+    generator = torch.Generator().manual_seed(seed)
+    with torch.random.fork_rng():  # the layers' default initialisation draws from the global RNG
+        torch.manual_seed(seed)
+        model = MLP([1024, 2048, 1024, 10]).eval()
+    X = torch.randn(1506, 1024, generator=generator)
+    with torch.inference_mode():
+        y = model(X).argmax(1)
+    return model, sample_models.DataSplit(X[:256], y[:256], X[256:1256], y[256:1256], X[1256:], y[1256:])
+
+
+def _lean_case(name: str) -> tuple[nn.Module, sample_models.DataSplit]:
+    if name == "synthetic-4M-mlp":
+        return synthetic_4m_split()
+    sample = sample_models.load_sample(name)
+    return sample.model, sample.data
+
+
+def level_profile(model: nn.Module, data: sample_models.DataSplit, method: str = "magnitude") -> dict[str, float]:
+    """Seconds per level of each stage of the default sweep's loop, timed separately with the
+    engine's own functions: writing the masked weights, the test and validation evaluations, the
+    effective accounting (``effective_counts``) and the size metrics."""
+    from pruning_core.effective import Dataflow, effective_counts
+    from pruning_core.masks import MaskPlan
+    from pruning_core.metrics import ModelProfile, size_metrics
+    from pruning_core.sweep import _nonzero_after
+
+    stages = dict.fromkeys(("ranking", "masking", "test eval", "val eval", "effective", "sizes"), 0.0)
+    start = time.perf_counter()
+    profile, flow = ModelProfile.of(model, data.X_test), Dataflow.of(model)
+    plan = MaskPlan.build(model, method)
+    working = copy.deepcopy(model).eval()
+    originals = {n: p.detach() for n, p in model.named_parameters()}
+    params = dict(working.named_parameters())
+    levels = plan.masks_and_counts(LEVELS, "global")
+    stages["ranking"] = time.perf_counter() - start
+    for _ in LEVELS:
+        t0 = time.perf_counter()
+        masks, pruned = next(levels)
+        t1 = time.perf_counter()
+        with torch.no_grad():
+            for name, mask in masks.items():
+                torch.mul(originals[name], mask, out=params[name])
+        t2 = time.perf_counter()
+        evaluate(working, data.X_test, data.y_test)
+        t3 = time.perf_counter()
+        evaluate(working, data.X_val, data.y_val)
+        t4 = time.perf_counter()
+        effective = effective_counts(flow, params)
+        t5 = time.perf_counter()
+        size_metrics(profile, _nonzero_after(masks, pruned, profile, params), effective)
+        t6 = time.perf_counter()
+        stages["ranking"] += t1 - t0
+        stages["masking"] += t2 - t1
+        stages["test eval"] += t3 - t2
+        stages["val eval"] += t4 - t3
+        stages["effective"] += t5 - t4
+        stages["sizes"] += t6 - t5
+    return {stage: seconds / len(LEVELS) for stage, seconds in stages.items()}
+
+
+def floor_with_validation(model: nn.Module, data: sample_models.DataSplit) -> list[tuple[dict, dict]]:
+    """20 bare evaluations of test and validation: what the default sweep must evaluate anyway."""
+    return [(evaluate(model, data.X_test, data.y_test), evaluate(model, data.X_val, data.y_val)) for _ in LEVELS]
+
+
+def run_lean(repeats: int = 7, method: str = "magnitude") -> list[dict]:
+    """The default sweep against the floor (both models) and the tutorial loop (the 4 M MLP)."""
+    results = []
+    for name in ("digits-cnn", "synthetic-4M-mlp"):
+        model, data = _lean_case(name)
+        X, y = data.X_test, data.y_test
+        default_sweep = functools.partial(sweep, model, data, [method], LEVELS)
+        default_sweep()  # warm-up: the first call records the dataflow and loads kernels
+        fns = [
+            default_sweep,
+            functools.partial(floor, model, X, y),
+            functools.partial(floor_with_validation, model, data),
+        ]
+        if name == "synthetic-4M-mlp":
+            fns.append(functools.partial(tutorial_sweep, model, X, y))
+        medians = interleaved_medians(fns, repeats)
+        results.append(
+            {
+                "model": name,
+                "params": sum(p.numel() for p in model.parameters()),
+                "sweep_s": medians[0],
+                "floor_s": medians[1],
+                "floor_val_s": medians[2],
+                "tutorial_s": medians[3] if len(medians) > 3 else None,
+                "sweep_over_floor": medians[0] / medians[1],
+                "sweep_over_floor_val": medians[0] / medians[2],
+                "tutorial_over_sweep": medians[3] / medians[0] if len(medians) > 3 else None,
+                "per_level_s": level_profile(model, data, method),
+            }
+        )
+    return results
+
+
+def report_lean(results: list[dict]) -> str:
+    lines = [
+        "Lean default sweep: sweep(model, data, ['magnitude'], 20 levels) with its defaults (test + validation",
+        "evaluated per level) vs 20 bare test evaluations (floor) and the tutorial loop (medians, interleaved)",
+        f"{'model':<18}{'params':>11}{'sweep':>10}{'floor':>10}{'tutorial':>11}{'sweep/floor':>13}"
+        f"{'tutorial/sweep':>16}{'sweep/(test+val floor)':>24}",
+    ]
+    for r in results:
+        tutorial = "-" if r["tutorial_s"] is None else f"{r['tutorial_s'] * 1e3:.1f}ms"
+        speedup = "-" if r["tutorial_over_sweep"] is None else f"{r['tutorial_over_sweep']:.1f}"
+        lines.append(
+            f"{r['model']:<18}{r['params']:>11,}{r['sweep_s'] * 1e3:>8.1f}ms{r['floor_s'] * 1e3:>8.1f}ms"
+            f"{tutorial:>11}{r['sweep_over_floor']:>13.2f}{speedup:>16}{r['sweep_over_floor_val']:>24.2f}"
+        )
+    lines.append(
+        f"Targets: sweep/floor <= {LEAN_TARGET_OVER_FLOOR} on both; tutorial/sweep >= "
+        f"{LEAN_TARGET_TUTORIAL_OVER_SWEEP} on the 4 M MLP."
+    )
+    lines.append("Per level, ms (stages of the sweep's loop timed alone):")
+    for r in results:
+        parts = ", ".join(f"{stage} {seconds * 1e3:.2f}" for stage, seconds in r["per_level_s"].items())
+        lines.append(f"  {r['model']:<18}{parts}")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    print(report_lean(run_lean()))

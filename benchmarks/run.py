@@ -11,6 +11,8 @@ from benchmarks import app, engine, finetune, room, sparse, study
 def main() -> int:
     print(engine.report(engine.run()), flush=True)
     print(flush=True)
+    print(engine.report_lean(engine.run_lean()), flush=True)
+    print(flush=True)
     print(finetune.report(finetune.run()), flush=True)
     print(flush=True)
     print(sparse.report(sparse.run()), flush=True)
