@@ -464,8 +464,7 @@ class StructuredRandom(PruningMethod):
     uses_seed = True
 
     def scores(self, targets, context):
-        generator = torch.Generator().manual_seed(int(context.seed))
-        return [torch.rand(t.out_channels, generator=generator) for t in targets]
+        return kernels.random_scores([(t.out_channels,) for t in targets], int(context.seed))
 
 
 register(StructuredRandom())  # appended: the existing methods keep their order and colours

@@ -88,6 +88,8 @@ def _scores(model: nn.Module, X: torch.Tensor | None, y: torch.Tensor | None) ->
         scores = random_scores([w.shape for w in weights], SPEC["seed"])
     elif method in ("structured-l1", "structured-l2"):
         scores = structured_norms(weights, SPEC["p"])
+    elif method == "structured-random":
+        scores = random_scores([(w.shape[0],) for w in weights], SPEC["seed"])
     elif method == "bn-scale":
         modules = dict(model.named_modules())
         norm_of = SPEC["norm_of"]

@@ -12,8 +12,6 @@ from hypothesis import strategies as st
 
 import sample_models
 from pruning_core import allocation, compute_masks, get_method, shrink, sweep
-from pruning_core.export import make_recipe
-from pruning_core.script import generate_script
 
 METHOD = "structured-random"
 
@@ -114,8 +112,3 @@ def test_shrunk_model_computes_what_the_masked_model_computes(scope):
         expected = apply_masks(case.model, masks)(case.x)
         got = shrink(case.model, masks)(case.x)
     torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-5)
-
-
-def test_refused_cleanly_by_the_standalone_script_generator():
-    with pytest.raises(ValueError, match=METHOD):
-        generate_script(make_recipe("digits-mlp", METHOD, "layerwise", 0.5))
