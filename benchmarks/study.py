@@ -107,11 +107,14 @@ def report(result: dict) -> str:
     local, ray = result["local"], result["ray"]
     speedup = local["study_s"] / ray["study_s"]
     lines = [
-        f"Study benchmark: {local['cells']} cells (digits-mlp, magnitude+random, iterative 3x3 ep, 4 sparsities, 5 seeds)",
+        f"Study benchmark: {local['cells']} cells "
+        "(digits-mlp, magnitude+random, iterative 3x3 ep, 4 sparsities, 5 seeds)",
         f"  local, sequential in one process (1 torch thread): {local['study_s']:6.1f} s",
-        f"  Ray, 2 CPUs (one task per cell, 1 thread):         {ray['study_s']:6.1f} s  -> {speedup:.2f}x (target >= 1.7x)",
+        f"  Ray, 2 CPUs (one task per cell, 1 thread):         {ray['study_s']:6.1f} s  "
+        f"-> {speedup:.2f}x (target >= 1.7x)",
         f"  Ray start: {ray['ray_start_s']:.1f} s; workers' first import of torch and the engine: "
-        f"{ray['worker_warm_s'] - 1:.1f} s (not in the study's time); per no-op task: {ray['noop_task_ms']:.2f} ms pipelined, "
+        f"{ray['worker_warm_s'] - 1:.1f} s (not in the study's time); "
+        f"per no-op task: {ray['noop_task_ms']:.2f} ms pipelined, "
         f"{ray['noop_round_trip_ms']:.2f} ms one at a time",
         f"  sum of the cells' own times: local {local['cell_s']:.1f} s, Ray {ray['cell_s']:.1f} s "
         f"(Ray kept {ray['cell_s'] / ray['study_s']:.2f} cells running on average; a cell took "
@@ -123,7 +126,8 @@ def report(result: dict) -> str:
     for row in table.itertuples():
         lines.append(
             f"  {row.model:<11} {row.method:<10} {row.schedule_name:<14} accuracy {row.accuracy_mean:6.1%} "
-            f"± {row.accuracy_std:5.1%} (sd), 95 % CI [{row.accuracy_ci_low:6.1%}, {row.accuracy_ci_high:6.1%}], n={row.accuracy_n}"
+            f"± {row.accuracy_std:5.1%} (sd), "
+            f"95 % CI [{row.accuracy_ci_low:6.1%}, {row.accuracy_ci_high:6.1%}], n={row.accuracy_n}"
         )
     return "\n".join(lines)
 

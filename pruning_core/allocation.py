@@ -119,7 +119,12 @@ def removal_order(
 
 def total_prunable_weights(model: nn.Module) -> int:
     """Weights of every Linear/Conv layer: what a global structured sparsity is a fraction of."""
-    return sum(m.weight.numel() for n, m in model.named_modules() if n and isinstance(m, PRUNABLE_TYPES))
+    total = 0
+    for name, module in model.named_modules():
+        weight = getattr(module, "weight", None)
+        if name and isinstance(module, PRUNABLE_TYPES) and isinstance(weight, torch.Tensor):
+            total += weight.numel()
+    return total
 
 
 def layer_descriptions(model: nn.Module, targets: Sequence[Target], flow: Dataflow) -> list[dict]:

@@ -306,7 +306,7 @@ def cmd_app(streamlit_args: list[str]) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser() -> argparse.ArgumentParser:  # noqa: PLR0915 - one statement per option, read top to bottom
     import torch
 
     from pruning_core import __version__

@@ -173,7 +173,7 @@ def _list_of(data: Mapping, key: str, what: str, problems: list[str], default: l
     return value
 
 
-def from_dict(data: Any) -> Study:
+def from_dict(data: Any) -> Study:  # noqa: C901, PLR0912, PLR0915 - one check per field, every problem listed
     """Validate parsed study data; raise StudyError listing every problem found."""
     import sample_models
     from pruning_core.masks import SCOPES
@@ -292,7 +292,9 @@ def from_dict(data: Any) -> Study:
     )  # fmt: skip
 
 
-def _schedules(entries: Any, problems: list[str]) -> list[StudySchedule]:
+def _schedules(  # noqa: C901, PLR0912 - one check per schedule key, every problem listed
+    entries: Any, problems: list[str]
+) -> list[StudySchedule]:
     from pruning_core.finetune import FineTuneConfig
     from pruning_core.schedules import Schedule
 
@@ -324,7 +326,8 @@ def _schedules(entries: Any, problems: list[str]) -> list[StudySchedule]:
                 continue
             if unknown:
                 problems.append(
-                    f"unknown key(s) in the finetune of {where}: {', '.join(unknown)}; valid: {', '.join(sorted(_FINETUNE_KEYS))}"
+                    f"unknown key(s) in the finetune of {where}: {', '.join(unknown)}; "
+                    f"valid: {', '.join(sorted(_FINETUNE_KEYS))}"
                 )
                 continue
         settings = {k: v for k, v in entry.items() if k not in ("name", "kind", "finetune")}
@@ -365,7 +368,13 @@ def _seeds(value: Any, problems: list[str]) -> list[int]:
     if isinstance(value, dict):
         unknown = sorted(set(map(str, value)) - {"count", "start"})
         count, start = value.get("count"), value.get("start", 0)
-        if unknown or not _is_int(count) or not 1 <= count <= MAX_SEEDS or not _is_int(start) or start < 0:
+        if (
+            unknown
+            or not isinstance(count, int)
+            or isinstance(count, bool)
+            or not 1 <= count <= MAX_SEEDS
+            or (not _is_int(start) or start < 0)
+        ):
             problems.append(
                 f"'seeds' as a mapping is {{count: N, start: S}} with 1 <= N <= {MAX_SEEDS} and S >= 0, not {value!r}"
             )

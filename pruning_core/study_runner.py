@@ -140,11 +140,12 @@ def run_study(
 ) -> StudyReport:
     """Run the study's cells that are not done yet and write the combined results to ``output``.
 
-    ``backend="local"`` runs cells in this process (``workers=1``, one torch thread meanwhile) or in that many spawned worker
-    processes with one torch thread each; ``backend="ray"`` runs one Ray task per cell (``num_cpus=1``,
-    retried up to ``max_retries`` times if its worker dies), against ``address`` (or ``RAY_ADDRESS``)
-    or a local Ray started with ``workers`` CPUs. A cell that raises becomes a 'failed' record and the
-    others go on. Ctrl-C stops the run (Ray tasks in flight are cancelled); what finished is kept.
+    ``backend="local"`` runs cells in this process (``workers=1``, one torch thread meanwhile) or
+    in that many spawned worker processes with one torch thread each; ``backend="ray"`` runs one
+    Ray task per cell (``num_cpus=1``, retried up to ``max_retries`` times if its worker dies),
+    against ``address`` (or ``RAY_ADDRESS``) or a local Ray started with ``workers`` CPUs. A cell
+    that raises becomes a 'failed' record and the others go on. Ctrl-C stops the run (Ray tasks in
+    flight are cancelled); what finished is kept.
     """
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; valid: {', '.join(BACKENDS)}")

@@ -22,7 +22,7 @@ WAIVER = re.compile(r"#\s*noqa:\s*((?:C901|PLR09\d\d)(?:\s*,\s*(?:C901|PLR09\d\d
 
 
 def python_files() -> list[Path]:
-    skip = {".venv", ".git", "node_modules"}
+    skip = {".venv", ".git", "node_modules", "build", "dist"}
     return sorted(p for p in ROOT.rglob("*.py") if not skip & set(p.relative_to(ROOT).parts))
 
 
