@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from ui import state
+from ui import state, visibility
 
 st.set_page_config(page_title="PruneLab", page_icon="✂️", layout="wide")
 
@@ -15,10 +15,16 @@ PAGES = [
     ),
     st.Page("pages/sensitivity.py", title="Sensitivity", icon=":material/tune:", url_path="sensitivity"),
     st.Page("pages/export.py", title="Export", icon=":material/download:", url_path="export"),
+    st.Page("pages/workshop.py", title="Workshop", icon=":material/school:", url_path="workshop"),
+    st.Page(
+        "pages/decision_trees.py", title="Decision trees", icon=":material/account_tree:", url_path="decision-trees"
+    ),
+    st.Page("pages/teacher.py", title="Teacher", icon=":material/co_present:", url_path="teacher"),
 ]
 
 page = st.navigation(PAGES)
 state.init()
+visibility.sidebar_hook()
 st.session_state.explorer = state.sidebar()
 st.sidebar.caption("Every setting is in the URL: copy it to share this exact view.")
 page.run()
