@@ -85,6 +85,12 @@ if not base.startswith(("http://", "https://")) or len(base) > 200:
     base = default_base
 
 numbers = {lesson.id: i + 1 for i, lesson in enumerate(course)}
+if "teacher_lesson" not in st.session_state:
+    wanted = st.query_params.get("lesson", course[0].id)
+    if wanted not in by_id:
+        st.warning(f"Link: lesson={wanted[:40]!r} is not a lesson; valid: {', '.join(by_id)}.", icon="⚠️")
+        wanted = course[0].id
+    st.session_state.teacher_lesson = wanted
 lesson_id = st.selectbox(
     "Lesson", list(by_id), key="teacher_lesson", format_func=lambda i: f"{numbers[i]}. {by_id[i].title}"
 )

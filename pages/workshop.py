@@ -65,7 +65,7 @@ if question.kind == "choice":
 else:
     guess = st.slider(
         question.text, question.low, question.high, value=question.start, step=question.step,
-        key=guess_key, disabled=revealed, format=f"%g{(' ' + question.unit) if question.unit else ''}",
+        key=guess_key, disabled=revealed, format="%g" + (" " + question.unit.replace("%", "%%") if question.unit else ""),
     )  # fmt: skip
 
 

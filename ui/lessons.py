@@ -715,7 +715,7 @@ def _guess_marks(fig: go.Figure, lesson: Lesson, guess: float | str | None, answ
         x = answer.x * (100 if lesson.view.kind != "trees" else 1)
         fig.add_trace(go.Scatter(x=[x], y=[float(guess)], mode="markers+text", name="your guess",
                                  marker=dict(symbol="x", size=14, color=GUESS_COLOUR), text=["your guess"],
-                                 textposition="middle right"))  # fmt: skip
+                                 textposition="top left"))  # fmt: skip
         fig.add_trace(go.Scatter(x=[x], y=[float(answer.value)], mode="markers", name="measured",
                                  marker=dict(symbol="circle-open", size=16, color=MEASURED_COLOUR, line=dict(width=3))))  # fmt: skip
     elif lesson.question.kind == "slider" and answer.axis == "x":
@@ -814,7 +814,7 @@ def trees_figure(lesson: Lesson, data: dict, guess=None, answer: Answer | None =
     if guess is not None and answer is not None:
         fig.add_trace(go.Scatter(x=[answer.x], y=[float(guess)], yaxis="y2", mode="markers+text", name="your guess (leaves)",
                                  marker=dict(symbol="x", size=14, color=GUESS_COLOUR), text=["your guess"],
-                                 textposition="middle right"))  # fmt: skip
+                                 textposition="top left"))  # fmt: skip
         fig.add_trace(go.Scatter(x=[answer.x], y=[float(answer.value)], yaxis="y2", mode="markers", name="CV's tree (leaves)",
                                  marker=dict(symbol="circle-open", size=16, color=MEASURED_COLOUR, line=dict(width=3))))  # fmt: skip
     fig.update_layout(title_text="Decision tree: accuracy vs ccp_alpha", xaxis_title="ccp_alpha", yaxis_title="accuracy (%)",
@@ -838,7 +838,8 @@ def boundary_figure(model: str, grid: dict, sparsity: float) -> go.Figure:
                                  marker=dict(color=colour, size=5, symbol=symbol, line=dict(width=0.5, color="white"))))  # fmt: skip
     fig.update_layout(title_text=f"{sparsity:.0%} pruned: test accuracy {grid['accuracy']:.1%}", height=430,
                       xaxis_title="x₁", yaxis_title="x₂", **COMPACT_LAYOUT)  # fmt: skip
-    fig.update_yaxes(scaleanchor="x", scaleratio=1)
+    fig.update_xaxes(range=[float(grid["x"][0]), float(grid["x"][-1])])
+    fig.update_yaxes(range=[float(grid["y"][0]), float(grid["y"][-1])])
     return fig
 
 
