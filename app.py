@@ -23,8 +23,13 @@ PAGES = [
 ]
 
 page = st.navigation(PAGES)
+loading = st.empty()  # something in the main area at once: a cold server imports and computes for seconds
+loading.caption("Loading PruneLab...")
 state.init()
 visibility.sidebar_hook()
-st.session_state.explorer = state.sidebar()
+st.session_state.explorer = state.config() if visibility.current().sidebar_hidden else state.sidebar()
 st.sidebar.caption("Every setting is in the URL: copy it to share this exact view.")
-page.run()
+try:
+    page.run()
+finally:  # also when a page stops early (st.stop)
+    loading.empty()

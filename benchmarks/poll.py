@@ -40,12 +40,10 @@ class PollSession(StreamlitSession):
         self.ids: dict[str, str] = {}  # user key -> widget id (buttons included)
         self.codes: list[str] = []
         self.metrics: dict[str, str] = {}
-        self.page_hash = ""
+        self.page_name = ""
 
     def _handle(self, msg: ForwardMsg, run: PageRun, start: float, seen_widgets: set[str]) -> None:
         super()._handle(msg, run, start, seen_widgets)
-        if msg.WhichOneof("type") == "new_session" and msg.new_session.page_script_hash:
-            self.page_hash = msg.new_session.page_script_hash
         if msg.WhichOneof("type") != "delta" or msg.delta.WhichOneof("type") != "new_element":
             return
         element = msg.delta.new_element
@@ -59,6 +57,10 @@ class PollSession(StreamlitSession):
         elif kind == "metric":
             self.metrics[element.metric.label] = element.metric.body
 
+    async def open(self, page: str = "", query: str = "") -> PageRun:
+        self.page_name = page
+        return await super().open(page, query)
+
     async def interact(self, values: dict[str, WidgetState] | None = None, click: str | None = None) -> PageRun:
         """Rerun the current page with widgets (by user key) set and a button (by key) pressed."""
         widgets = {state.id: state for state, _ in self._widgets.values()}
@@ -68,7 +70,9 @@ class PollSession(StreamlitSession):
         if click is not None:
             widgets[self.ids[click]] = WidgetState(id=self.ids[click], trigger_value=True)
         run = PageRun(page="", query=self.query_string)
-        return await self._run(run, time.perf_counter(), page_script_hash=self.page_hash, page_name="",
+        self.codes.clear()
+        page_hash = self.pages[self.page_name]  # the router's hash for the page, from `navigation`
+        return await self._run(run, time.perf_counter(), page_script_hash=page_hash, page_name="",
                                widgets=list(widgets.values()))  # fmt: skip
 
 
@@ -98,13 +102,15 @@ async def open_room(url: str) -> tuple[PollSession, str]:
     return teacher, codes[-1]
 
 
-async def attend(url: str, room: str, guess: float) -> tuple[float | None, list[str]]:
-    """Open the lesson in the room, answer, and return the seconds from the answer to the reveal."""
+async def attend(url: str, room: str, guess: float, think_s: float = 0.0) -> tuple[float | None, list[str]]:
+    """Open the lesson in the room, think for ``think_s``, answer, and return the seconds from the
+    answer to the reveal."""
     async with PollSession(url) as session:
         first = await session.open("workshop", f"lesson={LESSON}&room={room}&hide=sidebar")
         problems = first.exceptions + first.error_alerts
         if first.status != "finished":
             return None, [*problems, f"open: {first.status}"]
+        await asyncio.sleep(think_s)
         run = await session.interact({f"ws_guess_{LESSON}": slider_value(guess)}, click=f"ws_reveal_{LESSON}")
         problems += run.exceptions + run.error_alerts
         if run.first_chart_s is None:
@@ -112,11 +118,17 @@ async def attend(url: str, room: str, guess: float) -> tuple[float | None, list[
         return run.first_chart_s, problems
 
 
-async def measure(url: str, sessions: int, second: int) -> list[RoomResult]:
+async def measure(url: str, sessions: int, second: int, think_s: float = 0.0, seed: int = 0) -> list[RoomResult]:
+    """Two rooms at once; everyone opens the lesson together, then each attendee answers after a
+    think time drawn uniformly from [0, ``think_s``] (0: all answers in the same instant)."""
+    import random
+
     teacher_a, room_a = await open_room(url)
     teacher_b, room_b = await open_room(url)
+    rng = random.Random(seed)  # a private generator: the benchmark's draws are reproducible
     guesses = [50.0 + (i % 40) for i in range(sessions)]
-    tasks = [attend(url, room_a, g) for g in guesses] + [attend(url, room_b, 90.0) for _ in range(second)]
+    tasks = [attend(url, room_a, g, rng.uniform(0, think_s)) for g in guesses]
+    tasks += [attend(url, room_b, 90.0, rng.uniform(0, think_s)) for _ in range(second)]
     outcomes = await asyncio.gather(*tasks)
     results = []
     for teacher, room, part in ((teacher_a, room_a, outcomes[:sessions]), (teacher_b, room_b, outcomes[sessions:])):
@@ -146,19 +158,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sessions", type=int, default=30, help="attendees in the first room")
     parser.add_argument("--second", type=int, default=5, help="attendees in a second room at the same time")
+    parser.add_argument(
+        "--think",
+        type=float,
+        default=20.0,
+        help="answers spread uniformly over this many seconds after the lesson opens (0: all at once)",
+    )
     parser.add_argument("--url", help="a running server (default: start one)")
     args = parser.parse_args(argv)
 
     def run(url: str) -> list[RoomResult]:
         # The Teacher page measures the lesson's answer when the room opens (its live results), so
         # the room's reveals time the poll and the page, not a first computation.
-        return asyncio.run(measure(url, args.sessions, args.second))
+        return asyncio.run(measure(url, args.sessions, args.second, args.think))
 
     if args.url:
         results = run(args.url)
     else:
         with streamlit_process(warm=False) as server:
             results = run(server.url)
+    print(f"{args.sessions} + {args.second} attendees, answers spread over {args.think:g} s")
     print(report(results))
     ok = all(r.counted == str(r.attendees) and not r.problems for r in results)
     return 0 if ok else 1

@@ -126,7 +126,7 @@ def live_results() -> None:
         return
     slot = st.empty()
     slot.progress(0.0, text="Measuring the answer...")
-    answer = L.compute_answer(lesson, L.run_view(lesson.view))
+    _, answer = L.measured(lesson)
     slot.empty()
     st.metric("Guesses in the room", sum(counts.values()))
     st.plotly_chart(L.poll_figure(lesson, counts, answer), key="teacher_poll")

@@ -96,8 +96,10 @@ if "ws_message" in st.session_state:
 # The measurement is computed while the attendee thinks, but nothing of it is shown before the guess.
 slot = st.empty()
 slot.progress(0.0, text="Preparing the measurement (it stays hidden until you lock in a guess)...")
-data = L.run_view(lesson.view, progress=lambda f, m: slot.progress(min(1.0, f), text=f"Measuring: {m}"))
-answer = L.compute_answer(lesson, data)
+if revealed:
+    data, answer = L.measured(lesson)
+else:
+    data, answer = L.measured(lesson, progress=lambda f, m: slot.progress(min(1.0, f), text=f"Measuring: {m}"))
 slot.empty()
 
 if not revealed:
@@ -110,7 +112,7 @@ shown_guess = f"{guess:g}{(' ' + question.unit) if question.unit else ''}" if qu
 left.metric("Your guess", shown_guess)
 right.metric("Measured by the engine", answer.display)
 st.markdown(f"**{L.guess_verdict(lesson, guess, answer)}**")
-st.plotly_chart(L.presenter_height(L.lesson_figure(lesson, data, guess, answer), present), key="ws_chart")
+st.plotly_chart(L.revealed_figure(lesson, guess, present), key="ws_chart")
 st.markdown(L.explanation(lesson, answer))
 
 if lesson.view.kind == "boundary":

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 import string
+import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -314,9 +315,11 @@ def _parse_now_try(items: Any, problems: list[str]) -> tuple:
     return tuple(parsed)
 
 
-@st.cache_data(show_spinner=False)
+@st.cache_resource(show_spinner=False)
 def load_lessons(directory: str = str(LESSON_DIR)) -> list[Lesson]:
-    """Every lesson in ``directory``, in course order; a bad file raises :class:`LessonError`."""
+    """Every lesson in ``directory``, in course order; a bad file raises :class:`LessonError`.
+
+    Shared by every session (``cache_resource``: no copy per rerun); lessons are frozen, read them only."""
     lessons = [
         parse_lesson(path.read_bytes()[: MAX_LESSON_BYTES + 1], path.name) for path in Path(directory).glob("*.md")
     ]
@@ -947,3 +950,42 @@ def poll_figure(lesson: Lesson, counts: Mapping[str, int], answer: Answer) -> go
     total = sum(counts.values())
     fig.update_layout(title_text=f"The room's guesses ({total})", height=380, showlegend=False, **COMPACT_LAYOUT)
     return fig
+
+
+@st.cache_resource(show_spinner=False, max_entries=64)
+def _measured(lesson_id: str, signature: str) -> tuple[dict, Answer]:
+    lesson = next(item for item in load_lessons() if item.id == lesson_id)
+    data = run_view(lesson.view)
+    result = data, compute_answer(lesson, data)
+    with _READY_LOCK:
+        _READY.add(signature)
+    return result
+
+
+_READY: set[str] = set()  # signatures of lessons measured in this process (only grows; guarded)
+_READY_LOCK = threading.Lock()
+
+
+def measured(lesson: Lesson, progress=None) -> tuple[dict, Answer]:
+    """(data, answer) of a lesson, computed once per server and shared by every session: a room of
+    thirty revealing at once must not rerun the answer's pandas work thirty times. Read-only.
+    ``progress`` sees the engine's progress the first time (cached engine calls are instant)."""
+    signature = repr(lesson)
+    with _READY_LOCK:
+        ready = signature in _READY
+    if progress is not None and not ready:
+        run_view(lesson.view, progress=progress)  # fills the shared engine caches with progress shown
+    return _measured(lesson.id, signature)
+
+
+@st.cache_resource(show_spinner=False, max_entries=1024)
+def _revealed_figure(lesson_id: str, signature: str, guess: float | str, present: bool) -> go.Figure:
+    lesson = next(item for item in load_lessons() if item.id == lesson_id)
+    data, answer = _measured(lesson_id, signature)
+    return presenter_height(lesson_figure(lesson, data, guess, answer), present)
+
+
+def revealed_figure(lesson: Lesson, guess: float | str, present: bool = False) -> go.Figure:
+    """The lesson's chart with ``guess`` drawn, built once per (lesson, guess) and shared; guesses
+    are on the question's steps or options, so there are few. Never mutate it."""
+    return _revealed_figure(lesson.id, repr(lesson), guess, present)

@@ -37,6 +37,11 @@ class Visibility:
     present: bool = False
     notices: tuple[str, ...] = field(default=())
 
+    @property
+    def sidebar_hidden(self) -> bool:
+        """Whether the sidebar is hidden for this session (its widgets need not be drawn at all)."""
+        return "sidebar" in self.hidden or self.present
+
     def to_query(self) -> dict[str, str]:
         """Query parameters that reproduce this visibility (empty ones left out)."""
         query = {}
