@@ -527,7 +527,8 @@ def answer_layer_collapse(lesson: Lesson, data: dict) -> Answer:
     args = lesson.answer_args
     key = re.sub(r"[^a-z0-9]+", "_", f"{args.get('method', 'magnitude')}_{args.get('scope', 'global')}")
     collapsed = facts[f"{key}_collapsed"].startswith("collapsed")
-    value = args.get("options", {}).get("yes" if collapsed else "no", "yes" if collapsed else "no")
+    outcome = "collapsed" if collapsed else "intact"
+    value = args.get("options", {}).get(outcome, outcome)
     facts["answer"] = value
     return Answer(value, value, facts)
 
