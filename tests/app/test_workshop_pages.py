@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -62,7 +63,8 @@ def test_each_lesson_hides_the_answer_until_a_guess_then_shows_it_beside_the_gue
     # Before the guess: no chart, no measured number, no explanation.
     assert not at.get("plotly_chart")
     assert not [m for m in at.metric if m.label.startswith("Measured")]
-    assert answer.display not in _texts(at)
+    shown = re.search(rf"(?<![\w.]){re.escape(answer.display)}(?![\w.])", _texts(at))
+    assert not shown, f"the measured {answer.display!r} is shown before the guess"
     assert "Now try" not in [h.value for h in at.subheader]
 
     guess = lesson.question.options[-1] if lesson.question.kind == "choice" else lesson.question.low
