@@ -50,17 +50,21 @@ if st.query_params.get("lesson") != lesson.id:
     st.query_params["lesson"] = lesson.id
 
 st.title(f"{numbers[lesson.id]}. {lesson.title}")
-st.caption(f"Lesson {numbers[lesson.id]} of {len(course)} · about {lesson.minutes} min · {lesson.teaches}")
+if not (present and f"ws_revealed_{lesson.id}" in st.session_state):
+    st.caption(f"Lesson {numbers[lesson.id]} of {len(course)} · about {lesson.minutes} min · {lesson.teaches}")
 if room:
     st.caption(f"Room **{room}**: your guess is counted anonymously (no names, counts only).")
-st.markdown(lesson.body)
-
 revealed_key, voted_key = f"ws_revealed_{lesson.id}", f"ws_voted_{lesson.id}"
 guess_key = f"ws_guess_{lesson.id}"
 revealed = revealed_key in st.session_state
 question = lesson.question
-st.subheader("Your prediction")
-if question.kind == "choice":
+compact = present and revealed  # on a projector, the revealed chart is the screen: no intro above it
+if not compact:
+    st.markdown(lesson.body)
+    st.subheader("Your prediction")
+if compact:
+    guess = st.session_state[revealed_key]
+elif question.kind == "choice":
     guess = st.radio(question.text, question.options, key=guess_key, index=None, disabled=revealed)
 else:
     guess = st.slider(

@@ -693,7 +693,7 @@ def guess_verdict(lesson: Lesson, guess: float | str, answer: Answer) -> str:
     if lesson.question.kind == "choice":
         return "Your guess matches the measurement." if guess == answer.value else "The measurement says otherwise."
     gap = float(guess) - float(answer.value)
-    unit = lesson.question.unit
+    unit = "points" if lesson.question.unit == "%" else lesson.question.unit  # a gap between percentages
     if abs(gap) <= 2 * lesson.question.step:
         return "Spot on: within a couple of steps of the measurement."
     return f"You were {abs(gap):.0f}{' ' + unit if unit else ''} too {'high' if gap > 0 else 'low'}."
@@ -703,7 +703,12 @@ def guess_verdict(lesson: Lesson, guess: float | str, answer: Answer) -> str:
 # Figures (plain functions: data in, figure out; the guess drawn beside the measurement)
 
 COMPACT_LAYOUT = dict(
-    margin=dict(l=50, r=10, t=60, b=40),
+    # the title sits below Plotly's toolbar (top right), which covers it on a 390 px phone otherwise
+    margin=dict(l=50, r=10, t=90, b=40),
+    title_yref="container",
+    title_y=1,
+    title_yanchor="top",
+    title_pad_t=40,
     legend=dict(orientation="h", yanchor="top", y=-0.18, x=0, xanchor="left"),
     title_font_size=15,
     title_x=0,

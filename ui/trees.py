@@ -57,7 +57,8 @@ def tree_figure(layout: pd.DataFrame, title: str) -> go.Figure:
             text=[f"{label}<br>{samples} training samples" for label, samples in zip(nodes.label, nodes.samples)],
             hovertemplate="%{text}<extra></extra>",
         ))  # fmt: skip
-    fig.update_layout(title_text=title, title_x=0, height=380, margin=dict(l=10, r=10, t=50, b=10),
+    fig.update_layout(title_text=title, title_x=0, title_yref="container", title_y=1, title_yanchor="top",
+                      title_pad_t=40, height=380, margin=dict(l=10, r=10, t=80, b=10),
                       legend=dict(orientation="h", y=-0.02, yanchor="top"))  # fmt: skip
     fig.update_xaxes(visible=False)
     fig.update_yaxes(visible=False)
