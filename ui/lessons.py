@@ -823,13 +823,20 @@ def trees_figure(lesson: Lesson, data: dict, guess=None, answer: Answer | None =
     if guess is not None and answer is not None:
         fig.add_trace(go.Scatter(x=[answer.x], y=[float(guess)], yaxis="y2", mode="markers+text", name="your guess (leaves)",
                                  marker=dict(symbol="x", size=14, color=GUESS_COLOUR), text=["your guess"],
-                                 textposition="top left"))  # fmt: skip
+                                 textposition="top right"))  # fmt: skip
         fig.add_trace(go.Scatter(x=[answer.x], y=[float(answer.value)], yaxis="y2", mode="markers", name="CV's tree (leaves)",
                                  marker=dict(symbol="circle-open", size=16, color=MEASURED_COLOUR, line=dict(width=3))))  # fmt: skip
     fig.update_layout(title_text="Decision tree: accuracy vs ccp_alpha", xaxis_title="ccp_alpha", yaxis_title="accuracy (%)",
-                      yaxis2=dict(title="leaves", overlaying="y", side="right", rangemode="tozero"), height=430,
+                      yaxis2=dict(title="leaves", overlaying="y", side="right", rangemode="tozero", tickformat="d"), height=430,
                       **COMPACT_LAYOUT)  # fmt: skip
-    fig.update_layout(margin=dict(l=50, r=50, t=60, b=40))
+    fig.update_layout(margin=dict(l=50, r=50, t=90, b=40))
+    # Most of the path sits at small alphas; the last steps (down to the root) stretch far to the right.
+    upper = float(path.ccp_alpha.quantile(0.9)) * 1.3
+    if upper > 0:
+        fig.update_xaxes(
+            range=[-upper * 0.03, upper],
+            title_text="ccp_alpha (the largest alphas, down to the root, off to the right)",
+        )
     return fig
 
 
