@@ -709,7 +709,7 @@ COMPACT_LAYOUT = dict(
     title_y=1,
     title_yanchor="top",
     title_pad_t=40,
-    legend=dict(orientation="h", yanchor="top", y=-0.18, x=0, xanchor="left"),
+    legend=dict(orientation="h", yanchor="top", y=-0.25, x=0, xanchor="left"),
     title_font_size=15,
     title_x=0,
     title_xanchor="left",
