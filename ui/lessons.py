@@ -835,7 +835,7 @@ def trees_figure(lesson: Lesson, data: dict, guess=None, answer: Answer | None =
     if upper > 0:
         fig.update_xaxes(
             range=[-upper * 0.03, upper],
-            title_text="ccp_alpha (the largest alphas, down to the root, off to the right)",
+            title_text="ccp_alpha",
         )
     return fig
 
