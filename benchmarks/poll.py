@@ -72,8 +72,9 @@ class PollSession(StreamlitSession):
         run = PageRun(page="", query=self.query_string)
         self.codes.clear()
         page_hash = self.pages[self.page_name]  # the router's hash for the page, from `navigation`
-        return await self._run(run, time.perf_counter(), page_script_hash=page_hash, page_name="",
-                               widgets=list(widgets.values()))  # fmt: skip
+        return await self._run(
+            run, time.perf_counter(), page_script_hash=page_hash, page_name="", widgets=list(widgets.values())
+        )
 
 
 def slider_value(value: float) -> WidgetState:
@@ -133,8 +134,15 @@ async def measure(url: str, sessions: int, second: int, think_s: float = 0.0, se
     results = []
     for teacher, room, part in ((teacher_a, room_a, outcomes[:sessions]), (teacher_b, room_b, outcomes[sessions:])):
         await teacher.interact(click="teacher_refresh")
-        results.append(RoomResult(room, len(part), teacher.metrics.get("Guesses in the room", "?"),
-                                  [s for s, _ in part if s is not None], [p for _, ps in part for p in ps]))  # fmt: skip
+        results.append(
+            RoomResult(
+                room,
+                len(part),
+                teacher.metrics.get("Guesses in the room", "?"),
+                [s for s, _ in part if s is not None],
+                [p for _, ps in part for p in ps],
+            )
+        )
         await teacher.interact(click="teacher_close")
         await teacher.close()
     return results

@@ -109,9 +109,9 @@ right.plotly_chart(
 )
 masked_change = result["latency_masked_ms"] / result["latency_dense_ms"] - 1
 right.caption(
-    f"The masked model ran {abs(masked_change):.0%} {'faster' if masked_change < 0 else 'slower'} than dense here, but it "
-    "runs the same dense kernels on the same shapes: a dense kernel multiplies zeros like any other number, so that "
-    "difference is timing noise from a shared server, not a speed-up."
+    f"The masked model ran {abs(masked_change):.0%} {'faster' if masked_change < 0 else 'slower'} than dense "
+    "here, but it runs the same dense kernels on the same shapes: a dense kernel multiplies zeros like "
+    "any other number, so that difference is timing noise from a shared server, not a speed-up."
 )
 kernels = result["csr_layers"]
 by_kind = {kind: [layer for layer, k in kernels.items() if k == kind] for kind in dict.fromkeys(kernels.values())}

@@ -68,9 +68,15 @@ elif question.kind == "choice":
     guess = st.radio(question.text, question.options, key=guess_key, index=None, disabled=revealed)
 else:
     guess = st.slider(
-        question.text, question.low, question.high, value=question.start, step=question.step,
-        key=guess_key, disabled=revealed, format="%g" + (" " + question.unit.replace("%", "%%") if question.unit else ""),
-    )  # fmt: skip
+        question.text,
+        question.low,
+        question.high,
+        value=question.start,
+        step=question.step,
+        key=guess_key,
+        disabled=revealed,
+        format="%g" + (" " + question.unit.replace("%", "%%") if question.unit else ""),
+    )
 
 
 def commit(current_lesson=lesson, current_room=room) -> None:
@@ -122,8 +128,9 @@ st.markdown(L.explanation(lesson, answer))
 if lesson.view.kind == "boundary":
     st.subheader("Move the cut")
     levels = list(lesson.view.levels)
-    sparsity = st.select_slider("Sparsity", levels, value=levels[len(levels) // 2], key="ws_boundary_s",
-                                format_func=lambda s: f"{s:.0%}")  # fmt: skip
+    sparsity = st.select_slider(
+        "Sparsity", levels, value=levels[len(levels) // 2], key="ws_boundary_s", format_func=lambda s: f"{s:.0%}"
+    )
     grid = L.boundary_grid(lesson.view.model, sparsity, lesson.view.seed)
     st.plotly_chart(
         L.presenter_height(L.boundary_figure(lesson.view.model, grid, sparsity), present), key="ws_boundary"
@@ -134,7 +141,8 @@ st.subheader("Now try")
 links = [f"- [{label}]({L.page_link(page, query)})" for label, page, query in lesson.now_try]
 page_for = {"trees": "decision-trees", "schedules": "schedules", "sensitivity": "sensitivity", "size": "size-speed"}
 links.append(
-    f"- [Open this lesson's choice in the explorer]({L.explorer_link(lesson, page_for.get(lesson.view.kind, 'tradeoff'))})"
+    "- [Open this lesson's choice in the explorer]"
+    f"({L.explorer_link(lesson, page_for.get(lesson.view.kind, 'tradeoff'))})"
 )
 st.markdown("\n".join(links))
 st.button("Guess again", key=f"ws_again_{lesson.id}", on_click=again)

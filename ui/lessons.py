@@ -67,9 +67,13 @@ class ViewSpec:
     def explorer_config(self) -> ExplorerConfig:
         """The same choice as the explorer's sidebar config, for "open in the explorer" links."""
         return ExplorerConfig(
-            model=self.model, methods=self.methods, scope=self.scopes[0] if self.scopes[0] != "per-layer" else "global",
-            explicit_levels=self.levels, exclude=self.exclude, seed=self.seed,
-        )  # fmt: skip
+            model=self.model,
+            methods=self.methods,
+            scope=self.scopes[0] if self.scopes[0] != "per-layer" else "global",
+            explicit_levels=self.levels,
+            exclude=self.exclude,
+            seed=self.seed,
+        )
 
 
 @dataclass(frozen=True)
@@ -153,7 +157,9 @@ _VIEW = {"kind", "model", "methods", "scopes", "levels", "exclude", "seed", "x",
 _QUESTION = {"text", "kind", "options", "low", "high", "step", "unit", "start"}
 
 
-def parse_lesson(text: str | bytes, where: str = "lesson") -> Lesson:
+def parse_lesson(  # noqa: C901, PLR0912 - one check per header field, every problem listed at once
+    text: str | bytes, where: str = "lesson"
+) -> Lesson:
     """A lesson from its file text: ``---`` YAML header ``---`` then Markdown. Every problem found is
     reported at once in one :class:`LessonError` naming ``where``."""
     if isinstance(text, bytes):
@@ -176,7 +182,8 @@ def parse_lesson(text: str | bytes, where: str = "lesson") -> Lesson:
     if unknown:
         problems.append(f"unknown key(s) {', '.join(sorted(unknown))}; valid: {', '.join(sorted(_TOP))}")
     for key in ("id", "title", "teaches", "answer", "reveal"):
-        if not isinstance(header.get(key), str) or not header.get(key).strip():
+        value = header.get(key)
+        if not isinstance(value, str) or not value.strip():
             problems.append(f"'{key}' must be a non-empty text")
     if isinstance(header.get("id"), str) and not ID_PATTERN.match(header["id"]):
         problems.append(f"id {header['id']!r} must be lowercase letters, digits and '-' (at most 40)")
@@ -201,13 +208,24 @@ def parse_lesson(text: str | bytes, where: str = "lesson") -> Lesson:
     except ValueError as exc:
         raise LessonError(f"{where}: the reveal text has a broken placeholder: {exc}") from None
     return Lesson(
-        id=header["id"], order=header["order"], title=header["title"].strip(), teaches=header["teaches"].strip(),
-        minutes=header["minutes"], view=view, question=question, answer=header["answer"],
-        answer_args=dict(answer_args), reveal=reveal, now_try=now_try, body=match.group(2).strip(),
-    )  # fmt: skip
+        id=header["id"],
+        order=header["order"],
+        title=header["title"].strip(),
+        teaches=header["teaches"].strip(),
+        minutes=header["minutes"],
+        view=view,
+        question=question,
+        answer=header["answer"],
+        answer_args=dict(answer_args),
+        reveal=reveal,
+        now_try=now_try,
+        body=match.group(2).strip(),
+    )
 
 
-def _parse_view(view: Any, problems: list[str]) -> ViewSpec | None:
+def _parse_view(  # noqa: C901, PLR0912 - one check per view field, every problem listed at once
+    view: Any, problems: list[str]
+) -> ViewSpec | None:
     if not isinstance(view, dict):
         problems.append("'view' must be a mapping (kind, model, methods, scopes, levels, ...)")
         return None
@@ -257,10 +275,17 @@ def _parse_view(view: Any, problems: list[str]) -> ViewSpec | None:
                 f"view extra series item {pair!r} must be [method, scope] from the view's methods and scopes"
             )
     return ViewSpec(
-        kind=str(kind), model=str(model), methods=tuple(map(str, methods)), scopes=tuple(scopes),
-        levels=tuple(sorted({float(v) for v in levels})), exclude=tuple(map(str, exclude)), seed=seed,
-        x=str(view.get("x", "target_sparsity")), y=str(view.get("y", "accuracy")), extra=dict(extra),
-    )  # fmt: skip
+        kind=str(kind),
+        model=str(model),
+        methods=tuple(map(str, methods)),
+        scopes=tuple(scopes),
+        levels=tuple(sorted({float(v) for v in levels})),
+        exclude=tuple(map(str, exclude)),
+        seed=seed,
+        x=str(view.get("x", "target_sparsity")),
+        y=str(view.get("y", "accuracy")),
+        extra=dict(extra),
+    )
 
 
 def _parse_question(question: Any, problems: list[str]) -> Question | None:
@@ -289,7 +314,8 @@ def _parse_question(question: Any, problems: list[str]) -> Question | None:
             problems.append("the slider's start must lie between low and high")
             return None
         unit = question.get("unit", "%")
-        return Question(text=str(text), kind="slider", unit=str(unit), **{k: float(v) for k, v in values.items()})
+        low, high, step, start = (float(values[k]) for k in ("low", "high", "step", "start"))
+        return Question(text=str(text), kind="slider", unit=str(unit), low=low, high=high, step=step, start=start)
     problems.append(f"question kind {kind!r} is unknown; valid: {', '.join(QUESTION_KINDS)}")
     return None
 
@@ -395,10 +421,16 @@ def run_view(spec: ViewSpec, progress=None) -> dict:
     if spec.kind == "size":
         sparsity = float(spec.extra.get("sparsity", spec.levels[-1]))
         sizes = {
-            m: compute.size_speed(spec.model, m, spec.scopes[0] if m != "structured-l1" else "layerwise", sparsity,
-                                  spec.exclude, spec.seed)
+            m: compute.size_speed(
+                spec.model,
+                m,
+                spec.scopes[0] if m != "structured-l1" else "layerwise",
+                sparsity,
+                spec.exclude,
+                spec.seed,
+            )
             for m in spec.methods
-        }  # fmt: skip
+        }
         return {"sizes": sizes, "sparsity": sparsity}
     if spec.kind == "schedules":
         extra = spec.extra
@@ -423,7 +455,7 @@ def run_view(spec: ViewSpec, progress=None) -> dict:
                     float(extra.get("lr", 0.001)),
                     int(extra.get("rounds", 2)),
                     progress=report,
-                )  # fmt: skip
+                )
             )
         return {"table": pd.concat(frames, ignore_index=True), "dense": compute.dense_metrics(spec.model)}
     if spec.kind == "sensitivity":
@@ -499,8 +531,9 @@ def answer_better_scope(lesson: Lesson, data: dict) -> Answer:
         row = _row(group, sparsity)
         scores[key] = float(row.accuracy)
         facts[f"{key}_accuracy"] = _pct(row.accuracy)
-        view = compute.layer_view(lesson.view.model, method, scope, float(row.target_sparsity), lesson.view.exclude,
-                                  lesson.view.seed)  # fmt: skip
+        view = compute.layer_view(
+            lesson.view.model, method, scope, float(row.target_sparsity), lesson.view.exclude, lesson.view.seed
+        )
         layers = view["table"]
         emptiest = layers.loc[layers["sparsity"].idxmax()]
         facts[f"{key}_emptiest_layer"] = str(emptiest.layer)
@@ -509,7 +542,7 @@ def answer_better_scope(lesson: Lesson, data: dict) -> Answer:
             "collapsed (a layer is empty)" if (layers["nonzero"] == 0).any() else "no layer empty"
         )
     mapping: Mapping[str, str] = args.get("options", {})
-    best = max(scores, key=scores.get)
+    best = max(scores, key=lambda name: scores[name])
     tolerance = float(args.get("same_within_points", 1.0)) / 100
     ordered = sorted(scores.values())
     if len(ordered) > 1 and ordered[-1] - ordered[-2] <= tolerance and "same" in mapping:
@@ -571,7 +604,7 @@ def answer_schedule(lesson: Lesson, data: dict) -> Answer:
         scores[str(curve)] = float(row.accuracy)
         facts[f"{key}_accuracy"] = _pct(row.accuracy)
         facts[f"{key}_low"], facts[f"{key}_high"] = _pct(row.accuracy_low), _pct(row.accuracy_high)
-    best = max(scores, key=scores.get)
+    best = max(scores, key=lambda name: scores[name])
     ordered = sorted(scores.values())
     tolerance = float(args.get("same_within_points", 0.0)) / 100
     value = mapping["same"] if "same" in mapping and ordered[-1] - ordered[-2] <= tolerance else mapping.get(best, best)
@@ -722,23 +755,49 @@ def _guess_marks(fig: go.Figure, lesson: Lesson, guess: float | str | None, answ
         return
     if lesson.question.kind == "slider" and answer.axis == "y" and answer.x is not None:
         x = answer.x * (100 if lesson.view.kind != "trees" else 1)
-        fig.add_trace(go.Scatter(x=[x], y=[float(guess)], mode="markers+text", name="your guess",
-                                 marker=dict(symbol="x", size=14, color=GUESS_COLOUR), text=["your guess"],
-                                 textposition="top left"))  # fmt: skip
-        fig.add_trace(go.Scatter(x=[x], y=[float(answer.value)], mode="markers", name="measured",
-                                 marker=dict(symbol="circle-open", size=16, color=MEASURED_COLOUR, line=dict(width=3))))  # fmt: skip
+        fig.add_trace(
+            go.Scatter(
+                x=[x],
+                y=[float(guess)],
+                mode="markers+text",
+                name="your guess",
+                marker=dict(symbol="x", size=14, color=GUESS_COLOUR),
+                text=["your guess"],
+                textposition="top left",
+            )
+        )
+        fig.add_trace(
+            go.Scatter(
+                x=[x],
+                y=[float(answer.value)],
+                mode="markers",
+                name="measured",
+                marker=dict(symbol="circle-open", size=16, color=MEASURED_COLOUR, line=dict(width=3)),
+            )
+        )
     elif lesson.question.kind == "slider" and answer.axis == "x":
         fig.add_vline(x=float(guess), line=dict(color=GUESS_COLOUR, dash="dash", width=3))
         fig.add_vline(x=float(answer.value), line=dict(color=MEASURED_COLOUR, width=2))
-        fig.add_trace(go.Scatter(x=[None], y=[None], mode="lines", name="your guess",
-                                 line=dict(color=GUESS_COLOUR, dash="dash")))  # fmt: skip
+        fig.add_trace(
+            go.Scatter(x=[None], y=[None], mode="lines", name="your guess", line=dict(color=GUESS_COLOUR, dash="dash"))
+        )
         fig.add_trace(
             go.Scatter(x=[None], y=[None], mode="lines", name="measured knee", line=dict(color=MEASURED_COLOUR))
         )
     else:
-        fig.add_annotation(text=f"Your guess: {guess}<br>Measured: {answer.display}", xref="paper", yref="paper",
-                           x=0.99, y=0.02, xanchor="right", yanchor="bottom", showarrow=False, align="right",
-                           bgcolor="rgba(255,255,255,0.85)", bordercolor="#888")  # fmt: skip
+        fig.add_annotation(
+            text=f"Your guess: {guess}<br>Measured: {answer.display}",
+            xref="paper",
+            yref="paper",
+            x=0.99,
+            y=0.02,
+            xanchor="right",
+            yanchor="bottom",
+            showarrow=False,
+            align="right",
+            bgcolor="rgba(255,255,255,0.85)",
+            bordercolor="#888",
+        )
 
 
 def sweep_figure(lesson: Lesson, data: dict, guess=None, answer: Answer | None = None) -> go.Figure:
@@ -748,16 +807,30 @@ def sweep_figure(lesson: Lesson, data: dict, guess=None, answer: Answer | None =
     dashes = {"global": "solid", "layerwise": "dash", "erk": "dot"}
     for (method, scope), group in table.groupby(["method", "scope"], sort=False):
         group = group.sort_values("target_sparsity")
-        fig.add_trace(go.Scatter(
-            x=100 * group.target_sparsity, y=100 * group.accuracy, mode="lines+markers",
-            name=f"{method_label(method)} ({scope})", line=dict(color=method_colour(method), dash=dashes.get(scope)),
-            hovertemplate="%{x:.1f} %% sparsity: %{y:.1f} %% accuracy<extra></extra>",
-        ))  # fmt: skip
-    fig.add_hline(y=100 * data["dense"]["accuracy"], line=dict(color="#777", dash="dot"),
-                  annotation_text="dense", annotation_position="bottom left")  # fmt: skip
+        fig.add_trace(
+            go.Scatter(
+                x=100 * group.target_sparsity,
+                y=100 * group.accuracy,
+                mode="lines+markers",
+                name=f"{method_label(method)} ({scope})",
+                line=dict(color=method_colour(method), dash=dashes.get(scope)),
+                hovertemplate="%{x:.1f} %% sparsity: %{y:.1f} %% accuracy<extra></extra>",
+            )
+        )
+    fig.add_hline(
+        y=100 * data["dense"]["accuracy"],
+        line=dict(color="#777", dash="dot"),
+        annotation_text="dense",
+        annotation_position="bottom left",
+    )
     _guess_marks(fig, lesson, guess, answer)
-    fig.update_layout(title_text=f"{lesson.view.model}: test accuracy vs sparsity", xaxis_title="sparsity (% of weights removed)",
-                      yaxis_title="test accuracy (%)", height=430, **COMPACT_LAYOUT)  # fmt: skip
+    fig.update_layout(
+        title_text=f"{lesson.view.model}: test accuracy vs sparsity",
+        xaxis_title="sparsity (% of weights removed)",
+        yaxis_title="test accuracy (%)",
+        height=430,
+        **COMPACT_LAYOUT,
+    )
     return fig
 
 
@@ -766,16 +839,30 @@ def schedules_figure(lesson: Lesson, data: dict, guess=None, answer: Answer | No
     table = data["table"]
     fig = go.Figure()
     for sparsity, group in table.groupby("target_sparsity"):
-        fig.add_trace(go.Bar(
-            x=group.curve, y=100 * group.accuracy, name=f"{sparsity:.0%} sparsity",
-            error_y=dict(type="data", symmetric=False, array=100 * (group.accuracy_high - group.accuracy),
-                         arrayminus=100 * (group.accuracy - group.accuracy_low)),
-        ))  # fmt: skip
+        fig.add_trace(
+            go.Bar(
+                x=group.curve,
+                y=100 * group.accuracy,
+                name=f"{sparsity:.0%} sparsity",
+                error_y=dict(
+                    type="data",
+                    symmetric=False,
+                    array=100 * (group.accuracy_high - group.accuracy),
+                    arrayminus=100 * (group.accuracy - group.accuracy_low),
+                ),
+            )
+        )
     fig.add_hline(y=100 * data["dense"]["accuracy"], line=dict(color="#777", dash="dot"), annotation_text="dense")
     _guess_marks(fig, lesson, guess, answer)
     low = max(0.0, 100 * float(table.accuracy_low.min()) - 5)
-    fig.update_layout(title_text=f"{lesson.view.model}: test accuracy by schedule", yaxis_title="test accuracy (%)",
-                      yaxis_range=[low, 100], barmode="group", height=430, **COMPACT_LAYOUT)  # fmt: skip
+    fig.update_layout(
+        title_text=f"{lesson.view.model}: test accuracy by schedule",
+        yaxis_title="test accuracy (%)",
+        yaxis_range=[low, 100],
+        barmode="group",
+        height=430,
+        **COMPACT_LAYOUT,
+    )
     return fig
 
 
@@ -788,11 +875,25 @@ def size_figure(lesson: Lesson, data: dict, guess=None, answer: Answer | None = 
         bars[f"{method_label(method)}: zeros in place"] = result["file_masked"] / 1024
         if "file_shrunk" in result:
             bars[f"{method_label(method)}: neurons removed"] = result["file_shrunk"] / 1024
-    fig.add_trace(go.Bar(x=list(bars.values()), y=list(bars), orientation="h", marker_color="#4c78a8",
-                         text=[f"{v:.0f} KiB" for v in bars.values()], textposition="auto", name="file size"))  # fmt: skip
+    fig.add_trace(
+        go.Bar(
+            x=list(bars.values()),
+            y=list(bars),
+            orientation="h",
+            marker_color="#4c78a8",
+            text=[f"{v:.0f} KiB" for v in bars.values()],
+            textposition="auto",
+            name="file size",
+        )
+    )
     _guess_marks(fig, lesson, guess, answer)
-    fig.update_layout(title_text=f"{lesson.view.model}: safetensors file at {data['sparsity']:.0%} sparsity",
-                      xaxis_title="file size (KiB)", height=360, showlegend=False, **COMPACT_LAYOUT)  # fmt: skip
+    fig.update_layout(
+        title_text=f"{lesson.view.model}: safetensors file at {data['sparsity']:.0%} sparsity",
+        xaxis_title="file size (KiB)",
+        height=360,
+        showlegend=False,
+        **COMPACT_LAYOUT,
+    )
     fig.update_yaxes(automargin=True)
     return fig
 
@@ -801,34 +902,87 @@ def sensitivity_figure(lesson: Lesson, data: dict, guess=None, answer: Answer | 
     """Validation accuracy against the sparsity of one layer pruned alone, one line per layer."""
     fig = go.Figure()
     for layer, group in data["table"].groupby("layer", sort=False):
-        fig.add_trace(go.Scatter(x=100 * group.sparsity, y=100 * group.accuracy, mode="lines+markers",
-                                 name=f"{layer} ({int(group.params.iloc[0]):,} weights)"))  # fmt: skip
+        fig.add_trace(
+            go.Scatter(
+                x=100 * group.sparsity,
+                y=100 * group.accuracy,
+                mode="lines+markers",
+                name=f"{layer} ({int(group.params.iloc[0]):,} weights)",
+            )
+        )
     _guess_marks(fig, lesson, guess, answer)
-    fig.update_layout(title_text=f"{lesson.view.model}: one layer pruned at a time", yaxis_title="validation accuracy (%)",
-                      xaxis_title="sparsity of that layer (%)", height=430, **COMPACT_LAYOUT)  # fmt: skip
+    fig.update_layout(
+        title_text=f"{lesson.view.model}: one layer pruned at a time",
+        yaxis_title="validation accuracy (%)",
+        xaxis_title="sparsity of that layer (%)",
+        height=430,
+        **COMPACT_LAYOUT,
+    )
     return fig
 
 
-def trees_figure(lesson: Lesson, data: dict, guess=None, answer: Answer | None = None) -> go.Figure:
+def trees_figure(  # noqa: C901 - one figure: three curves, two axes, guess marks, layout; read top to bottom
+    lesson: Lesson, data: dict, guess=None, answer: Answer | None = None
+) -> go.Figure:
     """Train, test and cross-validated accuracy against ccp_alpha, leaves on a second axis."""
     path = data["path"]
     fig = go.Figure()
-    for column, name, colour in (("train_accuracy", "train", "#1f77b4"), ("test_accuracy", "test", "#ff7f0e"),
-                                 ("cv_accuracy", "cross-validated (train folds)", "#2ca02c")):  # fmt: skip
-        fig.add_trace(go.Scatter(x=path.ccp_alpha, y=100 * path[column], mode="lines+markers", name=name,
-                                 line=dict(color=colour, shape="hv")))  # fmt: skip
-    fig.add_trace(go.Scatter(x=path.ccp_alpha, y=path.leaves, mode="lines", name="leaves (right axis)", yaxis="y2",
-                             line=dict(color="#999", dash="dot", shape="hv")))  # fmt: skip
+    for column, name, colour in (
+        ("train_accuracy", "train", "#1f77b4"),
+        ("test_accuracy", "test", "#ff7f0e"),
+        ("cv_accuracy", "cross-validated (train folds)", "#2ca02c"),
+    ):
+        fig.add_trace(
+            go.Scatter(
+                x=path.ccp_alpha,
+                y=100 * path[column],
+                mode="lines+markers",
+                name=name,
+                line=dict(color=colour, shape="hv"),
+            )
+        )
+    fig.add_trace(
+        go.Scatter(
+            x=path.ccp_alpha,
+            y=path.leaves,
+            mode="lines",
+            name="leaves (right axis)",
+            yaxis="y2",
+            line=dict(color="#999", dash="dot", shape="hv"),
+        )
+    )
     fig.add_vline(x=data["choice"]["ccp_alpha"], line=dict(color=MEASURED_COLOUR, width=2))
     if guess is not None and answer is not None:
-        fig.add_trace(go.Scatter(x=[answer.x], y=[float(guess)], yaxis="y2", mode="markers+text", name="your guess (leaves)",
-                                 marker=dict(symbol="x", size=14, color=GUESS_COLOUR), text=["your guess"],
-                                 textposition="top right"))  # fmt: skip
-        fig.add_trace(go.Scatter(x=[answer.x], y=[float(answer.value)], yaxis="y2", mode="markers", name="CV's tree (leaves)",
-                                 marker=dict(symbol="circle-open", size=16, color=MEASURED_COLOUR, line=dict(width=3))))  # fmt: skip
-    fig.update_layout(title_text="Decision tree: accuracy vs ccp_alpha", xaxis_title="ccp_alpha", yaxis_title="accuracy (%)",
-                      yaxis2=dict(title="leaves", overlaying="y", side="right", rangemode="tozero", tickformat="d"), height=430,
-                      **COMPACT_LAYOUT)  # fmt: skip
+        fig.add_trace(
+            go.Scatter(
+                x=[answer.x],
+                y=[float(guess)],
+                yaxis="y2",
+                mode="markers+text",
+                name="your guess (leaves)",
+                marker=dict(symbol="x", size=14, color=GUESS_COLOUR),
+                text=["your guess"],
+                textposition="top right",
+            )
+        )
+        fig.add_trace(
+            go.Scatter(
+                x=[answer.x],
+                y=[float(answer.value)],
+                yaxis="y2",
+                mode="markers",
+                name="CV's tree (leaves)",
+                marker=dict(symbol="circle-open", size=16, color=MEASURED_COLOUR, line=dict(width=3)),
+            )
+        )
+    fig.update_layout(
+        title_text="Decision tree: accuracy vs ccp_alpha",
+        xaxis_title="ccp_alpha",
+        yaxis_title="accuracy (%)",
+        yaxis2=dict(title="leaves", overlaying="y", side="right", rangemode="tozero", tickformat="d"),
+        height=430,
+        **COMPACT_LAYOUT,
+    )
     fig.update_layout(margin=dict(l=50, r=50, t=90, b=40))
     # Most of the path sits at small alphas; the last steps (down to the root) stretch far to the right.
     upper = float(path.ccp_alpha.quantile(0.9)) * 1.3
@@ -845,15 +999,39 @@ def boundary_figure(model: str, grid: dict, sparsity: float) -> go.Figure:
     sample = compute.shared_sample(model)
     X, y = sample.data.X_train.numpy(), sample.data.y_train.numpy()
     fig = go.Figure()
-    fig.add_trace(go.Contour(x=grid["x"], y=grid["y"], z=grid["prob"], colorscale="RdBu", zmin=0, zmax=1,
-                             showscale=False, opacity=0.55, contours=dict(start=0, end=1, size=0.1),
-                             hoverinfo="skip", name="P(class 1)"))  # fmt: skip
+    fig.add_trace(
+        go.Contour(
+            x=grid["x"],
+            y=grid["y"],
+            z=grid["prob"],
+            colorscale="RdBu",
+            zmin=0,
+            zmax=1,
+            showscale=False,
+            opacity=0.55,
+            contours=dict(start=0, end=1, size=0.1),
+            hoverinfo="skip",
+            name="P(class 1)",
+        )
+    )
     for label, colour, symbol in ((0, "#b2182b", "circle"), (1, "#2166ac", "diamond")):
         keep = y == label
-        fig.add_trace(go.Scatter(x=X[keep, 0], y=X[keep, 1], mode="markers", name=f"class {label} (train)",
-                                 marker=dict(color=colour, size=5, symbol=symbol, line=dict(width=0.5, color="white"))))  # fmt: skip
-    fig.update_layout(title_text=f"{sparsity:.0%} pruned: test accuracy {grid['accuracy']:.1%}", height=430,
-                      xaxis_title="x₁", yaxis_title="x₂", **COMPACT_LAYOUT)  # fmt: skip
+        fig.add_trace(
+            go.Scatter(
+                x=X[keep, 0],
+                y=X[keep, 1],
+                mode="markers",
+                name=f"class {label} (train)",
+                marker=dict(color=colour, size=5, symbol=symbol, line=dict(width=0.5, color="white")),
+            )
+        )
+    fig.update_layout(
+        title_text=f"{sparsity:.0%} pruned: test accuracy {grid['accuracy']:.1%}",
+        height=430,
+        xaxis_title="x₁",
+        yaxis_title="x₂",
+        **COMPACT_LAYOUT,
+    )
     fig.update_xaxes(range=[float(grid["x"][0]), float(grid["x"][-1])])
     fig.update_yaxes(range=[float(grid["y"][0]), float(grid["y"][-1])])
     return fig
@@ -871,8 +1049,14 @@ def histogram_figure(model: str, sparsity: float, seed: int = 0) -> go.Figure:
     if view["threshold"] is not None:
         for sign in (-1, 1):
             fig.add_vline(x=sign * view["threshold"], line=dict(dash="dot", color="#333"))
-    fig.update_layout(barmode="stack", title_text=f"{layer}: {weights.size:,} weights, cut at |w| ≤ threshold",
-                      xaxis_title="weight value", yaxis_title="count", height=360, **COMPACT_LAYOUT)  # fmt: skip
+    fig.update_layout(
+        barmode="stack",
+        title_text=f"{layer}: {weights.size:,} weights, cut at |w| ≤ threshold",
+        xaxis_title="weight value",
+        yaxis_title="count",
+        height=360,
+        **COMPACT_LAYOUT,
+    )
     return fig
 
 
@@ -918,8 +1102,14 @@ def poll_bucket(lesson: Lesson, guess: float | str) -> str:
     return f"{float(guess):g}"
 
 
-def room_link(base_url: str, lesson: Lesson, room: str | None, hide: tuple[str, ...] = ("sidebar",),
-              lock: tuple[str, ...] = (), present: bool = False) -> str:  # fmt: skip
+def room_link(
+    base_url: str,
+    lesson: Lesson,
+    room: str | None,
+    hide: tuple[str, ...] = ("sidebar",),
+    lock: tuple[str, ...] = (),
+    present: bool = False,
+) -> str:
     """The full link attendees (or a projector) open for a lesson, optionally in a room."""
     from ui.visibility import Visibility
 
@@ -947,18 +1137,33 @@ def poll_figure(lesson: Lesson, counts: Mapping[str, int], answer: Answer) -> go
         labels = list(lesson.question.options)
         values = [counts.get(option, 0) for option in labels]
         colours = [MEASURED_COLOUR if option == answer.value else "#9ecae1" for option in labels]
-        fig = go.Figure(go.Bar(x=values, y=labels, orientation="h", marker_color=colours, text=values,
-                               textposition="auto", name="guesses"))  # fmt: skip
+        fig = go.Figure(
+            go.Bar(
+                x=values,
+                y=labels,
+                orientation="h",
+                marker_color=colours,
+                text=values,
+                textposition="auto",
+                name="guesses",
+            )
+        )
         fig.update_yaxes(autorange="reversed", automargin=True)
         fig.update_xaxes(title_text="guesses", rangemode="tozero")
     else:
         numeric = sorted((float(k), v) for k, v in counts.items())
-        fig = go.Figure(go.Bar(x=[k for k, _ in numeric], y=[v for _, v in numeric], marker_color="#9ecae1",
-                               name="guesses"))  # fmt: skip
-        fig.add_vline(x=float(answer.value), line=dict(color=MEASURED_COLOUR, width=3),
-                      annotation_text=f"measured {answer.display}")  # fmt: skip
-        fig.update_xaxes(title_text=f"guess ({lesson.question.unit or 'value'})",
-                         range=[lesson.question.low - lesson.question.step, lesson.question.high + lesson.question.step])  # fmt: skip
+        fig = go.Figure(
+            go.Bar(x=[k for k, _ in numeric], y=[v for _, v in numeric], marker_color="#9ecae1", name="guesses")
+        )
+        fig.add_vline(
+            x=float(answer.value),
+            line=dict(color=MEASURED_COLOUR, width=3),
+            annotation_text=f"measured {answer.display}",
+        )
+        fig.update_xaxes(
+            title_text=f"guess ({lesson.question.unit or 'value'})",
+            range=[lesson.question.low - lesson.question.step, lesson.question.high + lesson.question.step],
+        )
         fig.update_yaxes(title_text="guesses", rangemode="tozero")
     total = sum(counts.values())
     fig.update_layout(title_text=f"The room's guesses ({total})", height=380, showlegend=False, **COMPACT_LAYOUT)

@@ -43,7 +43,8 @@ def check_code(code: object) -> str:
     if not CODE_PATTERN.match(text):
         shown = repr(code)[:40]
         raise PollError(
-            f"room code {shown} is not {CODE_LENGTH} characters from {CODE_ALPHABET!r}; ask the teacher for the room link"
+            f"room code {shown} is not {CODE_LENGTH} characters from {CODE_ALPHABET!r}; "
+            "ask the teacher for the room link"
         )
     return text
 

@@ -103,7 +103,8 @@ def css(visibility: Visibility) -> str:
         rules.append("html, body, .stMarkdown p, .stMarkdown li {font-size: 24px !important;}")
         rules.append("h1 {font-size: 3rem !important;} h2 {font-size: 2.2rem !important;}")
         rules.append(
-            ".block-container, [data-testid='stMainBlockContainer'] {max-width: 100% !important; padding-top: 1rem !important;}"
+            ".block-container, [data-testid='stMainBlockContainer'] "
+            "{max-width: 100% !important; padding-top: 1rem !important;}"
         )
     return "\n".join(rules)
 
