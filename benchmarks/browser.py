@@ -64,7 +64,8 @@ def streamlit_process(
     """
     port = free_port()
     stderr_file = open(stderr_path, "wb") if stderr_path is not None else None  # noqa: SIM115 - closed below
-    env = {**os.environ, "PRUNELAB_WARM": "1" if warm else "0"}
+    # Lessons train for minutes in the background: tests and the room benchmark leave them out.
+    env = {**os.environ, "PRUNELAB_WARM": "1" if warm else "0", "PRUNELAB_WARM_LESSONS": "0"}
     proc = subprocess.Popen(
         [sys.executable, "-m", "ui.serve", "--server.headless", "true", "--server.port", str(port),
          "--browser.gatherUsageStats", "false"],

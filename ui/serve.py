@@ -9,7 +9,7 @@ as soon as Streamlit's runtime exists (it prints ``prunelab: warmed`` then). The
 
 Heavy engine work runs in ``PRUNELAB_WORKERS`` worker processes (default: one per core; 0 runs it
 in the sessions' threads). ``PRUNELAB_WARM=0`` skips the warm-up (the room benchmark's cold
-scenarios use it).
+scenarios use it); ``PRUNELAB_WARM_LESSONS=0`` skips measuring the workshop lessons after it.
 """
 
 from __future__ import annotations
@@ -49,6 +49,20 @@ def warm() -> float:
     return time.perf_counter() - start
 
 
+def warm_lessons() -> float:
+    """Measure every workshop lesson (what a teacher's link opens), after the default views: some
+    lessons train for tens of seconds, which a room should not wait for."""
+    start = time.perf_counter()
+    from ui import lessons
+
+    for lesson in lessons.load_lessons():
+        try:
+            lessons.measured(lesson)
+        except Exception as exc:  # noqa: BLE001 - a lesson that fails is reported, the others still warm
+            print(f"prunelab: lesson {lesson.id} could not be warmed: {exc}", file=sys.stderr, flush=True)
+    return time.perf_counter() - start
+
+
 def _warm_once_running() -> None:
     """Warm the caches as soon as Streamlit's runtime exists: ``st.cache_data`` called before that
     fills a private store the sessions never read."""
@@ -58,6 +72,9 @@ def _warm_once_running() -> None:
         time.sleep(0.05)
     seconds = warm()
     print(f"prunelab: warmed the default views in {seconds:.1f} s", file=sys.stderr, flush=True)
+    if os.environ.get("PRUNELAB_WARM_LESSONS", "1") != "0":
+        seconds = warm_lessons()
+        print(f"prunelab: warmed the workshop lessons in {seconds:.1f} s", file=sys.stderr, flush=True)
 
 
 def main(argv: list[str] | None = None) -> None:
