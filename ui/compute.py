@@ -403,8 +403,9 @@ def build_export_bundle(name: str, choice: PruningChoice) -> ExportBundle:
     weights are the sweep's), the script or the generator's refusal, and the smaller model."""
     from pruning_core.script import generate_script
 
-    made, notes = export.recipe_for(name, choice)
-    applied = export.apply_recipe(made)
+    unmeasured, notes = export.recipe_for(name, choice, metrics={})
+    applied = export.apply_recipe(unmeasured)  # measures the applied choice once, as the sweep does
+    made = dataclasses.replace(unmeasured, provenance=recipe_module.provenance(applied.metrics))
     try:
         script, script_refused = generate_script(made), None
     except ValueError as exc:  # a method the script generator cannot reproduce bit for bit
