@@ -48,6 +48,11 @@ class Recipe:
     provenance: dict[str, Any] = field(default_factory=dict)
     calibration: dict[str, Any] | None = None  # Calibration.to_dict(); None = the default calibration
 
+    def __post_init__(self) -> None:
+        # Stored complete, so a recipe made without a calibration equals the same recipe read back
+        # (every recipe is written with its calibration).
+        object.__setattr__(self, "calibration", self.calibration_object.to_dict())
+
     @property
     def calibration_object(self):
         """The recipe's calibration spec as a ``Calibration`` (the default when the recipe has none)."""
