@@ -15,6 +15,7 @@ PAGES = [
     ),
     st.Page("pages/sensitivity.py", title="Sensitivity", icon=":material/tune:", url_path="sensitivity"),
     st.Page("pages/export.py", title="Export", icon=":material/download:", url_path="export"),
+    st.Page("pages/studies.py", title="Studies", icon=":material/stacked_line_chart:", url_path="studies"),
 ]
 
 page = st.navigation(PAGES)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import sys
 
-from benchmarks import app, engine, finetune, room, sparse
+from benchmarks import app, engine, finetune, room, sparse, study
 
 
 def main() -> int:
@@ -17,6 +17,7 @@ def main() -> int:
     print(flush=True)
     print(app.report(app.run()), flush=True)
     print(flush=True)
+    print(study.report(study.run()) + "\n", flush=True)
     print(room.report(room.run(sessions=30, after_wait_s=30), after_wait_s=30), flush=True)
     return 0
 

@@ -118,7 +118,8 @@ n_val = len(sample.data.y_val)
 noise = wilson_half_width(dense_val["accuracy"], n_val)
 if y == "accuracy" and tolerance / scale < noise:
     st.warning(
-        f"The tolerance ({tolerance:g} points) is below the noise: on the {n_val} validation samples that choose "
+        f"The tolerance ({tolerance:g} point{'' if tolerance == 1 else 's'}) is below the noise: "
+        f"on the {n_val} validation samples that choose "
         f"the knees, the 95 % interval around the dense accuracy ({dense_val['accuracy']:.1%}) is "
         f"±{noise * 100:.1f} points, so knees this tight are partly chosen by chance.",
         icon="⚠️",
@@ -139,10 +140,12 @@ if not knees.empty:
     for col, (_, row) in zip(cols * 10, knees.iterrows()):
         col.metric(
             f"Knee: {figures.method_label(row['method'])}",
-            f"{row['actual_sparsity']:.0%} sparse",
+            f"{row['effective_sparsity']:.0%} sparse",
             f"{(row[y] - dense[y]) * scale:+.2f} {'points' if scale != 1 else ''}".strip(),
             delta_color="normal" if y != "loss" else "inverse",
-            help=f"Chosen on validation ({row[f'val_{y}'] * scale:.2f}), reported on test ({row[y] * scale:.2f}"
+            help=f"{row['effective_params']:,.0f} parameters still needed ({row['actual_sparsity']:.0%} of the weights "
+            "are zeros; effective sparsity also counts what dead neurons take with them). "
+            f"Chosen on validation ({row[f'val_{y}'] * scale:.2f}), reported on test ({row[y] * scale:.2f}"
             + (f", 95 % interval {row['accuracy_low']:.1%} to {row['accuracy_high']:.1%})" if y == "accuracy" else ")"),
         )
 else:

@@ -1,4 +1,4 @@
-"""Command line: ``python -m pruning_core models | methods | sweep ...``.
+"""Command line: ``python -m pruning_core models | methods | sweep | study ...``.
 
 Every mistake a user can make on the command line ends in one line on stderr that names the bad
 value and the valid choices, and exit status 2; never a traceback.
@@ -293,10 +293,28 @@ def _schedule_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--rounds", type=int, help="rounds for iterative and lottery schedules (default 3)")
 
 
+def cmd_app(streamlit_args: list[str]) -> int:
+    """Start the Streamlit app the way ``make run`` does (``ui.serve``); other options go to Streamlit."""
+    from ui import serve
+
+    serve.main(streamlit_args)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="python -m pruning_core", description="PruneLab's pruning engine.")
+    import torch
+
+    from pruning_core import __version__
+
+    parser = _Parser(prog="prunelab", description="PruneLab: explore and apply neural-network pruning.")
+    parser.add_argument(
+        "--version", action="version", version=f"prunelab {__version__} (torch {torch.__version__.split('+')[0]})"
+    )
     sub = parser.add_subparsers(dest="command", parser_class=_Parser)
     sub.required = True
+    sub.add_parser(
+        "app", help="start the web app (extra options go to Streamlit, e.g. --server.port 8600)", add_help=False
+    )
     sub.add_parser("models", help="list the sample models").set_defaults(run=cmd_models)
     sub.add_parser("methods", help="list the pruning methods").set_defaults(run=cmd_methods)
     p = sub.add_parser("sweep", help="sweep sparsity levels and print the results table")
@@ -347,6 +365,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("recipe", help="recipe file (.yaml or .json)")
     p.add_argument("--output", help="write to this file instead of standard output")
     p.set_defaults(run=cmd_script)
+
+    from pruning_core import study_cli
+
+    study_cli.add_parser(sub)
     return parser
 
 
@@ -368,6 +390,8 @@ def _join_list_values(argv: list[str]) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["app"]:
+        return cmd_app(argv[1:])
     try:
         args = build_parser().parse_args(_join_list_values(argv))
         if getattr(args, "command", None) == "sweep":

@@ -26,7 +26,8 @@ import textwrap
 from dataclasses import dataclass, field
 from typing import Any
 
-from pruning_core import graph
+from pruning_core import allocation, graph
+from pruning_core.effective import Dataflow
 from pruning_core.masks import check_scope, check_sparsity, erk_sparsities, per_layer_sparsities
 from pruning_core.methods import Magnitude, NMMagnitude, Random, StructuredNorm, get_method
 from pruning_core.recipe import Recipe
@@ -52,6 +53,7 @@ class _Plan:
     sparsity: float | None = None  # scope "global"
     layer_sparsity: dict[str, float] | None = None  # scopes "layerwise" and "per-layer"
     linked: dict[str, list[str]] = field(default_factory=dict)  # structured
+    dataflow: dict[str, dict[str, Any]] = field(default_factory=dict)  # structured, global scope
     p: int | None = None  # structured norm
     n_m: tuple[int, int] | None = None  # N:M
     schedule: Any = None  # a pruning_core.schedules.Schedule, when reproducing the recipe trains
@@ -123,6 +125,18 @@ def _plan(recipe: Recipe) -> _Plan:
     )
     if kind == "structured":
         plan.p = method.p
+        if scope == "global":
+            flow = Dataflow.of(model)
+            plan.dataflow = {
+                name: {
+                    "width": f.out_channels,
+                    "inputs": f.in_columns,
+                    "kernel": f.kernel,
+                    "consumer": f.consumer,
+                    "span": f.span,
+                }
+                for name, f in flow.layers.items()
+            }
     if kind == "nm":
         plan.n_m = (method.n, method.m)
     if scope == "per-layer":
@@ -494,6 +508,22 @@ def _constants(plan: _Plan) -> str:
                 expand_depth=1,
             )
         )
+    if plan.dataflow:
+        parts.append(
+            _constant(
+                "DATAFLOW",
+                plan.dataflow,
+                "Every Linear/Conv layer: its neurons (width), input columns, kernel elements, the layer reading\n"
+                "its outputs (consumer) and how many of the consumer's input columns each neuron feeds (span).",
+                expand_depth=1,
+            )
+        )
+        parts.append(
+            _constant("MIN_WIDTH_FRACTION", allocation.MIN_WIDTH_FRACTION, "Every layer keeps at least this share.")
+        )
+        parts.append(
+            _constant("COST_EXPONENT", allocation.COST_EXPONENT, "How much what a removal frees weighs in the ranking.")
+        )
     parts.append(
         _constant(
             "SHAPES",
@@ -602,28 +632,45 @@ def _prune(
 
 _STRUCTURED_GLOBAL = '''
 def _kept_neurons(modules: dict[str, nn.Module], sparsity: float) -> list[torch.Tensor]:
-    """PruneLab's global structured ranking: neurons of all layers ranked together by their L_p norm
-    over their layer's mean norm, pruned lowest first while the pruned weights fit the budget of
-    round(sparsity * N) weights, and never the last neuron of a layer."""
-    weights = [modules[layer].weight.detach() for layer in PRUNED_LAYERS]
-    norms = [torch.norm(w, p=NORM_P, dim=tuple(range(1, w.dim()))) for w in weights]
-    normalised = [s / s.mean().clamp_min(1e-12) for s in norms]
-    sizes = [w[0].numel() for w in weights]
-    budget = round(sparsity * sum(size * s.numel() for size, s in zip(sizes, normalised)))
-    candidates = sorted(
-        (float(score), index, channel)
-        for index, scores in enumerate(normalised)
-        for channel, score in enumerate(scores.tolist())
-    )
-    kept = [torch.ones(s.numel(), dtype=torch.bool) for s in normalised]
-    remaining = [s.numel() for s in normalised]
-    pruned = 0
-    for _, index, channel in candidates:
-        if pruned + sizes[index] > budget or remaining[index] == 1:
-            continue
-        kept[index][channel] = False
-        remaining[index] -= 1
-        pruned += sizes[index]
+    \"\"\"PruneLab's global structured allocation. Each neuron's key is its L_p norm over the L2 norm of
+    its layer's norms, over COST_EXPONENT's power of its cost (what its removal frees: its weight row,
+    its LINKED entries and its column block in the consumer). Each layer may lose all but
+    max(1, ceil(MIN_WIDTH_FRACTION * width)) neurons, lowest key first, merged into one order. Along
+    that order the Linear/Conv weights effectively removed are counted exactly (a row over the
+    producer's neurons still kept, a column block over the consumer's), and the order is cut where
+    that comes closest to round(sparsity * N) of all N weights (the fewer removals on a tie).\"\"\"
+    producer = {flow["consumer"]: layer for layer, flow in DATAFLOW.items() if flow["consumer"] is not None}
+    candidates = []
+    for index, layer in enumerate(PRUNED_LAYERS):
+        weight = modules[layer].weight.detach()
+        norms = torch.norm(weight, p=NORM_P, dim=tuple(range(1, weight.dim()))).double()
+        consumer = DATAFLOW[layer]["consumer"]
+        cost = weight[0].numel() + len(LINKED[layer])
+        if consumer is not None:
+            cost += DATAFLOW[consumer]["width"] * DATAFLOW[layer]["span"] * DATAFLOW[consumer]["kernel"]
+        key = (norms / norms.norm().clamp_min(1e-12) / cost**COST_EXPONENT).tolist()
+        floor = min(len(key), max(1, math.ceil(MIN_WIDTH_FRACTION * len(key) - 1e-9)))
+        order = sorted(range(len(key)), key=lambda i, key=key: (key[i], i))
+        candidates += [(key[i], index, i) for i in order[: len(key) - floor]]
+    candidates.sort()
+    width = {layer: flow["width"] for layer, flow in DATAFLOW.items()}
+    removed = [0]
+    for _, index, _ in candidates:
+        layer = PRUNED_LAYERS[index]
+        flow, source = DATAFLOW[layer], producer.get(layer)
+        inputs = flow["inputs"] if source is None else width[source] * DATAFLOW[source]["span"]
+        step = inputs * flow["kernel"]
+        if flow["consumer"] is not None:
+            step += width[flow["consumer"]] * flow["span"] * DATAFLOW[flow["consumer"]]["kernel"]
+        width[layer] -= 1
+        removed.append(removed[-1] + step)
+    budget = round(sparsity * sum(f["width"] * f["inputs"] * f["kernel"] for f in DATAFLOW.values()))
+    cut = max(i for i, r in enumerate(removed) if r <= budget)
+    if cut + 1 < len(removed) and removed[cut + 1] - budget < budget - removed[cut]:
+        cut += 1
+    kept = [torch.ones(DATAFLOW[layer]["width"], dtype=torch.bool) for layer in PRUNED_LAYERS]
+    for _, index, neuron in candidates[:cut]:
+        kept[index][neuron] = False
     return kept
 
 
@@ -1093,6 +1140,8 @@ def generate_script(recipe: Recipe) -> str:
     else:
         imports = _IMPORTS.replace("from pathlib import Path\n", "")
         tail = _HELPERS + "\n" + _training_code(plan)
+    if plan.dataflow:
+        imports = imports.replace("import argparse\n", "import argparse\nimport math\n")
     return (
         _docstring(plan)
         + imports

@@ -13,16 +13,21 @@ from pruning_core.recipe import Recipe, RecipeError
 from pruning_core.recipe import loads as load_recipe_text
 from pruning_core.schedules import schedule_curve
 from pruning_core.stats import wilson_half_width
+from pruning_core.study_stats import MAX_RESULTS_BYTES, knees, read_results_bytes, summarise
 
 __all__ = [
+    "MAX_RESULTS_BYTES",
     "PruningChoice",
     "PruningMethod",
     "Recipe",
     "RecipeError",
     "get_method",
+    "knees",
     "load_recipe_text",
     "method_names",
+    "read_results_bytes",
     "schedule_curve",
     "steps_per_epoch",
+    "summarise",
     "wilson_half_width",
 ]

@@ -560,3 +560,52 @@ def allocation_figure(allocation: dict[str, float], params: dict[str, int]) -> g
     fig.update_yaxes(title_text="Proposed sparsity (%)", range=[0, 110])
     fig.update_xaxes(title_text="Layer")
     return _style(fig, "Proposed per-layer sparsities", height=420)
+
+
+def study_bands_figure(summary: pd.DataFrame, metric: str = "accuracy", title: str = "") -> go.Figure:
+    """Mean ``metric`` against target sparsity across seeds, one line per (method, schedule) with
+    its 95 % interval as a shaded band (from ``study_stats.summarise``: METRIC_mean/_ci_low/_ci_high).
+    Points with one seed have no band."""
+    title_text, scale = Y_METRICS.get(metric, (metric, 1.0))
+    fig = go.Figure()
+    for (method, schedule), rows in summary.groupby(["method", "schedule_name"], sort=False):
+        rows = rows.sort_values("target_sparsity")
+        colour = method_colour(method)
+        dash = "dot" if schedule == "oneshot" else "solid"
+        label = f"{method_label(method)} · {schedule}"
+        x = rows["target_sparsity"] * 100
+        low, high = rows[f"{metric}_ci_low"] * scale, rows[f"{metric}_ci_high"] * scale
+        banded = low.notna() & high.notna()
+        if banded.any():
+            fig.add_trace(
+                go.Scatter(
+                    x=list(x[banded]) + list(x[banded])[::-1],
+                    y=list(high[banded]) + list(low[banded])[::-1],
+                    fill="toself",
+                    fillcolor=colour,
+                    opacity=0.18,
+                    line={"width": 0},
+                    hoverinfo="skip",
+                    name=f"{label} (95 % CI)",
+                    legendgroup=label,
+                    showlegend=False,
+                )  # fmt: skip
+            )
+        fig.add_trace(
+            go.Scatter(
+                x=x,
+                y=rows[f"{metric}_mean"] * scale,
+                name=label,
+                legendgroup=label,
+                mode="lines+markers",
+                line={"color": colour, "dash": dash, "width": 3},
+                customdata=np.stack([rows[f"{metric}_std"] * scale, rows[f"{metric}_n"], low, high], axis=-1),
+                hovertemplate=(
+                    f"{label}<br>target sparsity %{{x:.0f}}%<br>mean %{{y:.2f}} (sd %{{customdata[0]:.2f}}, "
+                    "n %{customdata[1]:.0f})<br>95 % CI [%{customdata[2]:.2f}, %{customdata[3]:.2f}]<extra></extra>"
+                ),
+            )  # fmt: skip
+        )
+    fig.update_xaxes(title_text="Target sparsity (%)")
+    fig.update_yaxes(title_text=title_text)
+    return _style(fig, title or f"Mean {metric} across seeds, with 95 % intervals")

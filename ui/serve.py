@@ -21,7 +21,17 @@ import threading
 import time
 from pathlib import Path
 
-APP = Path(__file__).resolve().parents[1] / "app.py"
+
+def _find_app() -> Path:
+    """The app's entry file: the checkout's (source tree, editable install), else the copy a built
+    wheel installs under ``<prefix>/share/prunelab``."""
+    for root in (Path(__file__).resolve().parents[1], Path(sys.prefix) / "share" / "prunelab"):
+        if (root / "app.py").is_file() and (root / "pages").is_dir():
+            return root / "app.py"
+    raise SystemExit("prunelab: cannot find app.py (neither in the source tree nor in <prefix>/share/prunelab)")
+
+
+APP = _find_app()
 log = logging.getLogger("prunelab")
 
 
@@ -73,6 +83,7 @@ def main(argv: list[str] | None = None) -> None:
         threading.Thread(target=_warm_once_running, name="prunelab-warm", daemon=True).start()
     from streamlit.web import cli
 
+    os.chdir(APP.parent)  # where .streamlit/config.toml is, whatever directory prunelab was started from
     cli.main(["run", str(APP), *args], prog_name="streamlit")
 
 

@@ -158,10 +158,15 @@ def test_synflow_scores_are_dR_dw_times_w_of_the_abs_network_on_an_all_ones_inpu
         torch.testing.assert_close(got, (want / top).float())
 
 
-def test_synflow_without_an_input_shape_for_a_conv_model_raises_valueerror():
-    model = nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU(), nn.Flatten(), nn.Linear(8, 2))
+def test_synflow_without_data_finds_a_conv_models_input_shape_or_says_it_needs_one():
+    # 2 channels x 2 x 2 after a 3x3 conv: only a 4x4 input runs, and the engine finds it.
+    runs = nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU(), nn.Flatten(), nn.Linear(8, 2))
+    masks = compute_masks(runs, "synflow", sparsity=0.5)
+    assert sum(int((~m).sum()) for m in masks.values()) == round(0.5 * (18 + 16))
+    # 2 x h x w = 7 has no solution: no square input runs, so calibration data is asked for.
+    never_runs = nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU(), nn.Flatten(), nn.Linear(7, 2))
     with pytest.raises(ValueError, match="input shape"):
-        compute_masks(model, "synflow", sparsity=0.5)
+        compute_masks(never_runs, "synflow", sparsity=0.5)
 
 
 # --- Wanda -------------------------------------------------------------------------------------------

@@ -145,7 +145,7 @@ TRAINING = {
 RECIPES = {**CASES, **TRAINING}
 # Every script shape for the source-level rules: the variants above and the training scripts.
 SOURCE_VARIANTS = VARIANTS + list(TRAINING)
-ALLOWED_IMPORTS = {"__future__", "argparse", "sys", "pathlib", "torch", "safetensors"}
+ALLOWED_IMPORTS = {"__future__", "argparse", "math", "sys", "pathlib", "torch", "safetensors"}
 
 
 def engine_masks(recipe: Recipe) -> dict[str, torch.Tensor]:
