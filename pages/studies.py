@@ -2,8 +2,8 @@
 
 import streamlit as st
 
-from pruning_core.study_stats import MAX_RESULTS_BYTES, knees, read_results_bytes, summarise
 from ui import figures, state
+from ui.engine import MAX_RESULTS_BYTES, knees, read_results_bytes, summarise
 
 state.require_router()
 st.title("Studies: how much of a difference is real?")

@@ -28,6 +28,7 @@ import yaml
 
 import sample_models
 from pruning_core import trees
+from pruning_core.choice import PruningChoice
 from pruning_core.masks import apply_masks, compute_masks
 from pruning_core.methods import get_method
 from ui import compute
@@ -423,11 +424,13 @@ def run_view(spec: ViewSpec, progress=None) -> dict:
         sizes = {
             m: compute.size_speed(
                 spec.model,
-                m,
-                spec.scopes[0] if m != "structured-l1" else "layerwise",
-                sparsity,
-                spec.exclude,
-                spec.seed,
+                PruningChoice(
+                    m,
+                    spec.scopes[0] if m != "structured-l1" else "layerwise",
+                    sparsity,
+                    exclude=tuple(spec.exclude),
+                    seed=spec.seed,
+                ),
             )
             for m in spec.methods
         }
@@ -531,10 +534,10 @@ def answer_better_scope(lesson: Lesson, data: dict) -> Answer:
         row = _row(group, sparsity)
         scores[key] = float(row.accuracy)
         facts[f"{key}_accuracy"] = _pct(row.accuracy)
-        view = compute.layer_view(
-            lesson.view.model, method, scope, float(row.target_sparsity), lesson.view.exclude, lesson.view.seed
+        choice = PruningChoice(
+            method, scope, float(row.target_sparsity), exclude=tuple(lesson.view.exclude), seed=lesson.view.seed
         )
-        layers = view["table"]
+        layers = compute.layer_view(lesson.view.model, choice).table
         emptiest = layers.loc[layers["sparsity"].idxmax()]
         facts[f"{key}_emptiest_layer"] = str(emptiest.layer)
         facts[f"{key}_emptiest_sparsity"] = f"{emptiest.sparsity:.2%}"
@@ -626,23 +629,23 @@ def answer_file_size(lesson: Lesson, data: dict) -> Answer:
     sizes = data["sizes"]
     method = lesson.answer_args.get("method", lesson.view.methods[0])
     result = sizes[method]
-    ratio = result["file_masked"] / result["file_dense"]
+    ratio = result.file_masked / result.file_dense
     mapping: Mapping[str, str] = lesson.answer_args.get("options", {})
     value = mapping.get("same" if abs(ratio - 1) < 0.01 else "smaller", "")
     facts = {
         "sparsity": f"{data['sparsity']:.0%}",
-        "file_dense": f"{result['file_dense'] / 1024:.1f} KiB",
-        "file_masked": f"{result['file_masked'] / 1024:.1f} KiB",
-        "gzip_dense": f"{result['file_dense_gzip'] / 1024:.1f} KiB",
-        "gzip_masked": f"{result['file_masked_gzip'] / 1024:.1f} KiB",
-        "latency_dense": f"{result['latency_dense_ms']:.2f} ms",
-        "latency_masked": f"{result['latency_masked_ms']:.2f} ms",
+        "file_dense": f"{result.file_dense / 1024:.1f} KiB",
+        "file_masked": f"{result.file_masked / 1024:.1f} KiB",
+        "gzip_dense": f"{result.file_dense_gzip / 1024:.1f} KiB",
+        "gzip_masked": f"{result.file_masked_gzip / 1024:.1f} KiB",
+        "latency_dense": f"{result.latency_dense_ms:.2f} ms",
+        "latency_masked": f"{result.latency_masked_ms:.2f} ms",
         "answer": value,
     }
     for name, res in sizes.items():
         key = re.sub(r"[^a-z0-9]+", "_", name)
-        if "file_shrunk" in res:
-            facts[f"{key}_file_shrunk"] = f"{res['file_shrunk'] / 1024:.1f} KiB"
+        if res.shrunk is not None:
+            facts[f"{key}_file_shrunk"] = f"{res.shrunk.file_bytes / 1024:.1f} KiB"
             facts[f"{key}_latency_shrunk"] = f"{res['latency_shrunk_ms']:.2f} ms"
             facts[f"{key}_params_shrunk"] = f"{res['params_shrunk']:,}"
     return Answer(value, value, facts)
@@ -870,11 +873,11 @@ def size_figure(lesson: Lesson, data: dict, guess=None, answer: Answer | None = 
     """File size (KiB) of the dense, zeros-in-place and neurons-removed models per method."""
     fig = go.Figure()
     first = next(iter(data["sizes"].values()))
-    bars = {"dense": first["file_dense"] / 1024}
+    bars = {"dense": first.file_dense / 1024}
     for method, result in data["sizes"].items():
-        bars[f"{method_label(method)}: zeros in place"] = result["file_masked"] / 1024
-        if "file_shrunk" in result:
-            bars[f"{method_label(method)}: neurons removed"] = result["file_shrunk"] / 1024
+        bars[f"{method_label(method)}: zeros in place"] = result.file_masked / 1024
+        if result.shrunk is not None:
+            bars[f"{method_label(method)}: neurons removed"] = result.shrunk.file_bytes / 1024
     fig.add_trace(
         go.Bar(
             x=list(bars.values()),
@@ -1039,16 +1042,16 @@ def boundary_figure(model: str, grid: dict, sparsity: float) -> go.Figure:
 
 def histogram_figure(model: str, sparsity: float, seed: int = 0) -> go.Figure:
     """One layer's weight histogram with the magnitude cut at ``sparsity`` (kept vs pruned)."""
-    view = compute.layer_view(model, "magnitude", "global", sparsity, (), seed)
-    layer = max(view["weights"], key=lambda name: view["weights"][name].size)
-    weights, kept = view["weights"][layer].ravel(), view["kept"][layer].ravel()
+    view = compute.layer_view(model, PruningChoice("magnitude", "global", sparsity, seed=seed))
+    layer = max(view.weights, key=lambda name: view.weights[name].size)
+    weights, kept = view.weights[layer].ravel(), view.kept[layer].ravel()
     fig = go.Figure()
     edges = dict(start=float(weights.min()), end=float(weights.max()), size=float(np.ptp(weights)) / 60 or 1.0)
     fig.add_trace(go.Histogram(x=weights[kept], xbins=edges, name="kept", marker_color="#1f77b4"))
     fig.add_trace(go.Histogram(x=weights[~kept], xbins=edges, name="pruned", marker_color="#ff7f0e"))
-    if view["threshold"] is not None:
+    if view.threshold is not None:
         for sign in (-1, 1):
-            fig.add_vline(x=sign * view["threshold"], line=dict(dash="dot", color="#333"))
+            fig.add_vline(x=sign * view.threshold, line=dict(dash="dot", color="#333"))
     fig.update_layout(
         barmode="stack",
         title_text=f"{layer}: {weights.size:,} weights, cut at |w| ≤ threshold",

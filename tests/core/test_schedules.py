@@ -4,7 +4,6 @@ lottery-ticket rewinding, scheduled sweeps, recipes with a schedule, and validat
 
 from __future__ import annotations
 
-import importlib
 import math
 
 import pandas as pd
@@ -34,8 +33,6 @@ SAMPLE = "digits-mlp"
 WEIGHTS = ("fc1.weight", "fc2.weight", "fc3.weight")  # the prunable weights of digits-mlp, by construction
 N_WEIGHTS = 64 * 300 + 300 * 100 + 100 * 10
 QUICK = FineTuneConfig(epochs=1, batch_size=256)  # 6 optimiser steps per epoch on the 1437 train rows
-
-sweep_module = importlib.import_module("pruning_core.sweep")  # the package attribute is the function
 
 
 @pytest.fixture(scope="module")
@@ -267,14 +264,16 @@ def garbage_test_split(data: DataSplit) -> DataSplit:
 @pytest.mark.parametrize("kind", ["oneshot", "iterative"])
 def test_sweep_fine_tuning_gives_the_same_weights_whatever_the_test_split(digits, monkeypatch, kind):
     trained = []
-    real = sweep_module.run_schedule
+    import pruning_core.apply as apply_module  # the one path the sweep trains through
+
+    real = apply_module.run_schedule
 
     def capture(*args, **kwargs):
         result = real(*args, **kwargs)
         trained.append(snapshot(result.model))
         return result
 
-    monkeypatch.setattr(sweep_module, "run_schedule", capture)
+    monkeypatch.setattr(apply_module, "run_schedule", capture)
     schedule = quick_schedule(kind)
     tables = [
         sweep(digits.model, data, sparsities=[0.8], schedule=schedule, generalisation=True)
