@@ -4,9 +4,9 @@ import urllib.parse
 
 import streamlit as st
 
-from pruning_core.recipe import RecipeError, loads
 from ui import compute, figures, state
 from ui.config import ExplorerConfig
+from ui.engine import RecipeError, load_recipe_text
 
 state.require_router()
 config = st.session_state.explorer
@@ -36,9 +36,9 @@ methods = list(config.methods)
 method, sparsity = state.pick_method_and_sparsity("export", "e", methods[0], 0.5)
 
 with st.spinner("Preparing files..."):
-    bundle = compute.export_bundle(config.model, method, config.scope, sparsity, config.exclude, config.seed)
+    bundle = compute.export_bundle(config.model, config.choice(method, sparsity))
 
-metrics = bundle["metrics"]
+metrics = bundle.metrics
 m1, m2, m3, m4 = st.columns(4)
 m1.metric("Test accuracy", f"{metrics['accuracy']:.2%}")
 m2.metric(
@@ -53,25 +53,25 @@ stem = f"prunelab-{config.model}-{method.replace(':', '_')}-{sparsity:g}"
 st.subheader("Download")
 c1, c2, c3 = st.columns(3)
 c1.download_button(
-    "Recipe (YAML)", bundle["recipe_yaml"], f"{stem}.yaml", "application/yaml", on_click="ignore", key="dl_yaml"
+    "Recipe (YAML)", bundle.recipe_yaml, f"{stem}.yaml", "application/yaml", on_click="ignore", key="dl_yaml"
 )
 c1.download_button(
-    "Recipe (JSON)", bundle["recipe_json"], f"{stem}.json", "application/json", on_click="ignore", key="dl_json"
+    "Recipe (JSON)", bundle.recipe_json, f"{stem}.json", "application/json", on_click="ignore", key="dl_json"
 )
 c2.download_button(
     "Pruned weights (.safetensors)",
-    bundle["weights"],
+    bundle.weights,
     f"{stem}.safetensors",
     "application/octet-stream",
     on_click="ignore",
     key="dl_weights",
 )
-if bundle["script"] is None:
-    c3.info(f"No standalone script: {bundle['script_refused']}.")
+if bundle.script is None:
+    c3.info(f"No standalone script: {bundle.script_refused}.")
 else:
     c3.download_button(
         "Standalone script (.py)",
-        bundle["script"],
+        bundle.script,
         f"{stem}.py",
         "text/x-python",
         on_click="ignore",
@@ -80,10 +80,10 @@ else:
         "`python script.py --weights IN.safetensors --out OUT.safetensors`. Recipes that fine-tune need "
         "`apply_pruning(model, X_train, y_train)` (and the initial weights for a lottery ticket).",
     )
-if "shrunk" in bundle:
+if bundle.shrunk is not None and bundle.onnx is not None:
     c2.download_button(
         "Smaller model weights (.safetensors)",
-        bundle["shrunk"],
+        bundle.shrunk,
         f"{stem}-shrunk.safetensors",
         "application/octet-stream",
         on_click="ignore",
@@ -91,19 +91,19 @@ if "shrunk" in bundle:
     )
     c3.download_button(
         "Smaller model (ONNX)",
-        bundle["onnx"],
+        bundle.onnx,
         f"{stem}.onnx",
         "application/octet-stream",
         on_click="ignore",
         key="dl_onnx",
-        help=f"Checked with onnxruntime: largest difference from PyTorch {bundle['onnx_max_abs_difference']:.1e}.",
+        help=f"Checked with onnxruntime: largest difference from PyTorch {bundle.onnx_max_abs_difference:.1e}.",
     )
 else:
     c2.caption("Structured methods also offer the physically smaller model, as safetensors and ONNX.")
-for note in bundle["notes"]:
+for note in bundle.notes:
     st.info(note)
 
-sizes = bundle["sizes"]
+sizes = bundle.sizes
 st.plotly_chart(
     figures.bar_comparison(
         list(sizes),
@@ -122,9 +122,7 @@ st.caption(
 
 if config.allocation:
     st.subheader("The per-layer proposal from Sensitivity")
-    proposal_yaml = compute.allocation_recipe(
-        config.model, config.allocation_method, config.allocation, config.exclude, config.seed
-    )
+    proposal_yaml = compute.allocation_recipe(config.model, config.allocation_choice())
     pairs = ", ".join(f"{k} {v:.0%}" for k, v in config.allocation)
     st.caption(f"{figures.method_label(config.allocation_method)} with {pairs}.")
     st.download_button(
@@ -134,10 +132,10 @@ if config.allocation:
     )  # fmt: skip
 
 with st.expander("Recipe preview"):
-    st.code(bundle["recipe_yaml"], language="yaml")
-if bundle["script"] is not None:
+    st.code(bundle.recipe_yaml, language="yaml")
+if bundle.script is not None:
     with st.expander("Script preview"):
-        st.code(bundle["script"], language="python")
+        st.code(bundle.script, language="python")
 
 st.subheader("Share this view")
 base = st.context.url.split("?")[0] if st.context.url else ""
@@ -154,7 +152,7 @@ def import_recipe() -> None:
     if uploaded is None:
         return
     try:
-        recipe = loads(uploaded.getvalue())
+        recipe = load_recipe_text(uploaded.getvalue())
     except RecipeError as exc:
         st.session_state.import_error = (
             f"**{uploaded.name}** is not a recipe PruneLab can use. Nothing was changed.\n\n"

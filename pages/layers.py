@@ -4,6 +4,7 @@ import numpy as np
 import streamlit as st
 
 from ui import compute, figures, state
+from ui.engine import get_method
 
 state.require_router()
 config = st.session_state.explorer
@@ -39,16 +40,18 @@ effectively pruned.
 
 c1, c2, c3 = st.columns([2, 2, 1])
 method, sparsity = state.pick_method_and_sparsity("layers", "l", config.methods[0], 0.9, columns=(c1, c2))
-st.caption(f"**{figures.method_label(method)}**: {compute.pruning_core.get_method(method).description}")
+st.caption(f"**{figures.method_label(method)}**: {get_method(method).description}")
 if "layers_log" not in st.session_state:
     st.session_state.layers_log = state.page_param("log", "0", ["0", "1"]) == "1"
 log_count = c3.checkbox("Log counts", key="layers_log")
 state.set_page_param("log", "1" if log_count else "0", "0")
 
-view = compute.layer_view(config.model, method, config.scope, sparsity, config.exclude, config.seed)
-table = view["table"]
+view = compute.layer_view(config.model, config.choice(method, sparsity))
+table = view.table
+for note in view.notes:  # how the request was adjusted (an N:M pattern's own sparsity, a scope fallback)
+    st.info(note)
 total, nonzero = int(table["params"].sum()), int(table["nonzero"].sum())
-if compute.pruning_core.get_method(method).granularity == "structured":
+if get_method(method).granularity == "structured":
     st.caption(
         "Structured methods remove whole neurons/filters but never the output layer's (they are the "
         "classes), and every layer keeps at least one: overall sparsity can stay below the target."
@@ -59,7 +62,7 @@ m2.metric("Nonzero after pruning", f"{nonzero:,}")
 m3.metric("Overall sparsity", f"{1 - nonzero / total:.1%}")
 
 st.plotly_chart(
-    figures.layer_histograms(view["weights"], view["kept"], threshold=view["threshold"], log_count=log_count),
+    figures.layer_histograms(view.weights, view.kept, threshold=view.threshold, log_count=log_count),
     key="layers_hist",
 )
 left, right = st.columns([3, 2])
@@ -74,13 +77,13 @@ right.dataframe(
     },
 )
 
-drawable = [layer for layer, mask in view["kept"].items() if mask.size <= 40_000]
+drawable = [layer for layer, mask in view.kept.items() if mask.size <= 40_000]
 if drawable:
     left, right = st.columns([3, 2])
     layer = left.selectbox("Mask of layer", drawable, key="layers_mask_layer")
-    left.plotly_chart(figures.mask_heatmap(view["kept"][layer], layer), key="layers_mask")
-    first = list(view["kept"])[0]
-    pixels = compute.first_layer_pixel_counts(config.model, view["kept"][first])
+    left.plotly_chart(figures.mask_heatmap(view.kept[layer], layer), key="layers_mask")
+    first = list(view.kept)[0]
+    pixels = compute.first_layer_pixel_counts(config.model, view.kept[first])
     if pixels is not None:
         counts, most = pixels
         right.plotly_chart(figures.pixel_map(np.asarray(counts), most), key="layers_pixels")

@@ -5,10 +5,8 @@ import time
 import pandas as pd
 import streamlit as st
 
-from pruning_core.finetune import steps_per_epoch
-from pruning_core.methods import get_method
-from pruning_core.schedules import schedule_curve
 from ui import compute, figures, state
+from ui.engine import get_method, schedule_curve, steps_per_epoch
 
 state.require_router()
 config = st.session_state.explorer

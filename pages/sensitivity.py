@@ -4,8 +4,8 @@ from dataclasses import replace
 
 import streamlit as st
 
-from pruning_core.methods import get_method
 from ui import compute, figures, state
+from ui.engine import get_method
 
 state.require_router()
 if st.session_state.pop("goto_tradeoff", False):

@@ -2,8 +2,8 @@
 
 import streamlit as st
 
-from pruning_core.methods import get_method
 from ui import compute, figures, state
+from ui.engine import get_method
 
 state.require_router()
 config = st.session_state.explorer
@@ -49,45 +49,44 @@ if not structured:
     st.info("Add a structured method (Structured L1 or L2) in the sidebar to see a physically smaller model.")
 
 with st.spinner("Measuring latency on the CPU..."):
-    result = compute.size_speed(config.model, method, config.scope, sparsity, config.exclude, config.seed)
+    result = compute.size_speed(config.model, config.choice(method, sparsity))
 
-shrunk = "params_shrunk" in result and result["params_shrunk"] < result["params_dense"]
+small = result.shrunk
+for note in result.notes:  # how the request was adjusted (an N:M pattern's own sparsity, a scope fallback)
+    st.info(note)
+shrunk = small is not None and small.params < result.params_dense
 m1, m2, m3, m4 = st.columns(4)
-m1.metric("Parameters (dense)", f"{result['params_dense']:,}")
+m1.metric("Parameters (dense)", f"{result.params_dense:,}")
 m2.metric(
     "Nonzero after masking",
-    f"{result['params_nonzero']:,}",
-    f"{result['params_nonzero'] / result['params_dense'] - 1:.0%}",
+    f"{result.params_nonzero:,}",
+    f"{result.params_nonzero / result.params_dense - 1:.0%}",
 )
-if "params_shrunk" in result:
+if small is not None:
     m3.metric(
         "Parameters after removal",
-        f"{result['params_shrunk']:,}",
-        f"{result['params_shrunk'] / result['params_dense'] - 1:.0%}",
+        f"{small.params:,}",
+        f"{small.params / result.params_dense - 1:.0%}",
     )
     m4.metric(
         "Measured speedup (removed vs dense)",
-        f"{result['latency_dense_ms'] / result['latency_shrunk_ms']:.2f}×" if shrunk else "none: same model",
+        f"{result.latency_dense_ms / small.latency_ms:.2f}×" if shrunk else "none: same model",
     )
 else:
     m3.metric("Parameters after removal", "n/a")
-    st.warning(f"This model cannot be shrunk physically: {result.get('shrink_error')}")
-if "params_shrunk" in result and not shrunk:
+    st.warning(f"This model cannot be shrunk physically: {result.shrink_error}")
+if small is not None and not shrunk:
     st.info(
         f"{figures.method_label(method)} removed no whole neuron, so the physically pruned model is the "
         "dense model: only structured methods shrink layers. Its latency differs from the dense one only by "
         "timing noise, which shows how far apart two identical models measure on this server."
     )
 
-labels = ["dense", "masked (zeros)"] + (["neurons removed"] if "params_shrunk" in result else [])
-params = [result["params_dense"], result["params_nonzero"]] + (
-    [result["params_shrunk"]] if "params_shrunk" in result else []
-)
-latency_labels = ["dense", "masked (zeros)", "sparse kernel (CSR)"] + (
-    ["neurons removed"] if "params_shrunk" in result else []
-)
-latency = [result["latency_dense_ms"], result["latency_masked_ms"], result["latency_csr_ms"]] + (
-    [result["latency_shrunk_ms"]] if "params_shrunk" in result else []
+labels = ["dense", "masked (zeros)"] + (["neurons removed"] if small is not None else [])
+params = [result.params_dense, result.params_nonzero] + ([small.params] if small is not None else [])
+latency_labels = ["dense", "masked (zeros)", "sparse kernel (CSR)"] + (["neurons removed"] if small is not None else [])
+latency = [result.latency_dense_ms, result.latency_masked_ms, result.latency_csr_ms] + (
+    [small.latency_ms] if small is not None else []
 )
 left, right = st.columns(2)
 left.plotly_chart(
@@ -105,22 +104,22 @@ right.plotly_chart(
     ),
     key="size_latency",
 )
-kernels = result["csr_layers"]
+kernels = result.csr_layers
 by_kind = {kind: [layer for layer, k in kernels.items() if k == kind] for kind in dict.fromkeys(kernels.values())}
-dense_layers = [layer for layer in result["shapes_before"] if layer not in kernels]
-csr_speed = result["latency_masked_ms"] / result["latency_csr_ms"]
+dense_layers = [layer for layer in result.shapes_before if layer not in kernels]
+csr_speed = result.latency_masked_ms / result.latency_csr_ms
 right.caption(
     "Sparse kernel model: "
     + "; ".join(f"{kind} for {', '.join(layers)}" for kind, layers in by_kind.items())
     + (f"; dense for {', '.join(dense_layers)}" if dense_layers else "")
     + f". At {sparsity:.0%} sparsity it runs {csr_speed:.2f}× as fast as the masked model "
-    f"({'faster' if csr_speed > 1 else 'slower'}); outputs agree to {result['csr_max_abs_difference']:.1e}."
+    f"({'faster' if csr_speed > 1 else 'slower'}); outputs agree to {result.csr_max_abs_difference:.1e}."
     + (" im2col copies every input patch before the product." if "im2col + CSR" in by_kind else "")
 )
 
-file_labels = ["dense", "dense, gzip", "masked", "masked, gzip"] + (["removed"] if "file_shrunk" in result else [])
-file_sizes = [result["file_dense"], result["file_dense_gzip"], result["file_masked"], result["file_masked_gzip"]] + (
-    [result["file_shrunk"]] if "file_shrunk" in result else []
+file_labels = ["dense", "dense, gzip", "masked", "masked, gzip"] + (["removed"] if small is not None else [])
+file_sizes = [result.file_dense, result.file_dense_gzip, result.file_masked, result.file_masked_gzip] + (
+    [small.file_bytes] if small is not None else []
 )
 fig = figures.bar_comparison(
     file_labels,
@@ -136,20 +135,20 @@ st.caption(
     "Removing neurons makes the file itself smaller, no compression needed."
 )
 
-if "shapes_after" in result:
+if small is not None:
     import pandas as pd
 
     shapes = pd.DataFrame(
         {
-            "layer": list(result["shapes_before"]),
-            "shape before": [" × ".join(map(str, s)) for s in result["shapes_before"].values()],
-            "shape after": [" × ".join(map(str, result["shapes_after"][k])) for k in result["shapes_before"]],
+            "layer": list(result.shapes_before),
+            "shape before": [" × ".join(map(str, s)) for s in result.shapes_before.values()],
+            "shape after": [" × ".join(map(str, small.shapes[k])) for k in result.shapes_before],
         }
     )
     st.subheader("Layer shapes")
     st.dataframe(shapes, hide_index=True)
     st.caption(
-        f"Largest difference between the masked and the smaller model's outputs: {result['max_abs_difference']:.2e}."
+        f"Largest difference between the masked and the smaller model's outputs: {small.max_abs_difference:.2e}."
     )
 
 st.subheader("When does a sparse kernel pay on this CPU?")

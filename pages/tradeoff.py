@@ -2,9 +2,8 @@
 
 import streamlit as st
 
-from pruning_core.methods import get_method
-from pruning_core.stats import wilson_half_width
 from ui import compute, figures, state
+from ui.engine import get_method, wilson_half_width
 
 N_SEEDS = 3
 

@@ -9,6 +9,8 @@
 Nothing here modifies the caller's model.
 """
 
+from pruning_core.apply import Applied, apply_choice, masks_for
+from pruning_core.choice import Calibration, PruningChoice
 from pruning_core.graph import GraphError, trace_links
 from pruning_core.masks import (
     SCOPES,
@@ -30,6 +32,11 @@ __version__ = "0.1.0"
 
 __all__ = [
     "COLUMNS",
+    "Applied",
+    "Calibration",
+    "PruningChoice",
+    "apply_choice",
+    "masks_for",
     "METHODS",
     "SCOPES",
     "GraphError",

@@ -13,9 +13,10 @@ import sys
 from pathlib import Path
 
 import sample_models
+from pruning_core.choice import Calibration
 from pruning_core.masks import SCOPES, check_sparsity
 from pruning_core.methods import METHODS, get_method
-from pruning_core.sweep import sweep
+from pruning_core.sweep import choice_at, sweep
 
 
 class UsageError(Exception):
@@ -110,12 +111,17 @@ def cmd_sweep(args) -> int:
         sparsities = parse_sparsities(args.sparsities)
         exclude = parse_list(args.exclude, "layer") if args.exclude else []
     sample = sample_models.load_sample(args.model)
+    calibration = recipe.calibration_object if args.recipe else Calibration()
     try:
         schedule = schedule_from_args(args, recipe.schedule_object if args.recipe and recipe.trains else None)
+        for method in methods:  # the sweep resolves each choice the same way: say what it adjusts
+            for level in sparsities:
+                choice = choice_at(method, args.scope, level, exclude, args.seed, schedule, calibration)
+                print_notes(choice.resolved()[1])
         table = sweep(
             sample.model, sample.data, methods, sparsities, scope=args.scope, exclude=exclude, seed=args.seed,
             schedule=schedule, workers=args.workers, init_state=sample_models.initial_state(args.model),
-            reinit=functools.partial(sample_models.initial_state, args.model),
+            reinit=functools.partial(sample_models.initial_state, args.model), calibration=calibration,
         )  # fmt: skip
     except ValueError as exc:  # e.g. an excluded layer the model lacks
         raise UsageError(str(exc)) from None
@@ -126,6 +132,12 @@ def cmd_sweep(args) -> int:
         text = table.to_csv(index=False)
     write_text(text, args.output)
     return 0
+
+
+def print_notes(notes: list[str]) -> None:
+    """Each adjustment ``PruningChoice.resolved`` made to a request, one line on stderr (once)."""
+    for note in dict.fromkeys(notes):
+        print(f"note: {note}", file=sys.stderr)
 
 
 def schedule_from_args(args, base=None):
@@ -203,7 +215,7 @@ def write_text(text: str, output: str | None) -> None:
 
 
 def cmd_recipe(args) -> int:
-    from pruning_core.export import make_recipe
+    from pruning_core.export import recipe_for
     from pruning_core.recipe import dumps
 
     check_model(args.model)
@@ -215,16 +227,14 @@ def cmd_recipe(args) -> int:
     if len(sparsities) != 1:
         raise UsageError(f"--sparsity takes one fraction, not {args.sparsity!r}")
     sparsity = sparsities[0]
-    fixed = get_method(method).fixed_sparsity
-    if fixed is not None and abs(fixed - sparsity) > 1e-12:
-        print(f"note: {method} always has sparsity {fixed:g}; --sparsity {sparsity:g} is not used", file=sys.stderr)
     exclude = parse_list(args.exclude, "layer") if args.exclude else []
     try:
-        recipe = make_recipe(
-            args.model, method, args.scope, sparsity, exclude, args.seed, schedule=schedule_from_args(args)
-        )
+        schedule = schedule_from_args(args)
+        choice = choice_at(method, args.scope, sparsity, exclude, args.seed, schedule, Calibration())
+        recipe, notes = recipe_for(args.model, choice)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
+    print_notes(notes)
     write_text(dumps(recipe, args.format), args.output)
     return 0
 
@@ -243,7 +253,11 @@ def cmd_apply(args) -> int:
             finetune=schedule.finetune.to_dict() if schedule.finetune else None,
         )
     try:
-        report = write_outputs(apply_recipe(recipe), args.out)
+        applied = apply_recipe(recipe)
+        print_notes(applied.notes)
+        report = write_outputs(applied, args.out)
+    except ValueError as exc:
+        raise UsageError(f"cannot apply {args.recipe!r}: {exc}") from None
     except OSError as exc:
         raise UsageError(f"cannot write to --out {args.out!r}: {exc.strerror}") from None
     measured = report["measured"]

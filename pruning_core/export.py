@@ -12,6 +12,7 @@ import gzip
 import io
 import json
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,9 +22,10 @@ from safetensors.torch import save
 from torch import nn
 
 import sample_models
-from pruning_core.masks import apply_masks, compute_masks
+from pruning_core.apply import apply_choice
+from pruning_core.choice import Calibration, PruningChoice
 from pruning_core.recipe import Recipe, provenance
-from pruning_core.schedules import run_schedule
+from pruning_core.schedules import Schedule
 from pruning_core.shrink import shrink
 from pruning_core.sweep import sweep
 
@@ -45,23 +47,43 @@ RECORDED_METRICS = (
 )
 
 
-def measure(recipe: Recipe) -> dict[str, Any]:
-    """The sweep row of exactly this recipe (schedule and fine-tuning included): accuracy,
-    sparsity, sizes, multiply-adds."""
-    sample = sample_models.load_sample(recipe.model)
+def measure_choice(model_name: str, choice: PruningChoice) -> dict[str, Any]:
+    """The sweep row of exactly this choice on the sample ``model_name`` (schedule, fine-tuning and
+    calibration included): accuracy, sparsity, sizes, multiply-adds."""
+    sample = sample_models.load_sample(model_name)
+    resolved, _ = choice.resolved()
     table = sweep(
         sample.model,
         sample.data,
-        [recipe.method],
-        [recipe.sparsity_argument],
-        scope=recipe.scope,
-        exclude=recipe.exclude,
-        seed=recipe.seed,
-        schedule=recipe.schedule_object if recipe.trains else None,
-        init_state=sample_models.initial_state(recipe.model),
+        [resolved.method],
+        [resolved.sparsity_argument],
+        scope=resolved.scope,
+        exclude=resolved.exclude,
+        seed=resolved.seed,
+        schedule=resolved.schedule if resolved.trains else None,
+        calibration=resolved.calibration,
+        init_state=sample_models.initial_state(model_name),
     )
     row = table.iloc[0]
     return {name: row[name].item() if hasattr(row[name], "item") else row[name] for name in RECORDED_METRICS}
+
+
+def measure(recipe: Recipe) -> dict[str, Any]:
+    """The sweep row of exactly this recipe (schedule and fine-tuning included): accuracy,
+    sparsity, sizes, multiply-adds."""
+    return measure_choice(recipe.model, recipe.to_choice())
+
+
+def recipe_for(
+    model_name: str, choice: PruningChoice, metrics: Mapping[str, Any] | None = None
+) -> tuple[Recipe, list[str]]:
+    """The recipe of ``choice`` resolved (what is applied is what is recorded) with provenance, and
+    the notes on how the request was adjusted; the metrics are measured unless given."""
+    resolved, notes = choice.resolved()
+    if metrics is None:
+        metrics = measure_choice(model_name, resolved)
+    recorded = {k: metrics[k] for k in RECORDED_METRICS if k in metrics}
+    return Recipe.from_choice(model_name, resolved, provenance=provenance(recorded)), notes
 
 
 def make_recipe(
@@ -72,32 +94,22 @@ def make_recipe(
     exclude: tuple[str, ...] | list[str] = (),
     seed: int = 0,
     metrics: dict[str, Any] | None = None,
-    schedule=None,
+    schedule: Schedule | None = None,
+    calibration: Calibration | None = None,
 ) -> Recipe:
     """A recipe for this choice (a ``Schedule`` optional) with provenance; the metrics are
-    measured unless given."""
-    from pruning_core.methods import get_method
-
-    method_obj = get_method(method)
-    if method_obj.fixed_sparsity is not None:
-        scope, sparsity = "layerwise", method_obj.fixed_sparsity
-    per_layer = isinstance(sparsity, dict)
-    recipe = Recipe(
-        model=model,
-        method=method_obj.name,
-        scope="per-layer" if per_layer else scope,
-        sparsity=0.0 if per_layer else float(sparsity),
-        layer_sparsities=dict(sparsity) if per_layer else None,
-        exclude=tuple(exclude),
-        seed=int(seed),
-        schedule=None if schedule is None else {k: v for k, v in schedule.to_dict().items() if k != "finetune"},
-        finetune=None if schedule is None or schedule.finetune is None else schedule.finetune.to_dict(),
-    )
-    if metrics is None:
-        metrics = measure(recipe)
-    return Recipe(
-        **{**recipe.__dict__, "provenance": provenance({k: metrics[k] for k in RECORDED_METRICS if k in metrics})}
-    )
+    measured unless given. See :func:`recipe_for` for the notes on adjustments."""
+    common = {
+        "exclude": tuple(exclude),
+        "seed": int(seed),
+        "schedule": schedule if schedule is not None and schedule.finetune_epochs > 0 else None,
+        "calibration": calibration if calibration is not None else Calibration(),
+    }
+    if isinstance(sparsity, Mapping):
+        choice = PruningChoice.per_layer(method, sparsity, **common)
+    else:
+        choice = PruningChoice(method=method, scope=scope, sparsity=float(sparsity), **common)
+    return recipe_for(model, choice, metrics)[0]
 
 
 @dataclass
@@ -114,38 +126,26 @@ class AppliedRecipe:
 
 
 def apply_recipe(recipe: Recipe) -> AppliedRecipe:
-    """Prune the recipe's sample model as it says, measure it, and shrink it when structured."""
+    """Prune the recipe's sample model as it says (through ``apply_choice``, with the recipe's
+    calibration samples), measure it, and shrink it when structured."""
     sample = sample_models.load_sample(recipe.model)
-    if recipe.trains:
-        result = run_schedule(
-            sample.model, sample.data.X_train, sample.data.y_train, recipe.method, recipe.scope,
-            recipe.sparsity_argument, recipe.schedule_object, exclude=recipe.exclude, seed=recipe.seed,
-            init_state=sample_models.initial_state(recipe.model),
-        )  # fmt: skip
-        pruned, masks = result.model, result.masks
-    else:
-        masks = compute_masks(
-            sample.model,
-            recipe.method,
-            recipe.scope,
-            recipe.sparsity_argument,
-            exclude=recipe.exclude,
-            seed=recipe.seed,
-        )
-        pruned = apply_masks(sample.model, masks).eval()
-    applied = AppliedRecipe(
+    applied = apply_choice(
+        sample.model, sample.data, recipe.to_choice(), init_state=sample_models.initial_state(recipe.model)
+    )
+    result = AppliedRecipe(
         recipe=recipe,
-        model=pruned,
-        masks=masks,
-        metrics=measure(recipe),
+        model=applied.model,
+        masks=applied.masks,
+        metrics=measure_choice(recipe.model, applied.choice),
         example_input=sample.data.X_test,
+        notes=list(applied.notes),
     )
     if recipe.granularity == "structured":
         try:
-            applied.shrunk = shrink(pruned, masks)
+            result.shrunk = shrink(applied.model, applied.masks)
         except ValueError as exc:
-            applied.notes.append(f"not shrunk physically: {exc}")
-    return applied
+            result.notes.append(f"not shrunk physically: {exc}")
+    return result
 
 
 def state_dict_bytes(model: nn.Module) -> bytes:

@@ -46,6 +46,61 @@ class Recipe:
     schedule: dict[str, Any] | None = None  # reserved for prune-and-fine-tune schedules
     finetune: dict[str, Any] | None = None  # reserved for fine-tuning settings
     provenance: dict[str, Any] = field(default_factory=dict)
+    calibration: dict[str, Any] | None = None  # Calibration.to_dict(); None = the default calibration
+
+    def __post_init__(self) -> None:
+        # Stored complete, so a recipe made without a calibration equals the same recipe read back
+        # (every recipe is written with its calibration).
+        object.__setattr__(self, "calibration", self.calibration_object.to_dict())
+
+    @property
+    def calibration_object(self):
+        """The recipe's calibration spec as a ``Calibration`` (the default when the recipe has none)."""
+        from pruning_core.choice import Calibration
+
+        return Calibration.from_dict(self.calibration)
+
+    def to_choice(self):
+        """The recipe's pruning choice (method, scope, sparsity, exclude, seed, schedule, calibration)
+        as the :class:`~pruning_core.choice.PruningChoice` every path applies."""
+        from pruning_core.choice import PruningChoice
+
+        common = {
+            "exclude": tuple(self.exclude),
+            "seed": self.seed,
+            "schedule": self.schedule_object if self.trains else None,
+            "calibration": self.calibration_object,
+        }
+        if self.scope == "per-layer":
+            return PruningChoice.per_layer(self.method, dict(self.layer_sparsities or {}), **common)
+        return PruningChoice(method=self.method, scope=self.scope, sparsity=float(self.sparsity), **common)
+
+    @classmethod
+    def from_choice(
+        cls,
+        model: str,
+        choice,
+        provenance: dict[str, Any] | None = None,
+        model_description: dict[str, Any] | None = None,
+    ) -> Recipe:
+        """The recipe that records ``choice`` (pass a resolved one: a recipe records what is applied)
+        completely for the sample ``model``."""
+        per_layer = isinstance(choice.sparsity, tuple)
+        schedule = choice.schedule
+        return cls(
+            model=model,
+            method=choice.method_object.name,
+            scope=choice.scope,
+            sparsity=0.0 if per_layer else float(choice.sparsity),
+            layer_sparsities=dict(choice.sparsity) if per_layer else None,
+            exclude=tuple(choice.exclude),
+            seed=int(choice.seed),
+            model_description=model_description,
+            schedule=None if schedule is None else {k: v for k, v in schedule.to_dict().items() if k != "finetune"},
+            finetune=None if schedule is None or schedule.finetune is None else schedule.finetune.to_dict(),
+            provenance=dict(provenance or {}),
+            calibration=choice.calibration.to_dict(),
+        )
 
     @property
     def granularity(self) -> str:
@@ -89,6 +144,7 @@ class Recipe:
             pruning["n_m"] = {"n": method.n, "m": method.m}
         pruning["exclude"] = list(self.exclude)
         pruning["seed"] = self.seed
+        pruning["calibration"] = self.calibration_object.to_dict()  # always written: the choice, complete
         model: dict[str, Any] = {"sample": self.model}
         if self.model_description:
             model["description"] = dict(self.model_description)
@@ -193,7 +249,17 @@ def _check_yaml_events(text: str, loader: type) -> None:
 
 _TOP_KEYS = {"version", "model", "pruning", "schedule", "finetune", "provenance"}
 _MODEL_KEYS = {"sample", "description"}
-_PRUNING_KEYS = {"method", "granularity", "scope", "sparsity", "layer_sparsities", "n_m", "exclude", "seed"}
+_PRUNING_KEYS = {
+    "method",
+    "granularity",
+    "scope",
+    "sparsity",
+    "layer_sparsities",
+    "n_m",
+    "exclude",
+    "seed",
+    "calibration",
+}
 
 
 def _is_number(value: Any) -> bool:
@@ -338,6 +404,8 @@ def from_dict(data: Any) -> Recipe:
     else:
         fields["seed"] = seed
 
+    problems += _calibration_problems(pruning.get("calibration"), fields)
+
     for key in ("schedule", "finetune"):
         value = data.get(key)
         if value is not None and not isinstance(value, dict):
@@ -360,6 +428,41 @@ def from_dict(data: Any) -> Recipe:
         provenance=provenance_section,
         **fields,
     )
+
+
+_CALIBRATION_KEYS = {"split", "samples", "order", "seed"}
+
+
+def _calibration_problems(section: Any, fields: dict[str, Any]) -> list[str]:
+    """What is wrong with ``pruning.calibration`` (absent: the default calibration, as older recipes
+    were made); a valid section is stored in ``fields``. Every problem is listed."""
+    from pruning_core.choice import CALIBRATION_ORDERS, CALIBRATION_SPLITS, Calibration
+
+    if section is None:
+        return []
+    if not isinstance(section, dict):
+        return [f"'pruning.calibration' must be a mapping (split, samples, order, seed), not {section!r}"]
+    problems = []
+    unknown = sorted(set(map(str, section)) - _CALIBRATION_KEYS)
+    if unknown:
+        problems.append(
+            f"unknown key(s) in 'pruning.calibration': {', '.join(unknown)}; valid: {', '.join(sorted(_CALIBRATION_KEYS))}"
+        )
+    split = section.get("split", "train")
+    if split not in CALIBRATION_SPLITS:
+        problems.append(f"'pruning.calibration.split' is {split!r}; valid: {', '.join(CALIBRATION_SPLITS)}")
+    samples = section.get("samples", 256)
+    if not isinstance(samples, int) or isinstance(samples, bool) or not 1 <= samples <= 100_000:
+        problems.append(f"'pruning.calibration.samples' must be an integer from 1 to 100000, not {samples!r}")
+    order = section.get("order", "first")
+    if order not in CALIBRATION_ORDERS:
+        problems.append(f"'pruning.calibration.order' is {order!r}; valid: {', '.join(CALIBRATION_ORDERS)}")
+    seed = section.get("seed", 0)
+    if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2**63:
+        problems.append(f"'pruning.calibration.seed' must be a non-negative integer, not {seed!r}")
+    if not problems:
+        fields["calibration"] = Calibration.from_dict(section).to_dict()
+    return problems
 
 
 _SCHEDULE_KEYS = {"kind", "rounds", "initial_sparsity", "pruning_steps", "rewind_iteration"}

@@ -177,14 +177,22 @@ def run_schedule(
     reinit: Callable[[int], Mapping[str, torch.Tensor]] | None = None,
     progress: Progress | None = None,
     should_stop: Callable[[], bool] | None = None,
+    X_calib: torch.Tensor | None = None,
+    y_calib: torch.Tensor | None = None,
 ) -> ScheduleResult:
     """Run ``schedule`` from the trained ``model`` (left untouched) using only the train tensors.
 
     ``init_state`` (lottery) holds the weights the model was trained from; ``reinit(seed)`` gives a
-    fresh random initialisation for the lottery's control run.
+    fresh random initialisation for the lottery's control run. ``X_calib``/``y_calib`` are what a
+    data-driven criterion reads (``pruning_core.apply.apply_choice`` passes the choice's
+    calibration samples); by default the default ``Calibration`` of the train split.
     """
     work = copy.deepcopy(model)
-    calib = {"X_calib": X_train[:256], "y_calib": y_train[:256]}
+    if X_calib is None:
+        from pruning_core.choice import Calibration
+
+        X_calib, y_calib = Calibration().select(X_train, y_train)
+    calib = {"X_calib": X_calib, "y_calib": y_calib}
 
     def masks_at(s: Sparsity) -> dict[str, torch.Tensor]:
         return compute_masks(work, method, scope, s, exclude=exclude, seed=seed, **calib)

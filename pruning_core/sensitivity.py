@@ -23,11 +23,27 @@ import pandas as pd
 import torch
 from torch import nn
 
+from pruning_core.apply import mask_plan
+from pruning_core.choice import Calibration, PruningChoice
 from pruning_core.masks import MaskPlan, check_sparsity
 from pruning_core.metrics import evaluate
 from pruning_core.sweep import split_data, validation_data
 
 DEFAULT_LEVELS = tuple(round(0.1 * i, 2) for i in range(1, 10)) + (0.95,)
+
+
+def _plan(model, X_train, y_train, method, exclude, seed, calibration: Calibration | None) -> MaskPlan:
+    """The method's scored plan through the one apply path (``pruning_core.apply.mask_plan``):
+    the same exclusions, seed and calibration samples as a sweep or a recipe of this choice."""
+    choice = PruningChoice(
+        method=method,
+        scope="layerwise",
+        sparsity=0.0,
+        exclude=tuple(exclude),
+        seed=seed,
+        calibration=calibration if calibration is not None else Calibration(),
+    )
+    return mask_plan(model, (X_train, y_train) if X_train is not None else None, choice)
 
 
 def selection_split(data) -> tuple[torch.Tensor, torch.Tensor, str]:
@@ -47,6 +63,7 @@ def layer_sensitivity(
     exclude: Iterable[str] = (),
     seed: int = 0,
     progress: Callable[[float, str], None] | None = None,
+    calibration: Calibration | None = None,
 ) -> pd.DataFrame:
     """Accuracy with each prunable layer pruned alone at each sparsity (the others dense).
 
@@ -57,8 +74,7 @@ def layer_sensitivity(
     levels = sorted({check_sparsity(s) for s in sparsities})
     X_train, y_train, X_test, y_test = split_data(data)
     X_sel, y_sel, split = selection_split(data)
-    calib = {"X_calib": X_train[:256], "y_calib": y_train[:256]} if X_train is not None else {}
-    plan = MaskPlan.build(model, method, exclude=exclude, seed=seed, **calib)
+    plan = _plan(model, X_train, y_train, method, exclude, seed, calibration)
     working = copy.deepcopy(model).eval()
     params = dict(working.named_parameters())
     originals = {n: p.detach().clone() for n, p in model.named_parameters()}
@@ -134,6 +150,7 @@ def propose(
     method: str = "magnitude",
     exclude: Iterable[str] = (),
     seed: int = 0,
+    calibration: Calibration | None = None,
 ) -> Proposal:
     """Per-layer sparsities from a sensitivity ``table`` reaching ``target_sparsity`` if the
     ``budget`` allows, verified jointly so the measured drop is within the budget.
@@ -143,8 +160,7 @@ def propose(
     target_sparsity = check_sparsity(target_sparsity)
     X_train, y_train, X_test, y_test = split_data(data)
     X_sel, y_sel, split = selection_split(data)
-    calib = {"X_calib": X_train[:256], "y_calib": y_train[:256]} if X_train is not None else {}
-    plan = MaskPlan.build(model, method, exclude=exclude, seed=seed, **calib)
+    plan = _plan(model, X_train, y_train, method, exclude, seed, calibration)
     dense = evaluate(model, X_sel, y_sel)["accuracy"]
 
     def joint_drop(allocation: dict[str, float], X: torch.Tensor = X_sel, y: torch.Tensor = y_sel) -> float:

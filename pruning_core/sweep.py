@@ -19,12 +19,14 @@ import pandas as pd
 import torch
 from torch import nn
 
+from pruning_core.apply import apply_choice, mask_plan
+from pruning_core.choice import Calibration, PruningChoice
 from pruning_core.effective import Dataflow, effective_counts
 from pruning_core.finetune import Stopped
-from pruning_core.masks import MaskPlan, Sparsity, check_scope, check_sparsity
+from pruning_core.masks import Sparsity, check_scope, check_sparsity
 from pruning_core.methods import get_method
 from pruning_core.metrics import ModelProfile, evaluate, nonzero_counts, size_metrics
-from pruning_core.schedules import Schedule, run_schedule
+from pruning_core.schedules import Schedule
 from pruning_core.stats import wilson_interval
 
 Progress = Callable[[float, str], None]
@@ -101,6 +103,29 @@ def _level_value(level: Sparsity) -> float | dict:
     return level if isinstance(level, dict) else check_sparsity(level)
 
 
+def choice_at(
+    method: str,
+    scope: str,
+    level: Sparsity,
+    exclude: Iterable[str] = (),
+    seed: int = 0,
+    schedule: Schedule | None = None,
+    calibration: Calibration | None = None,
+) -> PruningChoice:
+    """The choice one sweep level stands for (a mapping level is a per-layer allocation)."""
+    common = {
+        "exclude": tuple(exclude),
+        "seed": seed,
+        "schedule": schedule,
+        "calibration": calibration if calibration is not None else Calibration(),
+    }
+    if isinstance(level, Mapping):
+        if scope != "per-layer":
+            raise ValueError(f"a per-layer sparsity mapping needs scope 'per-layer', not {scope!r}")
+        return PruningChoice.per_layer(method, level, **common)
+    return PruningChoice(method=method, scope=scope, sparsity=float(level), **common)
+
+
 def sweep(
     model: nn.Module,
     data,
@@ -111,7 +136,7 @@ def sweep(
     seed: int = 0,
     progress: Progress | None = None,
     batch_size: int = 512,
-    calibration_samples: int = 256,
+    calibration: Calibration | None = None,
     schedule: Schedule | None = None,
     generalisation: bool = False,
     noise_std: float | None = None,
@@ -134,6 +159,11 @@ def sweep(
     inputs with Gaussian noise (``noise_std``, default 0.2 x the train inputs' std; fixed seed);
     they cost two more evaluations per row, so only views that show them ask (else NaN).
     ``should_stop()`` is polled during training; when it returns True the rows so far are returned.
+    ``calibration`` says which train samples data-driven criteria read (default: the first 256).
+
+    Each (method, level) is a :class:`PruningChoice` resolved like everywhere else (an N:M
+    pattern's own sparsity, a scope the method lacks falls back) and pruned through
+    ``pruning_core.apply``, so a row describes exactly what ``apply_choice`` gives for that choice.
     """
     check_scope(scope)
     resolved = [get_method(m) for m in methods]
@@ -143,10 +173,9 @@ def sweep(
     if not levels:
         raise ValueError("give at least one sparsity")
     exclude = tuple(exclude)
+    calibration = calibration if calibration is not None else Calibration()
     X_train, y_train, X_test, y_test = split_data(data)
     X_val, y_val = validation_data(data)
-    X_calib = X_train[:calibration_samples] if X_train is not None else None
-    y_calib = y_train[:calibration_samples] if y_train is not None else None
 
     profile = ModelProfile.of(model, X_test)
     flow = Dataflow.of(model)
@@ -160,28 +189,37 @@ def sweep(
             raise ValueError("a schedule that trains needs train data: pass a DataSplit or a 4-tuple")
         return _scheduled_sweep(
             model, X_train, y_train, resolved, levels, scope, exclude, seed, schedule, profile, flow, measure,
-            progress, workers, init_state, reinit, should_stop,
+            progress, workers, init_state, reinit, should_stop, calibration,
         )  # fmt: skip
 
     working = copy.deepcopy(model).eval()
     originals = {n: p.detach() for n, p in model.named_parameters()}
     working_params = dict(working.named_parameters())
 
-    plans = [(m, m.fixed_sparsity) for m in resolved]
-    total_rows = sum(1 if fixed is not None else len(levels) for _, fixed in plans)
+    # Every level of a method is the same choice but for its sparsity: resolve each one, then
+    # keep the distinct resolved levels (a fixed pattern such as N:M resolves them all to one).
+    plans = []
+    for method in resolved:
+        choices = [
+            choice_at(method.name, scope, level, exclude, seed, None, calibration).resolved()[0] for level in levels
+        ]
+        unique = list(dict.fromkeys(choices))
+        plans.append((method, unique))
+    total_rows = sum(len(choices) for _, choices in plans)
     columns: dict[str, list] = {name: [] for name in COLUMNS}
     done = 0
-    for method, fixed in plans:
-        method_scope = scope if scope in method.scopes else method.scopes[0]
-        method_levels = [fixed] if fixed is not None else levels
+    for method, choices in plans:
+        method_scope = choices[0].scope
+        method_levels = [c.sparsity_argument for c in choices]
         start = time.perf_counter()
-        plan = MaskPlan.build(model, method, exclude=exclude, seed=seed, X_calib=X_calib, y_calib=y_calib)
+        plan = mask_plan(model, (X_train, y_train) if X_train is not None else None, choices[0])
         prep_seconds = time.perf_counter() - start
         with torch.no_grad():
             for p_name, p in working_params.items():
                 p.copy_(originals[p_name])
-        request = [0.0] if fixed is not None else levels  # a fixed pattern ignores the sparsity asked
-        for level, (masks, pruned) in zip(method_levels, plan.masks_and_counts(request, method_scope), strict=False):
+        for level, (masks, pruned) in zip(
+            method_levels, plan.masks_and_counts(method_levels, method_scope), strict=True
+        ):
             t0 = time.perf_counter()
             with torch.no_grad():
                 for p_name, mask in masks.items():
@@ -240,34 +278,35 @@ def _measure(model, X_test, y_test, X_train, y_train, noisy, batch_size, X_val=N
 
 
 def _schedule_level(
-    model, X_train, y_train, method, scope, level, exclude, seed, schedule, init_state, reinit, threads,
-    should_stop=None,
+    model, X_train, y_train, choice: PruningChoice, init_state, reinit, threads, should_stop=None
 ):  # fmt: skip
-    """One level of a scheduled sweep; runs in a worker process when the sweep is parallel."""
+    """One level of a scheduled sweep (a resolved choice that trains), through the one apply path;
+    runs in a worker process when the sweep is parallel."""
     if threads:
         torch.set_num_threads(threads)
     start = time.perf_counter()
-    result = run_schedule(
-        model, X_train, y_train, method, scope, level, schedule, exclude=exclude, seed=seed,
-        init_state=init_state, reinit=reinit, should_stop=should_stop,
-    )  # fmt: skip
-    return result.model, result.masks, result.control, time.perf_counter() - start
+    applied = apply_choice(
+        model, (X_train, y_train), choice, init_state=init_state, reinit=reinit, should_stop=should_stop
+    )
+    return applied.model, applied.masks, applied.control, time.perf_counter() - start
 
 
 def _scheduled_sweep(
     model, X_train, y_train, resolved, levels, scope, exclude, seed, schedule, profile, flow, measure,
-    progress, workers, init_state, reinit, should_stop,
+    progress, workers, init_state, reinit, should_stop, calibration,
 ) -> pd.DataFrame:  # fmt: skip
     jobs = []
     for method in resolved:
-        method_scope = scope if scope in method.scopes else method.scopes[0]
-        for level in [method.fixed_sparsity] if method.fixed_sparsity is not None else levels:
-            jobs.append((method, method_scope, level))
+        choices = [
+            choice_at(method.name, scope, lv, exclude, seed, schedule, calibration).resolved()[0] for lv in levels
+        ]
+        for choice in dict.fromkeys(choices):
+            jobs.append((method, choice.scope, choice.sparsity_argument, choice))
     rows: list[dict] = []
     start = time.perf_counter()
 
     def add_rows(job, outcome) -> None:
-        method, method_scope, level = job
+        method, method_scope, level, _ = job
         trained, masks, control, seconds = outcome
         target = level if not isinstance(level, dict) else _mean_target(level, profile)
         for kind, trained_model in ((schedule.kind, trained), ("lottery-reinit", control)):
@@ -299,9 +338,7 @@ def _scheduled_sweep(
                 done / len(jobs), f"{method.label} at {float(target):.0%}: {schedule.label}; about {left:.0f} s left"
             )
 
-    args = [
-        (model, X_train, y_train, m.name, sc, lv, exclude, seed, schedule, init_state, reinit) for m, sc, lv in jobs
-    ]
+    args = [(model, X_train, y_train, choice, init_state, reinit) for *_, choice in jobs]
     if workers > 1 and len(jobs) > 1:
         context = multiprocessing.get_context("fork")
         with concurrent.futures.ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -20,8 +22,12 @@ import torch
 import pruning_core
 import sample_models
 from pruning_core import export
+from pruning_core import recipe as recipe_module
+from pruning_core.apply import masks_for
+from pruning_core.choice import PruningChoice
 from pruning_core.latency import BreakEven, csr_layers, csr_model, largest_linear, measure_break_even
-from pruning_core.masks import apply_masks, compute_masks
+from pruning_core.masks import apply_masks
+from pruning_core.recipe import Recipe
 from pruning_core.shrink import compare_latency_ms, count_params, layer_shapes, shrink
 from ui import figures, workers
 from ui.results_cache import ResultCache
@@ -125,20 +131,30 @@ def cached_figure(key: tuple, build):
     return figure_cache().get_or_compute(key, lambda report: build(), what=f"figure {key[0]}")
 
 
-def _masks(name: str, method: str, scope: str, sparsity: float, exclude: tuple[str, ...], seed: int):
+def _masks(name: str, choice: PruningChoice) -> dict[str, torch.Tensor]:
+    """The choice's one-shot masks on the shared sample, through the one apply path."""
     s = shared_sample(name)
-    method_scope = scope if scope in pruning_core.get_method(method).scopes else "layerwise"
-    return compute_masks(
-        s.model, method, method_scope, sparsity, exclude=exclude, seed=seed,
-        X_calib=s.data.X_train[:256], y_calib=s.data.y_train[:256],
-    )  # fmt: skip
+    return masks_for(s.model, s.data, choice)
+
+
+@dataclass(frozen=True)
+class LayerView:
+    """One choice's per-layer picture: weights and keep-masks by layer, a per-layer table, and the
+    magnitude threshold (None for other methods or when nothing was pruned)."""
+
+    weights: dict[str, np.ndarray]
+    kept: dict[str, np.ndarray]
+    table: pd.DataFrame
+    threshold: float | None
+    notes: tuple[str, ...] = ()
 
 
 @st.cache_data(show_spinner=False, max_entries=256)
-def layer_view(name: str, method: str, scope: str, sparsity: float, exclude: tuple[str, ...], seed: int) -> dict:
-    """Weights, keep-masks and a per-layer table for one method at one sparsity."""
+def layer_view(name: str, choice: PruningChoice) -> LayerView:
+    """Weights, keep-masks and a per-layer table for one choice (one method at one sparsity)."""
     s = shared_sample(name)
-    masks = _masks(name, method, scope, sparsity, exclude, seed)
+    resolved, notes = choice.resolved()
+    masks = _masks(name, resolved)
     modules = dict(s.model.named_modules())
     weights, kept, rows = {}, {}, []
     for layer in pruning_core.prunable_layers(s.model):
@@ -155,56 +171,98 @@ def layer_view(name: str, method: str, scope: str, sparsity: float, exclude: tup
                 "params": w.numel(),
                 "nonzero": nonzero,
                 "sparsity": 1 - nonzero / w.numel(),
-                "excluded": layer in exclude,
+                "excluded": layer in resolved.exclude,
             }
         )
     threshold = None
-    if pruning_core.get_method(method).name == "magnitude":
+    if resolved.method_object.name == "magnitude":
         pruned = [np.abs(weights[n])[~kept[n]] for n in weights if (~kept[n]).any()]
         threshold = float(max(p.max() for p in pruned)) if pruned else None
-    return {"weights": weights, "kept": kept, "table": pd.DataFrame(rows), "threshold": threshold}
+    return LayerView(weights, kept, pd.DataFrame(rows), threshold, tuple(notes))
+
+
+@dataclass(frozen=True)
+class Shrunk:
+    """The physically smaller model's measurements (structured pruning removes neurons)."""
+
+    params: int
+    shapes: dict[str, list[int]]
+    file_bytes: int
+    latency_ms: float
+    max_abs_difference: float  # largest output difference from the masked model
+
+
+@dataclass(frozen=True)
+class SizeSpeed:
+    """Masked versus CSR versus physically shrunk: parameters, shapes, file sizes and latency.
+    ``shrunk`` is None when the model cannot be shrunk, and ``shrink_error`` says why."""
+
+    params_dense: int
+    params_nonzero: int
+    shapes_before: dict[str, list[int]]
+    file_dense: int
+    file_dense_gzip: int
+    file_masked: int
+    file_masked_gzip: int
+    csr_layers: dict[str, str]  # layer -> the kernel that runs it
+    csr_max_abs_difference: float
+    latency_dense_ms: float
+    latency_masked_ms: float
+    latency_csr_ms: float
+    shrunk: Shrunk | None = None
+    shrink_error: str | None = None
+    notes: tuple[str, ...] = ()
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
-def size_speed(name: str, method: str, scope: str, sparsity: float, exclude: tuple[str, ...], seed: int) -> dict:
+def size_speed(name: str, choice: PruningChoice) -> SizeSpeed:
     """Masked versus physically shrunk: parameters, shapes, file sizes and measured CPU latency."""
     s = shared_sample(name)
-    masks = _masks(name, method, scope, sparsity, exclude, seed)
+    resolved, notes = choice.resolved()
+    masks = _masks(name, resolved)
     masked = apply_masks(s.model, masks).eval()
     x = s.data.X_test
-    result = {
+    dense_file, masked_file = export.state_dict_bytes(s.model), export.state_dict_bytes(masked)
+    sparse = csr_model(s.model, masks)  # Linear and plain conv weights in CSR, run by torch.sparse
+    with torch.inference_mode():
+        reference = masked(x)
+        csr_difference = float((sparse(x) - reference).abs().max())
+    common = {
         "params_dense": count_params(s.model),
         "params_nonzero": int(sum(int(torch.count_nonzero(p)) for p in masked.parameters())),
         "shapes_before": {k: list(v) for k, v in layer_shapes(s.model).items()},
+        "file_dense": len(dense_file),
+        "file_dense_gzip": export.gzip_size(dense_file),
+        "file_masked": len(masked_file),
+        "file_masked_gzip": export.gzip_size(masked_file),
+        "csr_layers": dict(csr_layers(sparse)),
+        "csr_max_abs_difference": csr_difference,
+        "notes": tuple(notes),
     }
-    dense_file, masked_file = export.state_dict_bytes(s.model), export.state_dict_bytes(masked)
-    result["file_dense"], result["file_dense_gzip"] = len(dense_file), export.gzip_size(dense_file)
-    result["file_masked"], result["file_masked_gzip"] = len(masked_file), export.gzip_size(masked_file)
-    sparse = csr_model(s.model, masks)  # Linear and plain conv weights in CSR, run by torch.sparse
-    result["csr_layers"] = csr_layers(sparse)
-    with torch.inference_mode():
-        reference = masked(x)
-        result["csr_max_abs_difference"] = float((sparse(x) - reference).abs().max())
     try:
         small = shrink(s.model, masks)
     except ValueError as exc:
-        result["shrink_error"] = str(exc)
-        latencies = compare_latency_ms([s.model, masked, sparse], x)
-        result["latency_dense_ms"], result["latency_masked_ms"], result["latency_csr_ms"] = latencies
-        return result
+        dense_ms, masked_ms, csr_ms = compare_latency_ms([s.model, masked, sparse], x)
+        return SizeSpeed(
+            **common,
+            latency_dense_ms=dense_ms,
+            latency_masked_ms=masked_ms,
+            latency_csr_ms=csr_ms,
+            shrink_error=str(exc),
+        )
     with torch.inference_mode():
-        result["max_abs_difference"] = float((reference - small(x)).abs().max())
-    result["params_shrunk"] = count_params(small)
-    result["shapes_after"] = {k: list(v) for k, v in layer_shapes(small).items()}
-    result["file_shrunk"] = len(export.state_dict_bytes(small))
-    latencies = compare_latency_ms([s.model, masked, sparse, small], x)
-    (
-        result["latency_dense_ms"],
-        result["latency_masked_ms"],
-        result["latency_csr_ms"],
-        result["latency_shrunk_ms"],
-    ) = latencies
-    return result
+        difference = float((reference - small(x)).abs().max())
+    dense_ms, masked_ms, csr_ms, small_ms = compare_latency_ms([s.model, masked, sparse, small], x)
+    shrunk = Shrunk(
+        params=count_params(small),
+        shapes={k: list(v) for k, v in layer_shapes(small).items()},
+        file_bytes=len(export.state_dict_bytes(small)),
+        latency_ms=small_ms,
+        max_abs_difference=difference,
+    )
+    return SizeSpeed(
+        **common, latency_dense_ms=dense_ms, latency_masked_ms=masked_ms, latency_csr_ms=csr_ms, shrunk=shrunk
+    )
 
 
 @st.cache_data(show_spinner=False)
@@ -290,7 +348,7 @@ def warm_views(config) -> None:
     tradeoff_view(config, figures.TRADEOFF_X_DEFAULT, figures.TRADEOFF_Y_DEFAULT, figures.TRADEOFF_TOLERANCE_DEFAULT)
     levels = list(config.levels)
     nearest = lambda target: min(levels, key=lambda s: abs(s - target))  # noqa: E731
-    layer_view(config.model, config.methods[0], config.scope, nearest(0.9), config.exclude, config.seed)
+    layer_view(config.model, config.choice(config.methods[0], nearest(0.9)))
 
 
 def first_layer_pixel_counts(name: str, kept_first: np.ndarray) -> tuple[np.ndarray, int] | None:
@@ -313,14 +371,41 @@ def first_layer_pixel_counts(name: str, kept_first: np.ndarray) -> tuple[np.ndar
     return None
 
 
-@st.cache_data(show_spinner=False, max_entries=64)
-def export_bundle(name: str, method: str, scope: str, sparsity: float, exclude: tuple[str, ...], seed: int) -> dict:
-    """Every file the Export page offers for one choice, with its size, built once per choice."""
-    from pruning_core import export, recipe
+@dataclass(frozen=True)
+class ExportBundle:
+    """Every file the Export page offers for one choice, with the sizes to compare. ``script`` is
+    None when the generator refuses the method (``script_refused`` says why); ``shrunk`` and
+    ``onnx`` are None unless the method removes neurons."""
+
+    recipe: Recipe
+    recipe_yaml: str
+    recipe_json: str
+    metrics: dict[str, Any]
+    weights: bytes
+    sizes: dict[str, int]
+    notes: tuple[str, ...]
+    script: str | None = None
+    script_refused: str | None = None
+    shrunk: bytes | None = None
+    onnx: bytes | None = None
+    onnx_max_abs_difference: float | None = None
+
+    @property
+    def downloads(self) -> tuple[str, ...]:
+        """The downloads this bundle offers, by kind."""
+        offered = ["recipe_yaml", "recipe_json", "weights"]
+        offered += [kind for kind in ("script", "shrunk", "onnx") if getattr(self, kind) is not None]
+        return tuple(offered)
+
+
+def build_export_bundle(name: str, choice: PruningChoice) -> ExportBundle:
+    """The Export page's files for one choice: its recipe, applied through the one path (so the
+    weights are the sweep's), the script or the generator's refusal, and the smaller model."""
     from pruning_core.script import generate_script
 
-    made = export.make_recipe(name, method, scope, sparsity, exclude, seed)
-    applied = export.apply_recipe(made)
+    unmeasured, notes = export.recipe_for(name, choice, metrics={})
+    applied = export.apply_recipe(unmeasured)  # measures the applied choice once, as the sweep does
+    made = dataclasses.replace(unmeasured, provenance=recipe_module.provenance(applied.metrics))
     try:
         script, script_refused = generate_script(made), None
     except ValueError as exc:  # a method the script generator cannot reproduce bit for bit
@@ -328,33 +413,39 @@ def export_bundle(name: str, method: str, scope: str, sparsity: float, exclude: 
     sample = shared_sample(name)
     dense = export.state_dict_bytes(sample.model)
     weights = export.state_dict_bytes(applied.model)
-    bundle = {
-        "recipe": made,
-        "recipe_yaml": recipe.dumps(made, "yaml"),
-        "recipe_json": recipe.dumps(made, "json"),
-        "script": script,
-        "script_refused": script_refused,
-        "metrics": applied.metrics,
-        "weights": weights,
-        "sizes": {
-            "dense": len(dense),
-            "dense, gzip": export.gzip_size(dense),
-            "pruned (zeros in place)": len(weights),
-            "pruned, gzip": export.gzip_size(weights),
-        },
-        "notes": applied.notes,
+    sizes = {
+        "dense": len(dense),
+        "dense, gzip": export.gzip_size(dense),
+        "pruned (zeros in place)": len(weights),
+        "pruned, gzip": export.gzip_size(weights),
     }
+    shrunk = onnx_model = difference = None
     if applied.shrunk is not None:
         shrunk = export.state_dict_bytes(applied.shrunk)
         onnx_model = export.onnx_bytes(applied.shrunk, applied.example_input)
-        bundle["shrunk"] = shrunk
-        bundle["onnx"] = onnx_model
-        bundle["onnx_max_abs_difference"] = export.onnx_max_difference(
-            onnx_model, applied.shrunk, applied.example_input
-        )
-        bundle["sizes"]["neurons removed"] = len(shrunk)
-        bundle["sizes"]["neurons removed, ONNX"] = len(onnx_model)
-    return bundle
+        difference = export.onnx_max_difference(onnx_model, applied.shrunk, applied.example_input)
+        sizes["neurons removed"] = len(shrunk)
+        sizes["neurons removed, ONNX"] = len(onnx_model)
+    return ExportBundle(
+        recipe=made,
+        recipe_yaml=recipe_module.dumps(made, "yaml"),
+        recipe_json=recipe_module.dumps(made, "json"),
+        metrics=dict(applied.metrics),
+        weights=weights,
+        sizes=sizes,
+        notes=tuple(dict.fromkeys([*notes, *applied.notes])),
+        script=script,
+        script_refused=script_refused,
+        shrunk=shrunk,
+        onnx=onnx_model,
+        onnx_max_abs_difference=difference,
+    )
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def export_bundle(name: str, choice: PruningChoice) -> ExportBundle:
+    """Every file the Export page offers for one choice, with its size, built once per choice."""
+    return build_export_bundle(name, choice)
 
 
 SCHEDULE_CURVES = workers.SCHEDULE_CURVES
@@ -408,8 +499,6 @@ def sensitivity_proposal(name: str, method: str, exclude: tuple[str, ...], seed:
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
-def allocation_recipe(name: str, method: str, allocation: tuple, exclude: tuple[str, ...], seed: int) -> str:
+def allocation_recipe(name: str, choice: PruningChoice) -> str:
     """The YAML recipe of an explicit per-layer allocation (measured, like every export)."""
-    from pruning_core import export, recipe
-
-    return recipe.dumps(export.make_recipe(name, method, "per-layer", dict(allocation), exclude, seed))
+    return recipe_module.dumps(export.recipe_for(name, choice)[0])

@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
 import sample_models
+from pruning_core.choice import PruningChoice
 from pruning_core.methods import get_method, method_names
 
 MAX_LEVELS = 40
@@ -43,6 +44,25 @@ class ExplorerConfig:
             return (round(self.s_min, 4),)
         step = (self.s_max - self.s_min) / (self.n_levels - 1)
         return tuple(sorted({round(self.s_min + i * step, 4) for i in range(self.n_levels)}))
+
+    def choice(self, method: str, sparsity: float) -> PruningChoice:
+        """The pruning choice the sidebar makes for ``method`` at ``sparsity``, as requested (every
+        path resolves it the same way, with notes)."""
+        return PruningChoice(
+            method=method, scope=self.scope, sparsity=float(sparsity), exclude=tuple(self.exclude), seed=self.seed
+        )
+
+    def choices(self) -> tuple[PruningChoice, ...]:
+        """One choice per chosen method and swept level, in that order."""
+        return tuple(self.choice(method, level) for method in self.methods for level in self.levels)
+
+    def allocation_choice(self) -> PruningChoice | None:
+        """The per-layer proposal as a choice, or None without one."""
+        if not self.allocation:
+            return None
+        return PruningChoice.per_layer(
+            self.allocation_method, dict(self.allocation), exclude=tuple(self.exclude), seed=self.seed
+        )
 
     def to_query(self) -> dict[str, str]:
         """Query parameters of this config; defaults are left out to keep links short."""

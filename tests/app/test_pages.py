@@ -317,10 +317,12 @@ def test_export_offers_the_per_layer_proposal_as_a_recipe():
     at.switch_page("pages/export.py").run()
     assert not at.exception
     assert "Per-layer proposal recipe (YAML)" in {b.label for b in at.get("download_button")}
+    from pruning_core.choice import PruningChoice
     from pruning_core.recipe import loads
     from ui.compute import allocation_recipe
 
-    recipe = loads(allocation_recipe("digits-mlp", "magnitude", (("fc1", 0.6), ("fc2", 0.7), ("fc3", 0.3)), (), 0))
+    choice = PruningChoice.per_layer("magnitude", {"fc1": 0.6, "fc2": 0.7, "fc3": 0.3})
+    recipe = loads(allocation_recipe("digits-mlp", choice))
     assert recipe.scope == "per-layer" and recipe.layer_sparsities == {"fc1": 0.6, "fc2": 0.7, "fc3": 0.3}
 
 
