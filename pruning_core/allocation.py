@@ -12,13 +12,13 @@ sparsity s is removed at every higher sparsity.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
+from pruning_core import kernels
 from pruning_core.effective import Dataflow
 from pruning_core.targets import PRUNABLE_TYPES, Target
 
@@ -33,7 +33,7 @@ COST_EXPONENT = 0.25
 
 def min_width(width: int, min_fraction: float = MIN_WIDTH_FRACTION) -> int:
     """Neurons a layer of ``width`` keeps at least: max(1, ceil(min_fraction * width))."""
-    return min(width, max(1, math.ceil(min_fraction * width - 1e-9)))
+    return kernels.min_width(width, min_fraction)
 
 
 @dataclass(frozen=True)
@@ -52,19 +52,11 @@ class RemovalOrder:
     def cut(self, sparsity: float) -> int:
         """How many removals reach ``sparsity`` of all Linear/Conv weights most closely (the fewer
         on a tie). Non-decreasing in ``sparsity``, which is what makes the masks nested."""
-        budget = round(sparsity * self.total_weights)
-        removed = torch.tensor(self.removed_weights)
-        reach = int(torch.searchsorted(removed, budget, right=True))  # removals within the budget
-        if reach < len(removed) and removed[reach] - budget < budget - removed[reach - 1]:
-            return reach
-        return reach - 1
+        return kernels.removal_cut(self.removed_weights, self.total_weights, sparsity)
 
     def kept(self, sparsity: float) -> list[torch.Tensor]:
         """Kept neurons of each scored layer at ``sparsity`` (True = kept)."""
-        kept = [torch.ones(width, dtype=torch.bool) for width in self.widths]
-        for layer_index, neuron in self.steps[: self.cut(sparsity)]:
-            kept[layer_index][neuron] = False
-        return kept
+        return kernels.removal_kept(self.widths, self.steps, self.cut(sparsity))
 
 
 def neuron_costs(model: nn.Module, targets: Sequence[Target], flow: Dataflow) -> list[int]:
@@ -98,10 +90,7 @@ def priorities(scores: Sequence[torch.Tensor], costs: Sequence[int]) -> list[tor
     often far above (digits-cnn: +21 SE at 70 %), the four exceptions on mnist1d-cnn (the most
     fragile model: any layer loses 10-20 points at 20 % of its filters) and digits-cnn L2 at 80 %.
     """
-    return [
-        s.double() / s.double().norm().clamp_min(1e-12) / cost**COST_EXPONENT
-        for s, cost in zip(scores, costs, strict=True)
-    ]
+    return kernels.structured_priorities(scores, costs, COST_EXPONENT)
 
 
 def removal_order(
@@ -120,33 +109,38 @@ def removal_order(
     """
     flow = flow if flow is not None else Dataflow.of(model)
     min_fraction = MIN_WIDTH_FRACTION if min_fraction is None else min_fraction
-    costs = neuron_costs(model, targets, flow)
-    keys = priorities(scores, costs)
-    candidates = []
-    for layer_index, key in enumerate(keys):
-        order = sorted(range(key.numel()), key=lambda i, k=key.tolist(): (k[i], i))
-        removable = key.numel() - min_width(key.numel(), min_fraction)
-        candidates += [(float(key[i]), layer_index, i) for i in order[:removable]]
-    candidates.sort()
+    layers = layer_descriptions(model, targets, flow)
+    widths = {name: f.out_channels for name, f in flow.layers.items()}
+    steps, cumulative = kernels.removal_order(scores, layers, widths, min_fraction, COST_EXPONENT)
+    return RemovalOrder(
+        tuple(s.numel() for s in scores), tuple(steps), tuple(cumulative), total_prunable_weights(model)
+    )
 
-    modules = dict(model.named_modules())
-    kept = {name: f.out_channels for name, f in flow.layers.items()}
-    removed, cumulative = 0, [0]
-    steps = []
-    for _, layer_index, neuron in candidates:
-        t = targets[layer_index]
+
+def total_prunable_weights(model: nn.Module) -> int:
+    """Weights of every Linear/Conv layer: what a global structured sparsity is a fraction of."""
+    return sum(m.weight.numel() for n, m in model.named_modules() if n and isinstance(m, PRUNABLE_TYPES))
+
+
+def layer_descriptions(model: nn.Module, targets: Sequence[Target], flow: Dataflow) -> list[dict]:
+    """What ``kernels.removal_order`` needs to know of each scored layer, as plain values (so a
+    standalone script can carry them as literals)."""
+    costs = neuron_costs(model, targets, flow)
+    out = []
+    for t, cost in zip(targets, costs, strict=True):
         layer = flow.layers.get(t.layer)
-        if layer is None:  # untraced: only the row is known to go
-            removed += t.weight[0].numel()
-        else:
+        info: dict = {"name": t.layer, "row": t.weight[0].numel(), "cost": cost, "traced": layer is not None}
+        if layer is not None:
             producer = flow.producer.get(t.layer)
-            in_kept = kept[producer] * flow.layers[producer].span if producer is not None else layer.in_columns
-            removed += in_kept * layer.kernel
-            if layer.consumer is not None:
-                consumer = flow.layers[layer.consumer]
-                removed += kept[layer.consumer] * layer.span * consumer.kernel
-            kept[t.layer] -= 1
-        steps.append((layer_index, neuron))
-        cumulative.append(removed)
-    total = sum(m.weight.numel() for n, m in modules.items() if n and isinstance(m, PRUNABLE_TYPES))
-    return RemovalOrder(tuple(s.numel() for s in scores), tuple(steps), tuple(cumulative), total)
+            consumer = layer.consumer
+            info.update(
+                producer=producer,
+                producer_span=flow.layers[producer].span if producer is not None else 1,
+                in_columns=layer.in_columns,
+                kernel=layer.kernel,
+                consumer=consumer,
+                span=layer.span,
+                consumer_kernel=flow.layers[consumer].kernel if consumer is not None else 1,
+            )
+        out.append(info)
+    return out

@@ -281,6 +281,25 @@ def cmd_script(args) -> int:
     except ValueError as exc:
         raise UsageError(f"cannot write a script for {args.recipe!r}: {exc}") from None
     write_text(script, args.output)
+    if args.masks:
+        from pruning_core.script import generate_mask_file
+
+        try:
+            Path(args.masks).write_bytes(generate_mask_file(recipe))
+        except ValueError as exc:
+            raise UsageError(f"cannot write a masks file for {args.recipe!r}: {exc}") from None
+        except OSError as exc:
+            raise UsageError(f"cannot write --masks {args.masks!r}: {exc.strerror}") from None
+        print(f"wrote {args.masks}", file=sys.stderr)
+    return 0
+
+
+def cmd_schedules(args) -> int:
+    from pruning_core.schedules import SCHEDULES
+
+    width = max(len(n) for n in SCHEDULES)
+    for name, schedule in SCHEDULES.items():
+        print(f"{name:<{width}}  {schedule.description}")
     return 0
 
 
@@ -317,6 +336,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub.add_parser("models", help="list the sample models").set_defaults(run=cmd_models)
     sub.add_parser("methods", help="list the pruning methods").set_defaults(run=cmd_methods)
+    sub.add_parser("schedules", help="list the pruning schedules").set_defaults(run=cmd_schedules)
     p = sub.add_parser("sweep", help="sweep sparsity levels and print the results table")
     p.add_argument("--model", help=f"sample model: {', '.join(sample_models.available())}")
     p.add_argument("--recipe", help="run the sweep a recipe file describes (its level and 0, or --sparsities)")
@@ -364,6 +384,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("script", help="print a standalone torch.nn.utils.prune script for a recipe")
     p.add_argument("recipe", help="recipe file (.yaml or .json)")
     p.add_argument("--output", help="write to this file instead of standard output")
+    p.add_argument(
+        "--masks", metavar="FILE", help="also write the engine's masks (safetensors) for the script's --masks"
+    )
     p.set_defaults(run=cmd_script)
 
     from pruning_core import study_cli

@@ -13,6 +13,8 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
+from pruning_core import kernels
+
 OPTIMIZERS = ("adam", "sgd")
 
 
@@ -51,16 +53,11 @@ class FineTuneConfig:
         return asdict(self)
 
 
-class Stopped(Exception):
-    """Raised inside a long run when the caller's ``should_stop()`` says so."""
+Stopped = kernels.Stopped  # raised inside a long run when the caller's ``should_stop()`` says so
 
 
 def make_optimizer(model: nn.Module, config: FineTuneConfig) -> torch.optim.Optimizer:
-    if config.optimizer == "sgd":
-        return torch.optim.SGD(
-            model.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
-        )
-    return torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    return kernels.make_optimizer(model, config.optimizer, config.lr, config.momentum, config.weight_decay)
 
 
 def masked_steps(
@@ -73,51 +70,28 @@ def masked_steps(
     should_stop: Callable[[], bool] | None = None,
     optimizer: torch.optim.Optimizer | None = None,
 ) -> nn.Module:
-    """Train ``model`` in place for ``config.epochs`` epochs, pruned weights held at zero.
+    """Train ``model`` in place for ``config.epochs`` epochs, pruned weights held at zero
+    (``kernels.masked_training``).
 
     ``on_step(step)`` is called before every optimiser step and may return new masks (gradual
     pruning raises the sparsity during training); they are applied at once and used from then on.
     """
-    params = dict(model.named_parameters())
-    unknown = set(masks) - set(params)
+    unknown = set(masks) - set(dict(model.named_parameters()))
     if unknown:
         raise ValueError(f"masks name parameters the model lacks: {', '.join(sorted(unknown))}")
-    masks = dict(masks)
-    optimizer = optimizer or make_optimizer(model, config)
-    generator = torch.Generator().manual_seed(config.seed)
-    loss_fn = nn.CrossEntropyLoss()
-    _apply(params, masks)
-    model.train()
-    step = 0
-    for _ in range(config.epochs):
-        order = torch.randperm(len(X_train), generator=generator)
-        for start in range(0, len(X_train), config.batch_size):
-            if should_stop is not None and should_stop():
-                model.eval()
-                raise Stopped()
-            if on_step is not None:
-                new_masks = on_step(step)
-                if new_masks is not None:
-                    masks = dict(new_masks)
-                    _apply(params, masks)
-            idx = order[start : start + config.batch_size]
-            optimizer.zero_grad(set_to_none=True)
-            loss_fn(model(X_train[idx]), y_train[idx]).backward()
-            with torch.no_grad():
-                for name, mask in masks.items():
-                    if params[name].grad is not None:
-                        params[name].grad.mul_(mask)
-            optimizer.step()
-            _apply(params, masks)
-            step += 1
-    return model.eval()
-
-
-def _apply(params: Mapping[str, nn.Parameter], masks: Mapping[str, torch.Tensor]) -> None:
-    with torch.no_grad():
-        for name, mask in masks.items():
-            params[name].mul_(mask)
+    return kernels.masked_training(
+        model,
+        dict(masks),
+        X_train,
+        y_train,
+        optimizer or make_optimizer(model, config),
+        config.epochs,
+        config.batch_size,
+        config.seed,
+        on_step=on_step,  # type: ignore[arg-type]
+        should_stop=should_stop,
+    )
 
 
 def steps_per_epoch(n_train: int, batch_size: int) -> int:
-    return -(-n_train // batch_size)
+    return kernels.steps_per_epoch(n_train, batch_size)

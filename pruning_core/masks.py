@@ -8,14 +8,13 @@ the BatchNorm that follows them, so the masked model computes what the smaller m
 from __future__ import annotations
 
 import copy
-import math
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 
-from pruning_core import allocation, graph, selection
+from pruning_core import allocation, graph, kernels, selection
 from pruning_core.methods import PruningMethod, ScoringContext, get_method
 from pruning_core.targets import Target, find_targets
 
@@ -77,29 +76,12 @@ def erk_sparsities(
         shapes = {layer: tuple(int(d) for d in shape) for layer, shape in targets_or_shapes.items()}
     else:
         shapes = {t.layer: tuple(t.weight.shape) for t in targets_or_shapes}
-    sizes = {layer: math.prod(shape) for layer, shape in shapes.items()}
-    if any(n == 0 for n in sizes.values()):
-        raise ValueError("ERK needs weights with at least one element in every layer")
-    raw = {layer: sum(shape) / sizes[layer] for layer, shape in shapes.items()}
-    budget = (1 - s) * sum(sizes.values())
-    dense: set[str] = set()
-    scale = 0.0
-    while True:
-        rest = [layer for layer in shapes if layer not in dense]
-        if not rest:
-            break
-        kept_elsewhere = sum(sizes[layer] for layer in dense)
-        scale = (budget - kept_elsewhere) / sum(raw[layer] * sizes[layer] for layer in rest)
-        saturated = {layer for layer in rest if scale * raw[layer] > 1}
-        if not saturated:
-            break
-        dense |= saturated
-    return {layer: 0.0 if layer in dense else min(1.0, max(0.0, 1 - scale * raw[layer])) for layer in shapes}
+    return kernels.erk_sparsities(shapes, s)
 
 
 def _n_to_prune(sparsity: float, n: int) -> int:
     # torch.nn.utils.prune prunes round(amount * n) (Python's round: half to even); so do we.
-    return round(sparsity * n)
+    return kernels.n_to_prune(sparsity, n)
 
 
 @dataclass
@@ -253,25 +235,13 @@ class MaskPlan:
         along the input channels at each kernel position of a convolution, as sparse tensor cores
         (cuSPARSELt, NVIDIA ASP) group a conv weight [O, C, *k], not along the flattened (C, *k)."""
         n, m = self.method.n, self.method.m
-        masks = {}
-        for t, s in zip(self.scored, self.scores, strict=False):
-            channels_last = s.movedim(1, -1)  # [O, *k, C]: each row is the C inputs at one position
-            rows = channels_last.reshape(-1, s.shape[1])
-            pad = (-rows.shape[1]) % m
-            # Padding scores of -1 lose to every real |w| >= 0, so a short last group keeps min(n, len).
-            padded = torch.nn.functional.pad(rows, (0, pad), value=-1.0).reshape(rows.shape[0], -1, m)
-            keep = torch.zeros_like(padded, dtype=torch.bool)
-            keep.scatter_(2, padded.topk(n, dim=2).indices, True)
-            kept_rows = keep.reshape(rows.shape[0], -1)[:, : rows.shape[1]]
-            masks[t.param_name] = kept_rows.reshape(channels_last.shape).movedim(-1, 1).contiguous()
-        return masks
+        return {t.param_name: kernels.nm_keep(s, n, m) for t, s in zip(self.scored, self.scores, strict=False)}
 
     def _structured_masks(self, fractions, scope: str) -> Masks:
         channels = self._kept_channels(fractions, scope)
         masks = {}
         for t, keep in zip(self.scored, channels, strict=False):
-            shape = (-1,) + (1,) * (t.weight.dim() - 1)
-            masks[t.param_name] = keep.reshape(shape).expand_as(t.weight).clone()
+            masks[t.param_name] = kernels.neuron_mask(keep, t.weight.shape)
             for linked in self.links.get(t.layer, ()):
                 masks[linked] = keep.clone()
         return masks

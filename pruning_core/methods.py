@@ -16,10 +16,9 @@ from dataclasses import dataclass
 from typing import ClassVar, Literal
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from pruning_core import graph, selection
+from pruning_core import graph, kernels, selection
 from pruning_core.dataflow import guess_input
 from pruning_core.targets import Target
 
@@ -141,8 +140,7 @@ class Random(PruningMethod):
     uses_seed = True
 
     def scores(self, targets, context):
-        generator = torch.Generator().manual_seed(int(context.seed))
-        return [torch.rand(t.weight.shape, generator=generator) for t in targets]
+        return kernels.random_scores([t.weight.shape for t in targets], context.seed)
 
 
 class RandomMatched(Random):
@@ -192,12 +190,7 @@ class StructuredNorm(PruningMethod):
         )
 
     def scores(self, targets, context):
-        # Same norm call as torch.nn.utils.prune.ln_structured(dim=0), so rankings agree exactly.
-        out = []
-        for t in targets:
-            w = t.weight.detach()
-            out.append(torch.norm(w, p=self.p, dim=tuple(range(1, w.dim()))) if w.dim() > 1 else w.abs())
-        return out
+        return kernels.structured_norms([t.weight for t in targets], self.p)
 
 
 class NMMagnitude(PruningMethod):
@@ -252,54 +245,22 @@ class NMMagnitude(PruningMethod):
 
 # --- helpers of the data-driven criteria -------------------------------------------------------------
 
-CALIBRATION_BATCH = 64
+CALIBRATION_BATCH = kernels.CALIBRATION_BATCH
 
 
 def _working_copy(model: nn.Module, dtype: torch.dtype | None = None) -> nn.Module:
     """A deep copy in eval mode (BatchNorm uses its running statistics) with no gradients recorded,
     so a criterion may run forward/backward passes without touching the caller's model."""
-    work = copy.deepcopy(model)
-    if dtype is not None:
-        work = work.to(dtype)
-    work.eval()
-    for p in work.parameters():
-        p.grad = None
-        p.requires_grad_(False)
-    return work
-
-
-def _target_params(work: nn.Module, targets: Sequence[Target]) -> list[nn.Parameter]:
-    """The copy's weights of ``targets``, set to record gradients."""
-    params = dict(work.named_parameters())
-    return [params[t.param_name].requires_grad_(True) for t in targets]
+    return kernels.prepare_copy(copy.deepcopy(model), dtype)
 
 
 def _calibration(context: ScoringContext, method: str, labels: bool = False) -> Iterator[tuple]:
     """Calibration batches of ``CALIBRATION_BATCH`` samples: (X,) or (X, y) with ``labels``."""
-    X, y = context.X_calib, context.y_calib
-    if X is None or len(X) == 0:
-        raise ValueError(f"method {method!r} needs calibration data (X_calib)")
-    if labels and (y is None or len(y) != len(X)):
-        raise ValueError(f"method {method!r} needs calibration labels (y_calib), one per calibration input")
-    for start in range(0, len(X), CALIBRATION_BATCH):
-        stop = start + CALIBRATION_BATCH
-        yield (X[start:stop], y[start:stop].long()) if labels else (X[start:stop],)
+    return kernels.calibration_batches(context.X_calib, context.y_calib, method, labels)
 
 
-def _row_l1(weight: torch.Tensor) -> torch.Tensor:
-    w = weight.detach()
-    return w.reshape(w.shape[0], -1).abs().sum(1)
-
-
-def _keep_lowest_pruned(keep: torch.Tensor, scores: torch.Tensor, n_pruned: int) -> None:
-    """Prune (in ``keep``, flat) the lowest-scored kept elements until ``n_pruned`` are pruned;
-    ties go to the earliest position, as in :mod:`pruning_core.selection`."""
-    more = n_pruned - int((~keep).sum())
-    if more <= 0:
-        return
-    alive = keep.nonzero().squeeze(1)
-    order = torch.argsort(scores[alive], stable=True)[:more]
-    keep[alive[order]] = False
+_row_l1 = kernels.row_l1
+_keep_lowest_pruned = kernels.prune_lowest_kept
 
 
 class Taylor(PruningMethod):
@@ -313,16 +274,10 @@ class Taylor(PruningMethod):
     needs_data = True
 
     def scores(self, targets, context):
+        if context.X_calib is None or len(context.X_calib) == 0:
+            raise ValueError(f"method {self.name!r} needs calibration data (X_calib)")
         work = _working_copy(context.model)
-        weights = _target_params(work, targets)
-        grads = [torch.zeros_like(w) for w in weights]
-        with torch.enable_grad():
-            for X, y in _calibration(context, self.name, labels=True):
-                loss = F.cross_entropy(work(X), y)
-                for g, d in zip(grads, torch.autograd.grad(loss, weights, allow_unused=True), strict=True):
-                    if d is not None:
-                        g += d
-        return [(w.detach() * g).abs() for w, g in zip(weights, grads, strict=True)]
+        return kernels.taylor_scores(work, [t.param_name for t in targets], context.X_calib, context.y_calib)
 
 
 class SynFlow(PruningMethod):
@@ -339,56 +294,19 @@ class SynFlow(PruningMethod):
 
     def scores(self, targets, context):
         """Single-shot SynFlow scores (the first round), scaled to a maximum of 1 so float32 holds them."""
-        work, weights, _, x = self._linearised(targets, context)
-        scores = self._flow(work, weights, x)
-        top = max((float(s.max()) for s in scores if s.numel()), default=0.0) or 1.0
-        return [(s / top).float() for s in scores]
+        work, x = self._linearised(context)
+        return kernels.synflow_scores(work, [t.param_name for t in targets], x)
 
     def masks(self, targets, context, sparsity, scope, scores):
-        work, weights, magnitudes, x = self._linearised(targets, context)
-        is_global = not isinstance(sparsity, Sequence)
-        finals = [float(sparsity)] if is_global else [float(f) for f in sparsity]
-        sizes = [w.numel() for w in weights]
-        keep = torch.ones(sum(sizes), dtype=torch.bool)
-        keeps = list(keep.split(sizes))  # views: pruning one prunes the other
-        if all(f == 0 for f in finals):
-            return [k.reshape(w.shape).clone() for k, w in zip(keeps, weights, strict=True)]
-        for k in range(1, self.rounds + 1):
-            with torch.no_grad():
-                for w, m, kept in zip(weights, magnitudes, keeps, strict=True):
-                    w.copy_(m * kept.reshape(w.shape))
-            flow = [s.reshape(-1) for s in self._flow(work, weights, x)]
-            # The last round prunes exactly round(s * n): the same count as every other criterion.
-            fractions = [f if k == self.rounds else 1 - (1 - f) ** (k / self.rounds) for f in finals]
-            if is_global:
-                _keep_lowest_pruned(keep, torch.cat(flow), round(fractions[0] * keep.numel()))
-            else:
-                for kept, s, f in zip(keeps, flow, fractions, strict=True):
-                    _keep_lowest_pruned(kept, s, round(f * kept.numel()))
-        return [k.reshape(w.shape).clone() for k, w in zip(keeps, weights, strict=True)]
+        work, x = self._linearised(context)
+        return kernels.synflow_keep(work, [t.param_name for t in targets], x, sparsity, self.rounds)
 
     @staticmethod
-    def _linearised(targets, context):
-        """A float64 eval-mode copy with |.| of every parameter and buffer (as the reference code does),
-        its target weights, their magnitudes, and an all-ones input of the model's input shape."""
-        work = _working_copy(context.model, torch.float64)
-        with torch.no_grad():
-            for value in work.state_dict().values():
-                if value.is_floating_point():
-                    value.abs_()
-        weights = _target_params(work, targets)
-        magnitudes = [w.detach().clone() for w in weights]
-        return work, weights, magnitudes, torch.ones(_input_shape(context), dtype=torch.float64)
-
-    @staticmethod
-    def _flow(work: nn.Module, weights: list[torch.Tensor], x: torch.Tensor) -> list[torch.Tensor]:
-        with torch.enable_grad():
-            flow = work(x).sum()
-            grads = torch.autograd.grad(flow, weights, allow_unused=True)
-        return [
-            (g * w).detach().abs() if g is not None else torch.zeros_like(w)
-            for g, w in zip(grads, weights, strict=True)
-        ]
+    def _linearised(context):
+        """A float64 eval-mode copy with |.| of every parameter and buffer, and an all-ones input of
+        the model's input shape."""
+        work = kernels.synflow_linearise(_working_copy(context.model, torch.float64))
+        return work, torch.ones(_input_shape(context), dtype=torch.float64)
 
 
 def _example(context: ScoringContext) -> torch.Tensor | None:
@@ -419,34 +337,10 @@ class Wanda(PruningMethod):
     needs_data = True
 
     def scores(self, targets, context):
+        if context.X_calib is None or len(context.X_calib) == 0:
+            raise ValueError(f"method {self.name!r} needs calibration data (X_calib)")
         work = _working_copy(context.model)
-        modules = dict(work.named_modules())
-        sums: dict[str, torch.Tensor] = {}
-
-        def accumulate(layer: str):
-            def hook(module, args):
-                squares = _input_column_squares(module, args[0].detach())
-                sums[layer] = squares if layer not in sums else sums[layer] + squares
-
-            return hook
-
-        handles = [modules[t.layer].register_forward_pre_hook(accumulate(t.layer)) for t in targets]
-        try:
-            with torch.no_grad():
-                for (X,) in _calibration(context, self.name):
-                    work(X)
-        finally:
-            for handle in handles:
-                handle.remove()
-        out = []
-        for t in targets:
-            if t.layer not in sums:
-                raise ValueError(f"wanda: layer {t.layer!r} was not called on the calibration inputs")
-            w = t.weight.detach()
-            norms = sums[t.layer].sqrt().to(w.dtype)  # [groups, inputs per group]
-            rows = norms.repeat_interleave(w.shape[0] // norms.shape[0], dim=0)
-            out.append(w.abs() * rows.reshape(w.shape))
-        return out
+        return kernels.wanda_scores(work, [t.layer for t in targets], context.X_calib)
 
     def masks(self, targets, context, sparsity, scope, scores):
         if scope == "global":
@@ -454,74 +348,32 @@ class Wanda(PruningMethod):
         return [_row_wise_keep(s, f) for s, f in zip(scores, sparsity, strict=True)]
 
 
-def _row_wise_keep(scores: torch.Tensor, fraction: float) -> torch.Tensor:
-    """Keep-mask pruning the round(fraction * row length) lowest scores of every output row."""
-    rows = scores.reshape(scores.shape[0], -1)
-    keep = torch.ones_like(rows, dtype=torch.bool)
-    k = round(fraction * rows.shape[1])
-    if k:
-        keep.scatter_(1, torch.argsort(rows, dim=1, stable=True)[:, :k], False)
-    return keep.reshape(scores.shape)
+_row_wise_keep = kernels.row_wise_keep
+_input_column_squares = kernels.input_column_squares
 
 
-def _input_column_squares(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """Sum over samples (and positions) of each input column's square, shaped [groups, columns]: the
-    columns of a Linear are its input features; those of a convolution are the entries of its
-    flattened weight row (in_channels/groups * kernel), one value per sliding-window position."""
-    if isinstance(module, nn.Linear):
-        return x.reshape(-1, x.shape[-1]).double().pow(2).sum(0).unsqueeze(0)
-    spatial = len(module.kernel_size)
-    if x.dim() == spatial + 1:  # an unbatched input
-        x = x.unsqueeze(0)
-    mode = "constant" if module.padding_mode == "zeros" else module.padding_mode
-    x = F.pad(x, module._reversed_padding_repeated_twice, mode=mode)
-    for i in range(spatial):  # the n-d unfold: windows of every spatial axis, then the dilation
-        span = module.dilation[i] * (module.kernel_size[i] - 1) + 1
-        x = x.unfold(2 + i, span, module.stride[i])[..., :: module.dilation[i]]
-    # x: [batch, channels, positions..., kernel...]
-    squares = x.double().pow(2).sum(dim=(0, *range(2, 2 + spatial)))
-    return squares.reshape(module.groups, -1)
+def activation_watch(
+    model: nn.Module, targets: Sequence[Target], example: torch.Tensor | None
+) -> list[tuple[str, str, bool, int]]:
+    """What APoZ and mean activation watch, per target: (layer, watched module, channels last,
+    channels). The watched module is the BatchNorm after the layer if any, else the layer itself."""
+    norms = graph.norm_of(model, example)
+    watch = []
+    for t in targets:
+        watched = norms.get(t.layer, t.layer)
+        channel_last = watched == t.layer and isinstance(t.module, nn.Linear)
+        watch.append((t.layer, watched, channel_last, t.out_channels))
+    return watch
 
 
 def _activation_statistics(targets: Sequence[Target], context: ScoringContext, method: str):
     """Per target and output channel: (fraction of pre-ReLU values <= 0, mean of relu(value)) over the
     calibration samples and positions. The value is the layer's output, or that of the BatchNorm that
     follows it, since that is what the ReLU sees."""
-    work = _working_copy(context.model)
-    modules = dict(work.named_modules())
-    norms = graph.norm_of(context.model, _example(context))
-    stats: dict[str, list[torch.Tensor]] = {}
-
-    def accumulate(layer: str, channel_last: bool, channels: int):
-        def hook(module, args, output):
-            v = output.detach()
-            v = v.reshape(-1, v.shape[-1]).T if channel_last else v.movedim(1, 0).reshape(v.shape[1], -1)
-            if v.shape[0] != channels:
-                raise ValueError(f"{method}: the output of {layer!r} has {v.shape[0]} channels, expected {channels}")
-            new = [(v <= 0).double().sum(1), v.clamp_min(0).double().sum(1), torch.tensor(float(v.shape[1]))]
-            stats[layer] = new if layer not in stats else [a + b for a, b in zip(stats[layer], new, strict=True)]
-
-        return hook
-
-    handles = []
-    for t in targets:
-        watched = norms.get(t.layer, t.layer)
-        channel_last = watched == t.layer and isinstance(t.module, nn.Linear)
-        handles.append(modules[watched].register_forward_hook(accumulate(t.layer, channel_last, t.out_channels)))
-    try:
-        with torch.no_grad():
-            for (X,) in _calibration(context, method):
-                work(X)
-    finally:
-        for handle in handles:
-            handle.remove()
-    out = []
-    for t in targets:
-        if t.layer not in stats:
-            raise ValueError(f"{method}: layer {t.layer!r} was not called on the calibration inputs")
-        nonpositive, relu_sum, count = stats[t.layer]
-        out.append((nonpositive / count, relu_sum / count))
-    return out
+    if context.X_calib is None or len(context.X_calib) == 0:
+        raise ValueError(f"method {method!r} needs calibration data (X_calib)")
+    watch = activation_watch(context.model, targets, _example(context))
+    return kernels.activation_statistics(_working_copy(context.model), watch, context.X_calib, method)
 
 
 class APoZ(PruningMethod):
@@ -568,12 +420,8 @@ class BNScale(PruningMethod):
     def scores(self, targets, context):
         norms = graph.norm_of(context.model, _example(context))
         modules = dict(context.model.named_modules())
-        out = []
-        for t in targets:
-            norm = norms.get(t.layer)
-            gamma = getattr(modules[norm], "weight", None) if norm else None
-            out.append(gamma.detach().abs() if gamma is not None else _row_l1(t.weight))
-        return out
+        gammas = [getattr(modules[norms[t.layer]], "weight", None) if t.layer in norms else None for t in targets]
+        return kernels.bn_scale_scores([t.weight for t in targets], gammas)
 
 
 for _method in (

@@ -1,4 +1,4 @@
-"""Pruning schedules: one-shot, iterative prune-and-fine-tune, gradual (Zhu & Gupta), lottery tickets.
+"""Pruning schedules, one class each behind one registry (``SCHEDULES``), as methods are: one-shot, iterative prune-and-fine-tune, gradual (Zhu & Gupta), lottery tickets.
 
 Every schedule starts from the caller's trained model (never modified: work happens on a copy),
 prunes with the chosen method and scope, and fine-tunes on the train split only.
@@ -16,30 +16,26 @@ prunes with the chosen method and scope, and fine-tunes on the train split only.
 
 from __future__ import annotations
 
-import contextlib
 import copy
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
+from typing import ClassVar
 
 import torch
 from torch import nn
 
+from pruning_core import kernels
 from pruning_core.finetune import FineTuneConfig, masked_steps, steps_per_epoch
 from pruning_core.masks import Sparsity, check_sparsity, compute_masks
-
-SCHEDULES = {
-    "oneshot": "Prune to the target once, then (optionally) fine-tune.",
-    "iterative": "Reach the target in k rounds of prune-then-fine-tune, the same fraction of the remaining weights each round.",
-    "gradual": "Raise sparsity during training along Zhu & Gupta's cubic schedule.",
-    "lottery": "Iterative magnitude pruning, rewinding survivors to their initial values before retraining; with a random re-initialisation control.",
-}
 
 Progress = Callable[[float, str], None]
 
 
 @dataclass(frozen=True)
 class Schedule:
-    """A pruning schedule and its fine-tuning settings (per round for iterative and lottery)."""
+    """A pruning schedule and its fine-tuning settings (per round for iterative and lottery): the
+    frozen value recipes and choices hold; ``kind`` names the registered class that runs it."""
 
     kind: str = "oneshot"
     finetune: FineTuneConfig | None = None
@@ -62,7 +58,11 @@ class Schedule:
             check_sparsity(self.initial_sparsity)
         except ValueError as exc:
             problems.append(f"initial_sparsity: {exc}")
-        if self.kind in ("iterative", "lottery", "gradual") and (self.finetune is None or self.finetune.epochs < 1):
+        if (
+            self.kind in SCHEDULES
+            and SCHEDULES[self.kind].trains_between_steps
+            and (self.finetune is None or self.finetune.epochs < 1)
+        ):
             problems.append(
                 f"schedule {self.kind!r} trains between pruning steps: give fine-tuning with at least 1 epoch"
             )
@@ -70,19 +70,18 @@ class Schedule:
             raise ValueError("; ".join(problems))
 
     @property
+    def kind_object(self) -> ScheduleKind:
+        """The registered class that runs this schedule."""
+        return SCHEDULES[self.kind]
+
+    @property
     def finetune_epochs(self) -> int:
-        """Epochs of training after the first pruning step, in total."""
-        if self.finetune is None:
-            return 0
-        return self.finetune.epochs * (self.rounds if self.kind in ("iterative", "lottery") else 1)
+        """Epochs of training after the first pruning step, in total (the training budget)."""
+        return self.kind_object.budget_epochs(self)
 
     @property
     def label(self) -> str:
-        if self.kind == "oneshot":
-            return "one-shot" + (f" + {self.finetune.epochs} ep fine-tuning" if self.finetune_epochs else "")
-        if self.kind in ("iterative", "lottery"):
-            return f"{self.kind} ({self.rounds} rounds × {self.finetune.epochs} ep)"
-        return f"gradual ({self.finetune.epochs} ep, {self.pruning_steps} steps)"
+        return self.kind_object.label_of(self)
 
     def to_dict(self) -> dict:
         data = asdict(self)
@@ -100,51 +99,9 @@ def _is_int(value) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def zhu_gupta_sparsity(
-    step: int, final: float, initial: float = 0.0, start: int = 0, n: int = 10, every: int = 1
-) -> float:
-    """Sparsity at ``step`` of the Zhu & Gupta cubic schedule (constant before start and after the end)."""
-    if step <= start:
-        return initial
-    progress = min(1.0, (step - start) / (n * every))
-    return final + (initial - final) * (1.0 - progress) ** 3
-
-
-def gradual_timing(total_steps: int, n: int) -> tuple[int, int]:
-    """(t0, dt): prune from step 0, every dt steps, so that the last of n increases lands at about
-    three quarters of training, leaving the rest to recover at the final sparsity."""
-    return 0, max(1, int(0.75 * total_steps) // n)
-
-
-def round_sparsities(target: float, rounds: int) -> list[float]:
-    """Sparsity after each round when every round prunes the same fraction of what remains."""
-    keep = (1.0 - target) ** (1.0 / rounds)
-    # The last round lands exactly; earlier ones never pass it, whatever the float rounding.
-    return [min(target, 1.0 - keep**i) for i in range(1, rounds)] + [target]
-
-
-def schedule_curve(schedule: Schedule, target: float, n_train: int) -> list[tuple[int, float]]:
-    """The schedule as (optimiser step, sparsity) points, for plotting."""
-    epochs = schedule.finetune.epochs if schedule.finetune else 0
-    per_epoch = steps_per_epoch(n_train, schedule.finetune.batch_size) if schedule.finetune else 1
-    if schedule.kind == "oneshot":
-        end = epochs * per_epoch
-        return [(0, 0.0), (0, target), (end, target)]
-    if schedule.kind == "gradual":
-        total = epochs * per_epoch
-        t0, dt = gradual_timing(total, schedule.pruning_steps)
-        points = [(0, schedule.initial_sparsity)]
-        for j in range(schedule.pruning_steps + 1):
-            t = t0 + j * dt
-            points.append((t, zhu_gupta_sparsity(t, target, schedule.initial_sparsity, t0, schedule.pruning_steps, dt)))
-        points.append((total, target))
-        return points
-    points, step = [(0, 0.0)], 0
-    for s in round_sparsities(target, schedule.rounds):
-        points.append((step, s))
-        step += epochs * per_epoch
-        points.append((step, s))
-    return points
+zhu_gupta_sparsity = kernels.zhu_gupta_sparsity
+gradual_timing = kernels.gradual_timing
+round_sparsities = kernels.round_sparsities
 
 
 @dataclass
@@ -157,10 +114,262 @@ class ScheduleResult:
     control: nn.Module | None = None  # lottery: same mask, random re-initialisation, the ticket's last round
 
 
-def _and(previous: Mapping[str, torch.Tensor] | None, masks: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    if previous is None:
-        return dict(masks)
-    return {name: mask & previous[name] if name in previous else mask for name, mask in masks.items()}
+@dataclass
+class ScheduleRun:
+    """Everything a schedule's ``run`` needs: a private working copy, the train split, how to get
+    masks at a sparsity, how to train, and the caller's callbacks."""
+
+    model: nn.Module  # the caller's model: read only
+    work: nn.Module  # a private copy: pruned and trained in place
+    X_train: torch.Tensor
+    y_train: torch.Tensor
+    sparsity: Sparsity
+    schedule: Schedule
+    masks_at: Callable[[Sparsity], dict[str, torch.Tensor]]
+    seed: int = 0
+    init_state: Mapping[str, torch.Tensor] | None = None
+    reinit: Callable[[int], Mapping[str, torch.Tensor]] | None = None
+    progress: Progress | None = None
+    should_stop: Callable[[], bool] | None = None
+
+    def report(self, fraction: float, message: str) -> None:
+        if self.progress is not None:
+            self.progress(min(1.0, fraction), message)
+
+    def train(self, model: nn.Module, masks: Mapping[str, torch.Tensor], on_step=None, epochs: int | None = None):
+        """Masked fine-tuning of ``model`` with the schedule's settings (``epochs`` overrides them)."""
+        ft = self.schedule.finetune
+        if epochs is not None:
+            ft = FineTuneConfig(**{**ft.to_dict(), "epochs": epochs})
+        return masked_steps(model, masks, self.X_train, self.y_train, ft, on_step=on_step, should_stop=self.should_stop)
+
+    def target(self) -> float:
+        """The one overall sparsity a multi-step schedule reaches (a per-layer mapping is refused)."""
+        if isinstance(self.sparsity, Mapping):
+            raise ValueError(f"schedule {self.schedule.kind!r} takes one overall sparsity, not a per-layer mapping")
+        return check_sparsity(self.sparsity)
+
+
+class ScheduleKind(ABC):
+    """A pruning schedule. Subclasses set the class attributes and implement ``run`` and ``curve``.
+    Adding a schedule is one subclass decorated with ``@register_schedule`` (and its script support
+    in ``pruning_core.script_driver``, which a test checks)."""
+
+    name: ClassVar[str]
+    label: ClassVar[str]
+    description: ClassVar[str]
+    trains_between_steps: ClassVar[bool] = True  # needs fine-tuning of at least one epoch
+    per_round_budget: ClassVar[bool] = False  # the budget is rounds x epochs
+
+    def budget_epochs(self, schedule: Schedule) -> int:
+        """Epochs of training after the first pruning step, in total: the training budget."""
+        if schedule.finetune is None:
+            return 0
+        return schedule.finetune.epochs * (schedule.rounds if self.per_round_budget else 1)
+
+    @abstractmethod
+    def label_of(self, schedule: Schedule) -> str:
+        """A short human label of ``schedule`` with its settings."""
+
+    @abstractmethod
+    def curve(self, schedule: Schedule, target: float, n_train: int) -> list[tuple[int, float]]:
+        """The schedule as (optimiser step, sparsity) points, for plotting."""
+
+    @abstractmethod
+    def run(self, run: ScheduleRun) -> ScheduleResult:
+        """Prune and train ``run.work`` (a private copy) as the schedule says."""
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.name!r})"
+
+
+SCHEDULES: dict[str, ScheduleKind] = {}
+
+
+def register_schedule(cls: type[ScheduleKind]) -> type[ScheduleKind]:
+    """Add a schedule class (one instance) to the registry under its ``name``."""
+    if cls.name in SCHEDULES:
+        raise ValueError(f"a schedule named {cls.name!r} is already registered")
+    SCHEDULES[cls.name] = cls()
+    return cls
+
+
+def schedule_names() -> list[str]:
+    return list(SCHEDULES)
+
+
+def schedules_table() -> str:
+    """The README's schedules table, generated from the registry (one row per schedule)."""
+    rows = ["| schedule | label | training budget | description |", "| --- | --- | --- | --- |"]
+    for name, kind in SCHEDULES.items():
+        budget = "rounds × epochs" if kind.per_round_budget else "epochs"
+        budget += "" if kind.trains_between_steps else " (0: no fine-tuning)"
+        rows.append(f"| `{name}` | {kind.label} | {budget} | {kind.description} |")
+    return "\n".join(rows) + "\n"
+
+
+def _steps_per_epoch(schedule: Schedule, n_train: int) -> int:
+    return steps_per_epoch(n_train, schedule.finetune.batch_size) if schedule.finetune else 1
+
+
+def _round_curve(schedule: Schedule, target: float, n_train: int) -> list[tuple[int, float]]:
+    epochs = schedule.finetune.epochs if schedule.finetune else 0
+    per_epoch = _steps_per_epoch(schedule, n_train)
+    points, step = [(0, 0.0)], 0
+    for s in round_sparsities(target, schedule.rounds):
+        points.append((step, s))
+        step += epochs * per_epoch
+        points.append((step, s))
+    return points
+
+
+@register_schedule
+class OneShot(ScheduleKind):
+    name = "oneshot"
+    label = "One-shot"
+    description = "Prune to the target once, then (optionally) fine-tune."
+    trains_between_steps = False
+
+    def label_of(self, schedule):
+        epochs = self.budget_epochs(schedule)
+        return "one-shot" + (f" + {schedule.finetune.epochs} ep fine-tuning" if epochs else "")
+
+    def curve(self, schedule, target, n_train):
+        epochs = schedule.finetune.epochs if schedule.finetune else 0
+        end = epochs * _steps_per_epoch(schedule, n_train)
+        return [(0, 0.0), (0, target), (end, target)]
+
+    def run(self, run):
+        masks = run.masks_at(run.sparsity)
+        ft = run.schedule.finetune
+        if ft is not None and ft.epochs > 0:
+            run.train(run.work, masks)
+        kernels.apply_keep(run.work, masks)
+        run.report(1.0, "one-shot done")
+        return ScheduleResult(run.work.eval(), masks, [])
+
+
+@register_schedule
+class Iterative(ScheduleKind):
+    name = "iterative"
+    label = "Iterative"
+    description = (
+        "Reach the target in k rounds of prune-then-fine-tune, the same fraction of the remaining weights each round."
+    )
+    per_round_budget = True
+
+    def label_of(self, schedule):
+        return f"{self.name} ({schedule.rounds} rounds × {schedule.finetune.epochs} ep)"
+
+    def curve(self, schedule, target, n_train):
+        return _round_curve(schedule, target, n_train)
+
+    def run(self, run):
+        history: list[dict] = []
+        masks = kernels.run_rounds(
+            run.work, run.masks_at, run.train, run.target(), run.schedule.rounds, None, history, run.report, self.name
+        )
+        return ScheduleResult(run.work.eval(), masks, history)
+
+
+@register_schedule
+class Gradual(ScheduleKind):
+    name = "gradual"
+    label = "Gradual (Zhu & Gupta)"
+    description = "Raise sparsity during training along Zhu & Gupta's cubic schedule."
+
+    def label_of(self, schedule):
+        return f"gradual ({schedule.finetune.epochs} ep, {schedule.pruning_steps} steps)"
+
+    def curve(self, schedule, target, n_train):
+        epochs = schedule.finetune.epochs if schedule.finetune else 0
+        total = epochs * _steps_per_epoch(schedule, n_train)
+        t0, dt = gradual_timing(total, schedule.pruning_steps)
+        points = [(0, schedule.initial_sparsity)]
+        for j in range(schedule.pruning_steps + 1):
+            t = t0 + j * dt
+            points.append((t, zhu_gupta_sparsity(t, target, schedule.initial_sparsity, t0, schedule.pruning_steps, dt)))
+        points.append((total, target))
+        return points
+
+    def run(self, run):
+        schedule, target = run.schedule, run.target()
+        if schedule.initial_sparsity > target:
+            raise ValueError(
+                f"gradual pruning only raises sparsity: initial_sparsity {schedule.initial_sparsity:g} "
+                f"is above the target {target:g}"
+            )
+        total = schedule.finetune.epochs * steps_per_epoch(len(run.X_train), schedule.finetune.batch_size)
+        history: list[dict] = []
+        masks = kernels.run_gradual(
+            run.work,
+            run.masks_at,
+            run.train,
+            total,
+            target,
+            schedule.initial_sparsity,
+            schedule.pruning_steps,
+            history,
+            run.report,
+        )
+        kernels.apply_keep(run.work, masks)
+        return ScheduleResult(run.work.eval(), masks, history)
+
+
+@register_schedule
+class Lottery(ScheduleKind):
+    name = "lottery"
+    label = "Lottery ticket"
+    description = (
+        "Iterative magnitude pruning, rewinding survivors to their initial values before retraining; "
+        "with a random re-initialisation control."
+    )
+    per_round_budget = True
+
+    def label_of(self, schedule):
+        return f"{self.name} ({schedule.rounds} rounds × {schedule.finetune.epochs} ep)"
+
+    def curve(self, schedule, target, n_train):
+        return _round_curve(schedule, target, n_train)
+
+    def run(self, run):
+        if run.init_state is None:
+            raise ValueError("the lottery schedule needs the model's initial weights (init_state) to rewind to")
+        target = run.target()
+        rewind_state = self._rewound(run, run.init_state)
+        history: list[dict] = []
+        masks = kernels.run_rounds(
+            run.work, run.masks_at, run.train, target, run.schedule.rounds, rewind_state, history, run.report, self.name
+        )
+        result = ScheduleResult(run.work.eval(), masks, history)
+        if run.reinit is not None:
+            # Exactly the ticket's training: the reported ticket is its rewind point trained for one
+            # round (ft.epochs) under the final mask; earlier rounds only chose the mask. The control
+            # gets the same mask and the same training from its own random initialisation (rewound
+            # the same way when rewind_iteration > 0), so only the initial values differ.
+            control = copy.deepcopy(run.model)
+            control.load_state_dict(self._rewound(run, run.reinit(run.seed + 1)))
+            run.train(control, masks)
+            result.control = control.eval()
+            run.report(1.0, "lottery: random re-initialisation control trained")
+        return result
+
+    @staticmethod
+    def _rewound(run: ScheduleRun, init_state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """The weights to rewind to: the initial ones, or those after ``rewind_iteration`` steps of dense training."""
+        iteration = run.schedule.rewind_iteration
+        epochs = -(-iteration // steps_per_epoch(len(run.X_train), run.schedule.finetune.batch_size))
+        return kernels.rewound_state(
+            copy.deepcopy(run.model),
+            dict(init_state),
+            iteration,
+            lambda dense, on_step: run.train(dense, {}, on_step=on_step, epochs=epochs),
+        )
+
+
+def schedule_curve(schedule: Schedule, target: float, n_train: int) -> list[tuple[int, float]]:
+    """The schedule as (optimiser step, sparsity) points, for plotting."""
+    return schedule.kind_object.curve(schedule, target, n_train)
 
 
 def run_schedule(
@@ -197,109 +406,18 @@ def run_schedule(
     def masks_at(s: Sparsity) -> dict[str, torch.Tensor]:
         return compute_masks(work, method, scope, s, exclude=exclude, seed=seed, **calib)
 
-    def report(fraction: float, message: str) -> None:
-        if progress is not None:
-            progress(min(1.0, fraction), message)
-
-    ft = schedule.finetune
-    history: list[dict] = []
-    if schedule.kind == "oneshot":
-        masks = masks_at(sparsity)
-        if ft is not None and ft.epochs > 0:
-            masked_steps(work, masks, X_train, y_train, ft, should_stop=should_stop)
-        with torch.no_grad():
-            _apply_masks(work, masks)
-        report(1.0, "one-shot done")
-        return ScheduleResult(work.eval(), masks, history)
-
-    if isinstance(sparsity, Mapping):
-        raise ValueError(f"schedule {schedule.kind!r} takes one overall sparsity, not a per-layer mapping")
-    target = check_sparsity(sparsity)
-
-    if schedule.kind == "gradual":
-        if schedule.initial_sparsity > target:
-            raise ValueError(
-                f"gradual pruning only raises sparsity: initial_sparsity {schedule.initial_sparsity:g} "
-                f"is above the target {target:g}"
-            )
-        total = ft.epochs * steps_per_epoch(len(X_train), ft.batch_size)
-        t0, dt = gradual_timing(total, schedule.pruning_steps)
-        state = {"masks": None}
-
-        def on_step(step: int):
-            if step < t0 or (step - t0) % dt or (step - t0) // dt > schedule.pruning_steps:
-                return None
-            s = zhu_gupta_sparsity(step, target, schedule.initial_sparsity, t0, schedule.pruning_steps, dt)
-            state["masks"] = _and(state["masks"], masks_at(s))
-            history.append({"step": step, "sparsity": s})
-            report(step / max(total, 1), f"gradual: step {step} of {total}, sparsity {s:.0%}")
-            return state["masks"]
-
-        masked_steps(work, {}, X_train, y_train, ft, on_step=on_step, should_stop=should_stop)
-        masks = _and(state["masks"], masks_at(target))  # land exactly on the target
-        with torch.no_grad():
-            _apply_masks(work, masks)
-        return ScheduleResult(work.eval(), masks, history)
-
-    # iterative and lottery: rounds of prune, (rewind,) train.
-    rewind_state = None
-    if schedule.kind == "lottery":
-        if init_state is None:
-            raise ValueError("the lottery schedule needs the model's initial weights (init_state) to rewind to")
-        rewind_state = _rewound_state(model, init_state, schedule.rewind_iteration, X_train, y_train, ft)
-    masks = None
-    sparsities = round_sparsities(target, schedule.rounds)
-    for i, s in enumerate(sparsities, start=1):
-        masks = _and(masks, masks_at(s))
-        if rewind_state is not None:
-            work.load_state_dict(rewind_state)
-        masked_steps(work, masks, X_train, y_train, ft, should_stop=should_stop)
-        history.append({"round": i, "sparsity": s})
-        report(
-            i / (len(sparsities) + (1 if schedule.kind == "lottery" else 0)),
-            f"{schedule.kind}: round {i} of {len(sparsities)}, sparsity {s:.0%}",
-        )
-    result = ScheduleResult(work.eval(), masks, history)
-    if schedule.kind == "lottery" and reinit is not None:
-        # Exactly the ticket's training: the reported ticket is its rewind point trained for one
-        # round (ft.epochs) under the final mask; earlier rounds only chose the mask. The control
-        # gets the same mask and the same training from its own random initialisation (rewound
-        # the same way when rewind_iteration > 0), so only the initial values differ.
-        control = copy.deepcopy(model)
-        control.load_state_dict(
-            _rewound_state(model, reinit(seed + 1), schedule.rewind_iteration, X_train, y_train, ft)
-        )
-        masked_steps(control, masks, X_train, y_train, ft, should_stop=should_stop)
-        result.control = control.eval()
-        report(1.0, "lottery: random re-initialisation control trained")
-    return result
-
-
-def _rewound_state(model, init_state, iteration: int, X_train, y_train, ft: FineTuneConfig) -> dict[str, torch.Tensor]:
-    """The weights to rewind to: the initial ones, or those after ``iteration`` steps of dense training."""
-    state = {k: v.clone() for k, v in init_state.items()}
-    if iteration == 0:
-        return state
-    dense = copy.deepcopy(model)
-    dense.load_state_dict(state)
-    stop_after = {"n": iteration}
-
-    def on_step(step: int):
-        if step >= stop_after["n"]:
-            raise _RewindReached()
-        return None
-
-    epochs = -(-iteration // steps_per_epoch(len(X_train), ft.batch_size))
-    with contextlib.suppress(_RewindReached):
-        masked_steps(dense, {}, X_train, y_train, FineTuneConfig(**{**ft.to_dict(), "epochs": epochs}), on_step=on_step)
-    return {k: v.detach().clone() for k, v in dense.state_dict().items()}
-
-
-class _RewindReached(Exception):
-    pass
-
-
-def _apply_masks(model: nn.Module, masks: Mapping[str, torch.Tensor]) -> None:
-    params = dict(model.named_parameters())
-    for name, mask in masks.items():
-        params[name].mul_(mask)
+    run = ScheduleRun(
+        model=model,
+        work=work,
+        X_train=X_train,
+        y_train=y_train,
+        sparsity=sparsity,
+        schedule=schedule,
+        masks_at=masks_at,
+        seed=seed,
+        init_state=init_state,
+        reinit=reinit,
+        progress=progress,
+        should_stop=should_stop,
+    )
+    return schedule.kind_object.run(run)

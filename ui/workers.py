@@ -153,17 +153,14 @@ def curve_schedule(curve: str, epochs: int, lr: float, rounds: int):
     """The Schedule behind one curve of the schedules page; every trained curve gets the same
     training budget (rounds x epochs) so the comparison is fair."""
     from pruning_core.finetune import FineTuneConfig
-    from pruning_core.schedules import Schedule
+    from pruning_core.schedules import SCHEDULES, Schedule
 
-    per_round = FineTuneConfig(epochs=epochs, lr=lr)
-    total = FineTuneConfig(epochs=epochs * rounds, lr=lr)
-    return {
-        "oneshot": None,
-        "oneshot+ft": Schedule("oneshot", total),
-        "iterative": Schedule("iterative", per_round, rounds=rounds),
-        "gradual": Schedule("gradual", total),
-        "lottery": Schedule("lottery", per_round, rounds=rounds),
-    }[curve]
+    if curve == "oneshot":
+        return None
+    kind = "oneshot" if curve == "oneshot+ft" else curve
+    if SCHEDULES[kind].per_round_budget:  # the registry says how a schedule spends its budget
+        return Schedule(kind, FineTuneConfig(epochs=epochs, lr=lr), rounds=rounds)
+    return Schedule(kind, FineTuneConfig(epochs=epochs * rounds, lr=lr))
 
 
 def sample_schedule_sweep(
