@@ -23,7 +23,7 @@ run: setup
 workshop: setup  # PROCESSES app processes behind nginx on PORT, sharing one results cache
 	$(BIN)/python -m deploy.run_workshop --processes $(PROCESSES) --port $(PORT)
 
-test: setup
+test: setup lint
 	$(BIN)/python -m pytest -q
 
 test-fast: setup
@@ -35,6 +35,7 @@ bench: setup
 lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 format: setup
 	$(BIN)/ruff format .

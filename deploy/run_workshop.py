@@ -134,6 +134,58 @@ def _nginx_user() -> str | None:
 
 
 @contextlib.contextmanager
+def _backend_env(cache_dir: Path, processes: int, threads: int) -> dict[str, str]:
+    return {
+        **os.environ,
+        "PRUNELAB_CACHE_DIR": str(cache_dir),
+        # One secret for all: anything one process signs (st.login cookies) holds on another.
+        "STREAMLIT_SERVER_COOKIE_SECRET": secrets.token_hex(32),
+        "OMP_NUM_THREADS": str(threads),
+        # Each process's engine workers get their share of the cores (see ui/serve.py).
+        "PRUNELAB_WORKERS": str(max(1, (os.cpu_count() or 1) // processes)),
+        "MKL_NUM_THREADS": str(threads),
+    }
+
+
+def _start_backend(
+    i: int,
+    app: str | Path,
+    cwd: str | Path,
+    env: dict[str, str],
+    log_dir: str | Path | None,
+    stack: contextlib.ExitStack,
+) -> Backend:
+    """Start app process ``i`` on a free port; ``stack`` stops it and closes its log."""
+    backend_port = free_port()
+    log_path = Path(log_dir) / f"{backend_name(i)}.log" if log_dir is not None else None
+    out = stack.enter_context(open(log_path, "wb")) if log_path else None  # noqa: SIM115 - the stack closes it
+    # The project's app through its launcher (imports, engine workers and warm-up first);
+    # any other script (the proxy tests use one) as it is.
+    is_project_app = Path(cwd, app).resolve() == Path(__file__).resolve().parents[1] / "app.py"
+    launch = ["-m", "ui.serve"] if is_project_app else ["-m", "streamlit", "run", str(app)]
+    process = subprocess.Popen(
+        [sys.executable, *launch, "--server.headless", "true",
+         "--server.address", "127.0.0.1", "--server.port", str(backend_port),
+         "--browser.gatherUsageStats", "false"],
+        cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT if out else None,
+    )  # fmt: skip
+    stack.callback(_stop, process)
+    return Backend(backend_name(i), backend_port, process, log_path)
+
+
+def _prepare_nginx_dirs(run_dir: Path) -> str | None:
+    """nginx's temp directories under ``run_dir``, writable by its worker user; returns that user."""
+    user = _nginx_user()
+    for sub in ("body", "proxy", "fastcgi", "uwsgi", "scgi"):
+        (run_dir / "tmp" / sub).mkdir(parents=True)
+        if user:
+            os.chown(run_dir / "tmp" / sub, pwd.getpwnam("nobody").pw_uid, -1)
+    if user:
+        run_dir.chmod(0o711)
+        (run_dir / "tmp").chmod(0o711)
+    return user
+
+
 def workshop(
     processes: int = 2,
     port: int = 8501,
@@ -165,44 +217,12 @@ def workshop(
             stack.callback(shutil.rmtree, cache_dir, True)
         cache_dir = Path(cache_dir)
         cache_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-        env = {
-            **os.environ,
-            "PRUNELAB_CACHE_DIR": str(cache_dir),
-            # One secret for all: anything one process signs (st.login cookies) holds on another.
-            "STREAMLIT_SERVER_COOKIE_SECRET": secrets.token_hex(32),
-            "OMP_NUM_THREADS": str(threads),
-            # Each process's engine workers get their share of the cores (see ui/serve.py).
-            "PRUNELAB_WORKERS": str(max(1, (os.cpu_count() or 1) // processes)),
-            "MKL_NUM_THREADS": str(threads),
-        }
-        backends: list[Backend] = []
-        for i in range(processes):
-            backend_port = free_port()
-            log_path = Path(log_dir) / f"{backend_name(i)}.log" if log_dir is not None else None
-            out = stack.enter_context(open(log_path, "wb")) if log_path else None
-            # The project's app through its launcher (imports, engine workers and warm-up first);
-            # any other script (the proxy tests use one) as it is.
-            is_project_app = Path(cwd, app).resolve() == Path(__file__).resolve().parents[1] / "app.py"
-            launch = ["-m", "ui.serve"] if is_project_app else ["-m", "streamlit", "run", str(app)]
-            process = subprocess.Popen(
-                [sys.executable, *launch, "--server.headless", "true",
-                 "--server.address", "127.0.0.1", "--server.port", str(backend_port),
-                 "--browser.gatherUsageStats", "false"],
-                cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT if out else None,
-            )  # fmt: skip
-            stack.callback(_stop, process)
-            backends.append(Backend(backend_name(i), backend_port, process, log_path))
+        env = _backend_env(cache_dir, processes, threads)
+        backends = [_start_backend(i, app, cwd, env, log_dir, stack) for i in range(processes)]
         for backend in backends:
             _wait_healthy(backend.url, [backend.process], f"app process {backend.name}", timeout_s)
 
-        user = _nginx_user()
-        for sub in ("body", "proxy", "fastcgi", "uwsgi", "scgi"):
-            (run_dir / "tmp" / sub).mkdir(parents=True)
-            if user:
-                os.chown(run_dir / "tmp" / sub, pwd.getpwnam("nobody").pw_uid, -1)
-        if user:
-            run_dir.chmod(0o711)
-            (run_dir / "tmp").chmod(0o711)
+        user = _prepare_nginx_dirs(run_dir)
         config = run_dir / "nginx.conf"
         config.write_text(render_config([b.port for b in backends], f"{host}:{port}", run_dir, user=user))
         nginx_log = stack.enter_context(open(run_dir / "nginx.log", "wb")) if log_dir is not None else None
@@ -244,7 +264,8 @@ def main(argv: list[str] | None = None) -> int:
             ports = ", ".join(str(b.port) for b in running.backends)
             print(
                 f"PruneLab workshop: open {running.url}\n"
-                f"  {len(running.backends)} app processes on 127.0.0.1 ports {ports}; shared cache {running.cache_dir}\n"
+                f"  {len(running.backends)} app processes on 127.0.0.1 ports {ports}; "
+                f"shared cache {running.cache_dir}\n"
                 "  Ctrl-C stops everything.",
                 flush=True,
             )

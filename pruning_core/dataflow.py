@@ -24,7 +24,7 @@ import math
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -79,7 +79,8 @@ def layer_macs(module: nn.Module, output: torch.Tensor) -> int:
     as ``FlopCounterMode`` and ShrinkBench count them)."""
     if isinstance(module, nn.Linear):
         return output.numel() * module.in_features
-    per_output = (module.in_channels // module.groups) * math.prod(module.kernel_size)
+    conv = cast(nn.modules.conv._ConvNd, module)
+    per_output = (conv.in_channels // conv.groups) * math.prod(conv.kernel_size)
     return output.numel() * per_output
 
 
@@ -200,7 +201,7 @@ def guess_input(model: nn.Module) -> torch.Tensor | None:
     return None
 
 
-def _search_spatial(model: nn.Module, first: nn.Module) -> torch.Tensor | None:
+def _search_spatial(model: nn.Module, first: nn.modules.conv._ConvNd) -> torch.Tensor | None:
     """The smallest square spatial size (up to 64) on which the model runs: the dataflow between
     layers is the same for every size that runs, only the multiply-adds differ."""
     dims = len(first.kernel_size)

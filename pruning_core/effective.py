@@ -11,7 +11,8 @@ what is still needed once every dead neuron is gone:
   both zero (with zero incoming weights but a live BatchNorm the neuron outputs the constant
   ``beta - gamma * mean / sqrt(var + eps)``, which is not removable without folding it into the
   next layer's bias, and we do not fold). A zero BatchNorm weight alone makes the neuron output
-  the constant beta: its incoming row and bias are dead, its BatchNorm bias is not. The activations between layers map 0 to 0
+  the constant beta: its incoming row and bias are dead, its BatchNorm bias is not. The activations
+between layers map 0 to 0
   (``pruning_core.graph`` refuses others), so a silent neuron feeds exact zeros to its consumer:
   its outgoing weights (its columns in the consumer) are dead too.
 - A neuron is **unused** when its outgoing weights are all zero (or go only to dead neurons of
@@ -93,7 +94,7 @@ class Dataflow:
                 weight=f"{name}.weight",
                 bias=f"{name}.bias" if module.bias is not None else None,
                 norm_weight=f"{link.norm}.weight" if affine else None,
-                norm_bias=f"{link.norm}.bias" if affine and norm.bias is not None else None,
+                norm_bias=f"{link.norm}.bias" if affine and norm is not None and norm.bias is not None else None,
                 norm_affine_missing=norm is not None and not affine,
                 out_channels=out_channels,
                 in_columns=in_columns,
@@ -129,8 +130,40 @@ class EffectiveCounts:
     removed: dict[str, torch.Tensor]
 
 
-def _nonzero(tensor: torch.Tensor | None) -> torch.Tensor | None:
-    return None if tensor is None else tensor.detach() != 0
+def _nonzero(tensor: torch.Tensor) -> torch.Tensor:
+    return tensor.detach() != 0
+
+
+@dataclass
+class _Nonzero:
+    """Which entries of each layer's parameters are nonzero, reduced to what the fixed point reads."""
+
+    counts: dict[str, torch.Tensor]  # nonzero weights per (neuron, input column), float64
+    links: dict[str, torch.Tensor]  # counts > 0, float64
+    bias: dict[str, torch.Tensor | None]
+    norm_weight: dict[str, torch.Tensor | None]
+    norm_bias: dict[str, torch.Tensor | None]
+
+    @classmethod
+    def of(cls, layers: Mapping[str, LayerFlow], params: Mapping[str, torch.Tensor]) -> _Nonzero:
+        # Nonzero weights per (output neuron, input column), summed over the kernel; float64 is exact here.
+        counts = {
+            name: _nonzero(params[f.weight]).reshape(f.out_channels, f.in_columns, f.kernel).sum(2, dtype=torch.float64)
+            if f.kernel > 1
+            else _nonzero(params[f.weight]).reshape(f.out_channels, f.in_columns).double()
+            for name, f in layers.items()
+        }
+
+        def entries(param: str | None) -> torch.Tensor | None:
+            return _nonzero(params[param]) if param else None
+
+        return cls(
+            counts,
+            {name: (c > 0).double() for name, c in counts.items()},
+            {name: entries(f.bias) for name, f in layers.items()},
+            {name: entries(f.norm_weight) for name, f in layers.items()},
+            {name: entries(f.norm_bias) for name, f in layers.items()},
+        )
 
 
 @torch.no_grad()
@@ -141,26 +174,22 @@ def effective_counts(flow: Dataflow, params: Mapping[str, torch.Tensor]) -> Effe
     One pass over each weight reduces it to nonzero counts per (neuron, input column); the fixed
     point then only multiplies those small matrices by keep-vectors, so a sweep level stays cheap.
     """
+    nz = _Nonzero.of(flow.layers, params)
+    removed, row_dead = _dead_neurons(flow, nz)
+    return _remaining(flow, params, nz, removed, row_dead)
+
+
+def _dead_neurons(flow: Dataflow, nz: _Nonzero) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """Dead neurons of every layer at the fixed point, and the rows a zero BatchNorm weight kills."""
     layers = flow.layers
-    # Nonzero weights per (output neuron, input column), summed over the kernel; float64 is exact here.
-    counts = {
-        name: _nonzero(params[f.weight]).reshape(f.out_channels, f.in_columns, f.kernel).sum(2, dtype=torch.float64)
-        if f.kernel > 1
-        else _nonzero(params[f.weight]).reshape(f.out_channels, f.in_columns).double()
-        for name, f in layers.items()
-    }
-    links = {name: (c > 0).double() for name, c in counts.items()}
-    bias = {name: _nonzero(params[f.bias]) if f.bias else None for name, f in layers.items()}
-    norm_weight = {name: _nonzero(params[f.norm_weight]) if f.norm_weight else None for name, f in layers.items()}
-    norm_bias = {name: _nonzero(params[f.norm_bias]) if f.norm_bias else None for name, f in layers.items()}
     norm_zero, row_dead = {}, {}
     for name, f in layers.items():
         row_dead[name] = torch.zeros(f.out_channels, dtype=torch.bool)
-        if f.norm_weight is not None:
-            beta = norm_bias[name]
-            norm_zero[name] = ~norm_weight[name] & (~beta if beta is not None else True)
+        gamma, beta = nz.norm_weight[name], nz.norm_bias[name]
+        if gamma is not None:
+            norm_zero[name] = ~gamma & (~beta if beta is not None else True)
             # A zero BatchNorm weight outputs the constant beta whatever comes in: row and bias are dead.
-            row_dead[name] = ~norm_weight[name]
+            row_dead[name] = ~gamma
     removed = {name: torch.zeros(f.out_channels, dtype=torch.bool) for name, f in layers.items()}
 
     def kept_rows(name: str) -> torch.Tensor:
@@ -179,36 +208,62 @@ def effective_counts(flow: Dataflow, params: Mapping[str, torch.Tensor]) -> Effe
         for name, f in layers.items():
             if f.is_output:
                 continue  # the outputs are the classes
-            if f.norm_weight is not None:
-                dead = norm_zero[name]
-            elif f.norm_affine_missing:
-                dead = torch.zeros(f.out_channels, dtype=torch.bool)
-            else:
-                dead = (links[name] @ columns[name]) == 0  # no live input reaches the neuron
-                if bias[name] is not None:
-                    dead = dead & ~bias[name]
+            dead = _silent(name, f, nz, norm_zero, columns[name])
             if f.consumer is not None:
-                reached = rows[f.consumer] @ links[f.consumer]  # per consumer column: live rows reading it
+                reached = rows[f.consumer] @ nz.links[f.consumer]  # per consumer column: live rows reading it
                 dead = dead | (reached.reshape(f.out_channels, f.span).sum(1) == 0)
             new = removed[name] | dead
             if not torch.equal(new, removed[name]):
                 removed[name], changed = new, True
         if not changed:
-            break
+            return removed, row_dead
 
+
+def _silent(
+    name: str, f: LayerFlow, nz: _Nonzero, norm_zero: dict[str, torch.Tensor], columns: torch.Tensor
+) -> torch.Tensor:
+    """Neurons of ``name`` that output exactly 0 given the live input ``columns``."""
+    if f.norm_weight is not None:
+        return norm_zero[name]
+    if f.norm_affine_missing:
+        return torch.zeros(f.out_channels, dtype=torch.bool)
+    dead = (nz.links[name] @ columns) == 0  # no live input reaches the neuron
+    live_bias = nz.bias[name]
+    return dead & ~live_bias if live_bias is not None else dead
+
+
+def _remaining(
+    flow: Dataflow,
+    params: Mapping[str, torch.Tensor],
+    nz: _Nonzero,
+    removed: dict[str, torch.Tensor],
+    row_dead: dict[str, torch.Tensor],
+) -> EffectiveCounts:
+    """Nonzero entries still needed and the sliced shapes, given the dead neurons."""
+    layers = flow.layers
     nonzero: dict[str, int] = {}
     shapes: dict[str, tuple[int, ...]] = {}
     for name, f in layers.items():
-        kept_out = f.out_channels - int(removed[name].sum())
+        rows = (~(removed[name] | row_dead[name])).double()
         producer = flow.producer.get(name)
+        if producer is None:
+            columns = torch.ones(f.in_columns, dtype=torch.float64)
+        else:
+            columns = (~removed[producer]).repeat_interleave(layers[producer].span).double()
+        kept_out = f.out_channels - int(removed[name].sum())
         kept_in = (
             f.in_columns if producer is None else f.in_columns - int(removed[producer].sum()) * layers[producer].span
         )
-        nonzero[f.weight] = round(float(rows[name] @ counts[name] @ columns[name]))
+        nonzero[f.weight] = round(float(rows @ nz.counts[name] @ columns))
         shapes[f.weight] = (kept_out, kept_in, *params[f.weight].shape[2:])
-        dead = {f.bias: removed[name] | row_dead[name], f.norm_weight: removed[name], f.norm_bias: removed[name]}
-        for param, mask in ((f.bias, bias[name]), (f.norm_weight, norm_weight[name]), (f.norm_bias, norm_bias[name])):
-            if param is not None:
-                nonzero[param] = int((mask & ~dead[param]).sum())
+        dead_entries = {
+            f.bias: removed[name] | row_dead[name],
+            f.norm_weight: removed[name],
+            f.norm_bias: removed[name],
+        }
+        entries = ((f.bias, nz.bias[name]), (f.norm_weight, nz.norm_weight[name]), (f.norm_bias, nz.norm_bias[name]))
+        for param, mask in entries:
+            if param is not None and mask is not None:
+                nonzero[param] = int((mask & ~dead_entries[param]).sum())
                 shapes[param] = (kept_out,)
     return EffectiveCounts(nonzero, shapes, removed)

@@ -9,6 +9,7 @@ neurons are the classes, so structured methods never remove them).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import cast
 
 import torch
 from torch import nn
@@ -157,7 +158,7 @@ def norm_of(model: nn.Module, example_input: torch.Tensor | None = None) -> dict
             if (
                 isinstance(module, PRUNABLE_TYPES)
                 and isinstance(next_module, _NORMS)
-                and next_module.num_features == module.weight.shape[0]
+                and next_module.num_features == cast(torch.Tensor, module.weight).shape[0]
             ):
                 found[name] = next_name
         return found

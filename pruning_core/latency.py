@@ -19,6 +19,7 @@ import math
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import cast
 
 import torch
 from torch import nn
@@ -65,7 +66,8 @@ class CSRConv(nn.Module):
         self.one_d = isinstance(conv, nn.Conv1d)
         as_2d = (lambda v: (1, v[0])) if self.one_d else (lambda v: tuple(v))
         self.kernel_size, self.stride = as_2d(conv.kernel_size), as_2d(conv.stride)
-        self.padding = (0, conv.padding[0]) if self.one_d else tuple(conv.padding)
+        padding = cast(tuple[int, ...], conv.padding)
+        self.padding: tuple[int, ...] = (0, padding[0]) if self.one_d else tuple(padding)
         self.dilation = as_2d(conv.dilation)
         self.out_channels = conv.out_channels
         self.weight_csr = conv.weight.detach().reshape(conv.out_channels, -1).to_sparse_csr()
@@ -119,7 +121,7 @@ def csr_model(
     if isinstance(work, nn.Linear):
         return CSRLinear(work)
     if convolutions and CSRConv.supports(work):
-        return CSRConv(work)
+        return CSRConv(cast(nn.Conv1d | nn.Conv2d, work))
     for name, module in list(work.named_modules()):
         if isinstance(module, nn.Linear):
             work.set_submodule(name, CSRLinear(module))

@@ -441,3 +441,45 @@ for _method in (
     register(_method)
 
 register(RandomMatched())  # after the others, so their colours and order stay as they were
+
+
+class StructuredRandom(PruningMethod):
+    """Whole neurons/filters chosen at random (seeded): the baseline Li et al. 2017 compare
+    smallest-L1 filter pruning against.
+
+    One uniform score per output neuron, drawn layer after layer from one ``torch.Generator``
+    seeded with the context's seed (no global random state). Under global scope the allocation
+    normalises each layer's scores by their L2 norm, which for uniform scores is its prior for
+    "no information": every neuron of a layer of width n gets about 1/sqrt(n), so wide layers give
+    up a larger share, exactly as they would for equally important neurons under structured L1.
+    """
+
+    name = "structured-random"
+    label = "Structured random"
+    description = (
+        "Structured: remove whole neurons/filters chosen at random (seeded), with their bias and BatchNorm "
+        "entries. The baseline smallest-L1 filter pruning must beat (Li et al. 2017)."
+    )
+    granularity = "structured"
+    uses_seed = True
+
+    def scores(self, targets, context):
+        generator = torch.Generator().manual_seed(int(context.seed))
+        return [torch.rand(t.out_channels, generator=generator) for t in targets]
+
+
+register(StructuredRandom())  # appended: the existing methods keep their order and colours
+
+
+def methods_table_markdown() -> str:
+    """The registry as the README's Markdown table: name, label, granularity, needs data, scopes.
+
+    Any ``nm-N:M`` pattern is built on demand; the table lists the registered ones.
+    """
+    lines = ["| name | label | granularity | needs data | scopes |", "| --- | --- | --- | --- | --- |"]
+    for name, method in METHODS.items():
+        scopes = ", ".join(method.scopes)
+        lines.append(
+            f"| `{name}` | {method.label} | {method.granularity} | {'yes' if method.needs_data else 'no'} | {scopes} |"
+        )
+    return "\n".join(lines)

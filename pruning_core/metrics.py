@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import torch
 from torch import nn
@@ -103,7 +103,9 @@ class ModelProfile:
             dense_bytes=sum(p.numel() * p.element_size() for p in params.values()),
             params={n: (tuple(p.shape), p.element_size()) for n, p in params.items()},
             prunable_weights={
-                f"{n}.weight": m.weight.numel() for n, m in model.named_modules() if isinstance(m, PRUNABLE_TYPES)
+                f"{n}.weight": cast(torch.Tensor, m.weight).numel()
+                for n, m in model.named_modules()
+                if isinstance(m, PRUNABLE_TYPES)
             },
             nonzero=nonzero_counts(params),
             macs=macs,
@@ -146,7 +148,8 @@ def size_metrics(
     nonzero_total = sum(nonzero.values())
     effective_total = sum(effective_nonzero.values())
     prunable_total = sum(profile.prunable_weights.values())
-    direct_macs = effective_macs = profile.dense_macs
+    direct_macs: float = profile.dense_macs
+    effective_macs: float = profile.dense_macs
     for name, numel in profile.prunable_weights.items():
         layer_macs = profile.macs.get(name[: -len(".weight")], 0)
         direct_macs -= layer_macs * (1 - nonzero[name] / numel)

@@ -13,6 +13,7 @@ import statistics
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -21,10 +22,14 @@ from pruning_core.graph import GraphError, trace_links
 from pruning_core.masks import apply_masks
 
 
+def _weight(module: nn.Module) -> torch.Tensor:
+    return cast(torch.Tensor, module.weight)
+
+
 def _kept_neurons(model: nn.Module, layer: str, norm: str | None, masks: Mapping[str, torch.Tensor]) -> torch.Tensor:
     """Neurons of ``layer`` that must stay: any weight, bias or norm entry still unmasked."""
     module = model.get_submodule(layer)
-    out = module.weight.shape[0]
+    out = int(_weight(module).shape[0])
     weight_mask = masks.get(f"{layer}.weight")
     if weight_mask is None:
         return torch.ones(out, dtype=torch.bool)
@@ -40,7 +45,7 @@ def _kept_neurons(model: nn.Module, layer: str, norm: str | None, masks: Mapping
     return kept
 
 
-def _slice_layer(module: nn.Module, out_idx: torch.Tensor | None, in_idx: torch.Tensor | None) -> nn.Module:
+def _slice_layer(module: Any, out_idx: torch.Tensor | None, in_idx: torch.Tensor | None) -> nn.Module:
     weight = module.weight.detach()
     bias = module.bias.detach() if module.bias is not None else None
     if out_idx is not None:
@@ -70,7 +75,7 @@ def _slice_layer(module: nn.Module, out_idx: torch.Tensor | None, in_idx: torch.
     return new
 
 
-def _slice_norm(norm: nn.Module, idx: torch.Tensor) -> nn.Module:
+def _slice_norm(norm: Any, idx: torch.Tensor) -> nn.Module:
     new = type(norm)(
         len(idx), eps=norm.eps, momentum=norm.momentum, affine=norm.affine, track_running_stats=norm.track_running_stats
     )
@@ -103,8 +108,8 @@ def shrink(model: nn.Module, masks: Mapping[str, torch.Tensor]) -> nn.Module:
         idx = kept.nonzero().squeeze(1)
         out_idx[layer] = idx
         consumer = model.get_submodule(link.consumer)
-        channels = model.get_submodule(layer).weight.shape[0]
-        fan_in = consumer.weight.shape[1]
+        channels = int(_weight(model.get_submodule(layer)).shape[0])
+        fan_in = int(_weight(consumer).shape[1])
         if fan_in == channels:
             in_idx[link.consumer] = idx
         elif isinstance(consumer, nn.Linear) and fan_in % channels == 0:
@@ -132,7 +137,7 @@ def layer_shapes(model: nn.Module) -> dict[str, tuple[int, ...]]:
     """Weight shape of every Linear/Conv layer, by layer name."""
     from pruning_core.targets import PRUNABLE_TYPES
 
-    return {n: tuple(m.weight.shape) for n, m in model.named_modules() if isinstance(m, PRUNABLE_TYPES)}
+    return {n: tuple(_weight(m).shape) for n, m in model.named_modules() if isinstance(m, PRUNABLE_TYPES)}
 
 
 @torch.inference_mode()

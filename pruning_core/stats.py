@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import pandas as pd
 
@@ -69,7 +70,10 @@ def seed_spread(
         raise ValueError("give at least one seed")
     table = pd.concat([run(seed).assign(seed=seed) for seed in seeds], ignore_index=True)
     keys = [k for k in SPREAD_KEYS if k in table.columns]
-    aggregations = {"actual_sparsity": ("actual_sparsity", "mean"), "n_seeds": ("seed", "nunique")}
+    aggregations: dict[str, tuple[str, Any]] = {
+        "actual_sparsity": ("actual_sparsity", "mean"),
+        "n_seeds": ("seed", "nunique"),
+    }
     for metric in metrics:
         aggregations |= {
             f"{metric}_mean": (metric, "mean"),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import cast
 
 import torch
 from torch import nn
@@ -21,11 +22,11 @@ class Target:
 
     @property
     def weight(self) -> torch.Tensor:
-        return self.module.weight
+        return cast(torch.Tensor, self.module.weight)
 
     @property
     def out_channels(self) -> int:
-        return self.module.weight.shape[0]
+        return int(self.weight.shape[0])
 
 
 def prunable_layers(model: nn.Module) -> list[str]:

@@ -24,7 +24,8 @@ from sample_models import architectures, datasets
 from sample_models.datasets import DataSplit
 
 __all__ = [
-    "SampleSpec", "Sample", "DataSplit", "available", "build", "get_spec", "initial_state", "load_sample", "WEIGHTS_DIR",
+    "SampleSpec", "Sample", "DataSplit", "available", "build", "get_spec", "initial_state", "load_sample",
+    "WEIGHTS_DIR",
 ]  # fmt: skip
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"

@@ -71,7 +71,7 @@ def _reshape(split: DataSplit, *shape: int) -> DataSplit:
         split.y_train,
         split.X_test.reshape(-1, *shape),
         split.y_test,
-        split.X_val.reshape(-1, *shape),
+        split.X_val.reshape(-1, *shape) if split.X_val is not None else None,
         split.y_val,
     )
 

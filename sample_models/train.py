@@ -1,7 +1,8 @@
 """Deterministic training of the sample models: ``python -m sample_models.train NAME [NAME...]|all``.
 
-Trains on the train split only (validation and test are held out), reports validation and test accuracy, and writes ``weights/NAME.safetensors`` and
-``weights/NAME.json`` (the recorded accuracy that tests check the shipped weights against).
+Trains on the train split only (validation and test are held out), reports validation and test
+accuracy, and writes ``weights/NAME.safetensors`` and ``weights/NAME.json`` (the recorded
+accuracy that tests check the shipped weights against).
 """
 
 from __future__ import annotations

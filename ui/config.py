@@ -2,13 +2,20 @@
 
 Every setting lives in the query string, so any view is a link that reopens exactly. Parsing a
 link never raises: bad or unknown values fall back to defaults and are reported as notices.
+
+``URL_FIELDS`` declares each setting once, as TensorFlow Playground's ``PROPS`` table does: its
+query key, the ``ExplorerConfig`` attribute(s) it holds, how its value is written and read back
+(with the notice a bad value gets), and the sidebar widget(s) that show it. ``to_query``,
+``from_query`` and the sidebar's widget sync loop over that table; adding a setting is adding
+one ``UrlField``.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
+from typing import Any
 
 import sample_models
 from pruning_core.choice import PruningChoice
@@ -17,6 +24,8 @@ from pruning_core.methods import get_method, method_names
 MAX_LEVELS = 40
 MAX_QUERY_VALUE = 2_000  # no setting needs more; longer values are dropped unread (and not echoed)
 SWEEP_SCOPES = ("global", "layerwise", "erk")
+
+LayersOf = Callable[[str], Any]  # model name -> its prunable layer names
 
 
 @dataclass(frozen=True)
@@ -66,37 +75,66 @@ class ExplorerConfig:
 
     def to_query(self) -> dict[str, str]:
         """Query parameters of this config; defaults are left out to keep links short."""
-        default = ExplorerConfig()
-        query = {
-            "model": self.model,
-            "methods": ",".join(self.methods),
-            "scope": self.scope,
-            "smin": _fmt(self.s_min),
-            "smax": _fmt(self.s_max),
-            "n": str(self.n_levels),
-            "levels": ",".join(_fmt(s) for s in self.explicit_levels),
-            "exclude": ",".join(self.exclude),
-            "seed": str(self.seed),
-            "alloc": f"{self.allocation_method}|" + ",".join(f"{k}:{_fmt(v)}" for k, v in self.allocation)
-            if self.allocation
-            else "",
-        }
-        defaults = {
-            "model": default.model,
-            "methods": ",".join(default.methods),
-            "scope": default.scope,
-            "smin": _fmt(default.s_min),
-            "smax": _fmt(default.s_max),
-            "n": str(default.n_levels),
-            "levels": "",
-            "exclude": "",
-            "seed": "0",
-            "alloc": "",
-        }
-        return {k: v for k, v in query.items() if v != defaults[k]}
+        return to_query(self)
 
 
-QUERY_KEYS = ("model", "methods", "scope", "smin", "smax", "n", "levels", "exclude", "seed", "alloc")
+# --- the table ---------------------------------------------------------------------------------------
+
+
+class BadValue(ValueError):
+    """A link's value that cannot be used; the message is the notice shown to the user."""
+
+
+KEEP = object()  # returned by a parser when the link's value changes nothing (and needs no notice)
+
+
+@dataclass
+class ParseContext:
+    """What a field's parser may read besides its own text: the model the link chose so far (fields
+    are read in table order), the layers of a model, and a list to add notices to."""
+
+    model: str
+    layers_of: LayersOf | None
+    notices: list[str]
+
+    def layers(self) -> Any:
+        return self.layers_of(self.model) if self.layers_of else None
+
+
+@dataclass(frozen=True)
+class Widget:
+    """A sidebar widget showing a setting: its session-state key, its kind, and its value for a config."""
+
+    key: str
+    kind: str  # the Streamlit widget: selectbox, multiselect, radio, slider, text_input, number_input
+    value: Callable[[ExplorerConfig], Any]
+
+
+@dataclass(frozen=True)
+class UrlField:
+    """One setting's URL round trip: ``format`` writes the attributes' value as the ``key``'s text;
+    ``parse`` reads it back or raises :class:`BadValue` with the notice (the default is kept).
+
+    A field of several attributes (``alloc``) formats and parses a tuple of their values.
+    ``skip_empty`` ignores an empty value silently instead of parsing it.
+    """
+
+    key: str
+    attrs: tuple[str, ...]
+    format: Callable[[Any], str]
+    parse: Callable[[str, ParseContext], Any]
+    widgets: tuple[Widget, ...] = ()
+    skip_empty: bool = False
+
+    def get(self, config: ExplorerConfig) -> Any:
+        values = tuple(getattr(config, attr) for attr in self.attrs)
+        return values if len(values) > 1 else values[0]
+
+    def changes(self, value: Any) -> dict[str, Any]:
+        return dict(zip(self.attrs, value, strict=True)) if len(self.attrs) > 1 else {self.attrs[0]: value}
+
+    def default(self) -> Any:
+        return self.get(ExplorerConfig())
 
 
 def _fmt(x: float) -> str:
@@ -111,67 +149,216 @@ def _float(text: str) -> float | None:
     return value if math.isfinite(value) else None
 
 
-@dataclass
-class _Parsed:
-    config: ExplorerConfig = field(default_factory=ExplorerConfig)
-    notices: list[str] = field(default_factory=list)
+def _parse_model(text: str, context: ParseContext) -> str:
+    if text not in sample_models.available():
+        raise BadValue(f"unknown model {text!r} in the link; using {ExplorerConfig.model!r}")
+    context.model = text
+    return text
 
 
-def from_query(query: Mapping[str, str], layers_of=None) -> tuple[ExplorerConfig, list[str]]:
+def _parse_methods(text: str, context: ParseContext) -> Any:
+    good: list[str] = []
+    bad: list[str] = []
+    for name in (m.strip() for m in text.split(",")):
+        if not name:
+            continue
+        try:
+            get_method(name)
+        except ValueError:
+            bad.append(name)
+        else:
+            if name not in good:
+                good.append(name)
+    if bad:
+        context.notices.append(
+            f"unknown method(s) {', '.join(map(repr, bad))} in the link ignored; valid: {', '.join(method_names())}"
+        )
+    if good:
+        return tuple(good)
+    if bad:
+        raise BadValue(f"no valid method left; using {', '.join(ExplorerConfig.methods)}")
+    return KEEP
+
+
+def _parse_scope(text: str, context: ParseContext) -> str:
+    if text not in SWEEP_SCOPES:
+        raise BadValue(f"unknown scope {text!r} in the link; valid: {', '.join(SWEEP_SCOPES)}")
+    return text
+
+
+def _sparsity_parser(key: str, attr: str) -> Callable[[str, ParseContext], float]:
+    def parse(text: str, context: ParseContext) -> float:
+        value = _float(text)
+        if value is None or not 0 <= value < 1:
+            default = getattr(ExplorerConfig(), attr)
+            raise BadValue(f"{key}={text!r} is not a sparsity in [0, 1); using {default:g}")
+        return value
+
+    return parse
+
+
+def _parse_n_levels(text: str, context: ParseContext) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        n = -1
+    if not 1 <= n <= MAX_LEVELS:
+        raise BadValue(f"n={text!r} is not a level count from 1 to {MAX_LEVELS}; using {ExplorerConfig.n_levels}")
+    return n
+
+
+def _parse_levels(text: str, context: ParseContext) -> tuple[float, ...]:
+    values = [_float(v) for v in text.split(",")]
+    if not (values and len(values) <= MAX_LEVELS and all(v is not None and 0 <= v < 1 for v in values)):
+        raise BadValue(f"levels={text!r} is not a list of up to {MAX_LEVELS} sparsities in [0, 1); using the range")
+    return tuple(sorted({v for v in values if v is not None}))
+
+
+def _parse_exclude(text: str, context: ParseContext) -> tuple[str, ...]:
+    names = tuple(n.strip() for n in text.split(",") if n.strip())
+    valid = context.layers()
+    bad = [n for n in names if valid is not None and n not in valid]
+    if bad:
+        context.notices.append(f"layer(s) {', '.join(map(repr, bad))} in the link are not in this model; not excluded")
+    return tuple(n for n in names if n not in bad)
+
+
+def _parse_seed(text: str, context: ParseContext) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise BadValue(f"seed={text!r} is not an integer; using 0") from None
+
+
+def _format_allocation(value: tuple[tuple[tuple[str, float], ...], str]) -> str:
+    pairs, method = value
+    return f"{method}|" + ",".join(f"{k}:{_fmt(v)}" for k, v in pairs) if pairs else ""
+
+
+def _parse_allocation(text: str, context: ParseContext) -> tuple[tuple[tuple[str, float], ...], str]:
+    """``method|layer:s,layer:s`` into (pairs, method)."""
+    method, _, pairs = text.partition("|")
+    try:
+        get_method(method)
+    except ValueError:
+        raise BadValue(f"alloc={text!r} names unknown method {method!r}; per-layer proposal ignored") from None
+    layers = context.layers()
+    parsed = []
+    for item in pairs.split(","):
+        layer, _, value = item.partition(":")
+        number = _float(value)
+        if number is None or not 0 <= number < 1 or (layers is not None and layer not in layers):
+            raise BadValue(
+                f"alloc={text!r}: {item!r} is not layer:sparsity for a layer of this model; proposal ignored"
+            )
+        parsed.append((layer, number))
+    return tuple(parsed), method
+
+
+def _join(values) -> str:
+    return ",".join(values)
+
+
+W = "w_"  # prefix of the sidebar widgets' session-state keys
+
+URL_FIELDS: tuple[UrlField, ...] = (
+    UrlField("model", ("model",), str, _parse_model, (Widget(W + "model", "selectbox", lambda c: c.model),)),
+    UrlField(
+        "methods",
+        ("methods",),
+        _join,
+        _parse_methods,
+        (Widget(W + "methods", "multiselect", lambda c: list(c.methods)),),
+    ),
+    UrlField("scope", ("scope",), str, _parse_scope, (Widget(W + "scope", "radio", lambda c: c.scope),)),
+    UrlField(
+        "smin",
+        ("s_min",),
+        _fmt,
+        _sparsity_parser("smin", "s_min"),
+        (Widget(W + "range", "slider", lambda c: (c.s_min, c.s_max)),),
+    ),
+    UrlField(
+        "smax",
+        ("s_max",),
+        _fmt,
+        _sparsity_parser("smax", "s_max"),
+        (Widget(W + "range", "slider", lambda c: (c.s_min, c.s_max)),),
+    ),
+    UrlField("n", ("n_levels",), str, _parse_n_levels, (Widget(W + "n", "slider", lambda c: c.n_levels),)),
+    UrlField(
+        "levels",
+        ("explicit_levels",),
+        lambda levels: ",".join(_fmt(s) for s in levels),
+        _parse_levels,
+        (
+            Widget(W + "mode", "radio", lambda c: "List" if c.explicit_levels else "Range"),
+            Widget(W + "list", "text_input", lambda c: ", ".join(f"{s:g}" for s in (c.explicit_levels or c.levels))),
+        ),
+        skip_empty=True,
+    ),
+    UrlField(
+        "exclude",
+        ("exclude",),
+        _join,
+        _parse_exclude,
+        (Widget(W + "exclude", "multiselect", lambda c: list(c.exclude)),),
+        skip_empty=True,
+    ),
+    UrlField("seed", ("seed",), str, _parse_seed, (Widget(W + "seed", "number_input", lambda c: c.seed),)),
+    # The per-layer proposal comes from the Sensitivity page; the sidebar shows it as a caption.
+    UrlField("alloc", ("allocation", "allocation_method"), _format_allocation, _parse_allocation, skip_empty=True),
+)
+
+QUERY_KEYS = tuple(f.key for f in URL_FIELDS)
+
+
+def to_query(config: ExplorerConfig) -> dict[str, str]:
+    """Query parameters of ``config``; a field at its default is left out to keep links short."""
+    query = {}
+    for url_field in URL_FIELDS:
+        text = url_field.format(url_field.get(config))
+        if text != url_field.format(url_field.default()):
+            query[url_field.key] = text
+    return query
+
+
+def widget_values(config: ExplorerConfig) -> dict[str, Any]:
+    """The sidebar widgets' session-state values that show ``config``."""
+    return {widget.key: widget.value(config) for url_field in URL_FIELDS for widget in url_field.widgets}
+
+
+def from_query(query: Mapping[str, str], layers_of: LayersOf | None = None) -> tuple[ExplorerConfig, list[str]]:
     """Parse query parameters into a config; every bad value is replaced by its default and noted.
 
     ``layers_of(model_name)`` gives the prunable layers of a model, to check ``exclude``.
     """
     default = ExplorerConfig()
-    notices: list[str] = []
-    changes: dict = {}
+    context = ParseContext(default.model, layers_of, [])
     too_long = [key for key, value in query.items() if len(str(value)) > MAX_QUERY_VALUE]
     for key in too_long:
-        notices.append(f"{key} is {len(str(query[key])):,} characters long (at most {MAX_QUERY_VALUE:,}); ignored")
-    query = {key: value for key, value in query.items() if key not in too_long}
+        context.notices.append(
+            f"{key} is {len(str(query[key])):,} characters long (at most {MAX_QUERY_VALUE:,}); ignored"
+        )
+    changes: dict[str, Any] = {}
+    for url_field in URL_FIELDS:
+        text = query.get(url_field.key)
+        if text is None or url_field.key in too_long or (url_field.skip_empty and not text):
+            continue
+        try:
+            value = url_field.parse(text, context)
+        except BadValue as bad:
+            context.notices.append(str(bad))
+            continue
+        if value is not KEEP:
+            changes.update(url_field.changes(value))
+    _check_range(query, changes, context.notices)
+    return replace(default, **changes), context.notices
 
-    model = query.get("model")
-    if model is not None:
-        if model in sample_models.available():
-            changes["model"] = model
-        else:
-            notices.append(f"unknown model {model!r} in the link; using {default.model!r}")
 
-    if "methods" in query:
-        good, bad = [], []
-        for name in (m.strip() for m in query["methods"].split(",")):
-            if not name:
-                continue
-            try:
-                get_method(name)
-            except ValueError:
-                bad.append(name)
-            else:
-                if name not in good:
-                    good.append(name)
-        if bad:
-            notices.append(
-                f"unknown method(s) {', '.join(map(repr, bad))} in the link ignored; valid: {', '.join(method_names())}"
-            )
-        if good:
-            changes["methods"] = tuple(good)
-        elif bad:
-            notices.append(f"no valid method left; using {', '.join(default.methods)}")
-
-    scope = query.get("scope")
-    if scope is not None:
-        if scope in SWEEP_SCOPES:
-            changes["scope"] = scope
-        else:
-            notices.append(f"unknown scope {scope!r} in the link; valid: {', '.join(SWEEP_SCOPES)}")
-
-    for key, attr in (("smin", "s_min"), ("smax", "s_max")):
-        if key in query:
-            value = _float(query[key])
-            if value is None or not 0 <= value < 1:
-                notices.append(f"{key}={query[key]!r} is not a sparsity in [0, 1); using {getattr(default, attr):g}")
-            else:
-                changes[attr] = value
+def _check_range(query: Mapping[str, str], changes: dict[str, Any], notices: list[str]) -> None:
+    """A link whose smallest sparsity exceeds its largest gets the default range."""
+    default = ExplorerConfig()
     if changes.get("s_min", default.s_min) > changes.get("s_max", default.s_max):
         notices.append(
             f"the link's smallest sparsity smin={query.get('smin')!r} exceeds its largest smax={query.get('smax')!r}; "
@@ -179,64 +366,3 @@ def from_query(query: Mapping[str, str], layers_of=None) -> tuple[ExplorerConfig
         )
         changes.pop("s_min", None)
         changes.pop("s_max", None)
-
-    if "n" in query:
-        try:
-            n = int(query["n"])
-        except ValueError:
-            n = -1
-        if 1 <= n <= MAX_LEVELS:
-            changes["n_levels"] = n
-        else:
-            notices.append(f"n={query['n']!r} is not a level count from 1 to {MAX_LEVELS}; using {default.n_levels}")
-
-    if query.get("levels"):
-        values = [_float(v) for v in query["levels"].split(",")]
-        if values and all(v is not None and 0 <= v < 1 for v in values) and len(values) <= MAX_LEVELS:
-            changes["explicit_levels"] = tuple(sorted(set(values)))
-        else:
-            notices.append(
-                f"levels={query['levels']!r} is not a list of up to {MAX_LEVELS} sparsities in [0, 1); using the range"
-            )
-
-    if query.get("exclude"):
-        names = tuple(n.strip() for n in query["exclude"].split(",") if n.strip())
-        valid = layers_of(changes.get("model", default.model)) if layers_of else None
-        bad = [n for n in names if valid is not None and n not in valid]
-        if bad:
-            notices.append(f"layer(s) {', '.join(map(repr, bad))} in the link are not in this model; not excluded")
-        changes["exclude"] = tuple(n for n in names if n not in bad)
-
-    if "seed" in query:
-        try:
-            changes["seed"] = int(query["seed"])
-        except ValueError:
-            notices.append(f"seed={query['seed']!r} is not an integer; using 0")
-
-    if query.get("alloc"):
-        allocation = _parse_allocation(
-            query["alloc"], layers_of(changes.get("model", default.model)) if layers_of else None
-        )
-        if isinstance(allocation, str):
-            notices.append(allocation)
-        else:
-            changes["allocation_method"], changes["allocation"] = allocation
-
-    return replace(default, **changes), notices
-
-
-def _parse_allocation(text: str, layers) -> tuple[str, tuple[tuple[str, float], ...]] | str:
-    """``method|layer:s,layer:s`` into (method, pairs), or a notice saying what is wrong."""
-    method, _, pairs = text.partition("|")
-    try:
-        get_method(method)
-    except ValueError:
-        return f"alloc={text!r} names unknown method {method!r}; per-layer proposal ignored"
-    parsed = []
-    for item in pairs.split(","):
-        layer, _, value = item.partition(":")
-        number = _float(value)
-        if number is None or not 0 <= number < 1 or (layers is not None and layer not in layers):
-            return f"alloc={text!r}: {item!r} is not layer:sparsity for a layer of this model; proposal ignored"
-        parsed.append((layer, number))
-    return method, tuple(parsed)

@@ -138,17 +138,7 @@ def tradeoff_figure(
     for method, rows in table.groupby("method", sort=False):
         rows = rows.sort_values(column)
         fixed = len(rows) == 1
-        error = (
-            {
-                "type": "data",
-                "array": (rows["accuracy_high"] - rows[y]) * y_scale,
-                "arrayminus": (rows[y] - rows["accuracy_low"]) * y_scale,
-                "thickness": 1.5,
-                "width": 4,
-            }
-            if show_intervals
-            else None
-        )
+        error = _interval_bars(rows, y, y_scale) if show_intervals else None
         fig.add_trace(
             go.Scatter(
                 x=rows[column] * x_scale,
@@ -171,28 +161,44 @@ def tradeoff_figure(
             annotation_position="bottom left",
         )
     if knees is not None and not knees.empty:
-        fig.add_trace(
-            go.Scatter(
-                x=knees[column] * x_scale,
-                y=knees[y] * y_scale,
-                mode="markers",
-                name="knee (within tolerance of dense)",
-                marker={
-                    "symbol": "star",
-                    "size": 22,
-                    "color": [method_colour(m) for m in knees["method"]],
-                    "line": {"color": "black", "width": 1.5},
-                },
-                hovertext=[
-                    f"<b>knee of {method_label(m)}</b><br>{_hover_text(r, m)}"
-                    for m, (_, r) in zip(knees["method"], knees.iterrows())
-                ],
-                hoverinfo="text",
-            )
-        )
+        _add_knees(fig, knees, column, x_scale, y, y_scale)
     fig.update_xaxes(title_text=x_title, type=x_type, showgrid=True)
     fig.update_yaxes(title_text=y_title, showgrid=True)
     return _style(fig, title or f"{y_title.split(' (')[0]} vs {x_title.split(' (')[0].lower()}")
+
+
+def _interval_bars(rows: pd.DataFrame, y: str, y_scale: float) -> dict:
+    """Error bars from each row's Wilson interval (``accuracy_low``/``accuracy_high``)."""
+    return {
+        "type": "data",
+        "array": (rows["accuracy_high"] - rows[y]) * y_scale,
+        "arrayminus": (rows[y] - rows["accuracy_low"]) * y_scale,
+        "thickness": 1.5,
+        "width": 4,
+    }
+
+
+def _add_knees(fig: go.Figure, knees: pd.DataFrame, column: str, x_scale: float, y: str, y_scale: float) -> None:
+    """A star at each method's knee, in the method's colour."""
+    fig.add_trace(
+        go.Scatter(
+            x=knees[column] * x_scale,
+            y=knees[y] * y_scale,
+            mode="markers",
+            name="knee (within tolerance of dense)",
+            marker={
+                "symbol": "star",
+                "size": 22,
+                "color": [method_colour(m) for m in knees["method"]],
+                "line": {"color": "black", "width": 1.5},
+            },
+            hovertext=[
+                f"<b>knee of {method_label(m)}</b><br>{_hover_text(r, m)}"
+                for m, (_, r) in zip(knees["method"], knees.iterrows())
+            ],
+            hoverinfo="text",
+        )
+    )
 
 
 def _rgba(colour: str, alpha: float) -> str:
@@ -316,7 +322,7 @@ def variant_colour(label: str) -> str:
     """Grey for dense files, orange for pruned-with-zeros, green for physically smaller; lighter
     for their compressed/ONNX forms."""
     family = next((k for k in VARIANT_COLOURS if label.startswith(k)), None)
-    colour = VARIANT_COLOURS.get(family, "#CC79A7")
+    colour = VARIANT_COLOURS.get(family, "#CC79A7") if family is not None else "#CC79A7"
     return colour + ("99" if "," in label else "")
 
 
@@ -526,7 +532,8 @@ def sensitivity_figure(table: pd.DataFrame) -> go.Figure:
     for i, (layer, rows) in enumerate(table.groupby("layer", sort=False)):
         fig.add_trace(
             go.Scatter(
-                x=rows["sparsity"] * 100, y=rows["accuracy_drop"] * 100, name=f"{layer} ({int(rows['params'].iloc[0]):,} weights)",
+                x=rows["sparsity"] * 100, y=rows["accuracy_drop"] * 100,
+                name=f"{layer} ({int(rows['params'].iloc[0]):,} weights)",
                 mode="lines+markers", line={"color": PALETTE[i % len(PALETTE)], "width": 3},
             )
         )  # fmt: skip

@@ -4,16 +4,26 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import replace
+from typing import cast
 
 import streamlit as st
 
 import sample_models
 from pruning_core.methods import get_method, method_names
 from ui import compute
-from ui.config import MAX_LEVELS, MAX_QUERY_VALUE, QUERY_KEYS, SWEEP_SCOPES, ExplorerConfig, from_query
+from ui.config import (
+    MAX_LEVELS,
+    MAX_QUERY_VALUE,
+    QUERY_KEYS,
+    SWEEP_SCOPES,
+    ExplorerConfig,
+    W,
+    from_query,
+    widget_values,
+)
 from ui.figures import method_label
 
-_W = "w_"  # prefix of the sidebar widgets' session-state keys
+_W = W  # prefix of the sidebar widgets' session-state keys (declared with the URL fields)
 
 
 def _parse_levels(text: str) -> tuple[float, ...]:
@@ -36,15 +46,9 @@ def _parse_levels(text: str) -> tuple[float, ...]:
 
 
 def _widgets_from(config: ExplorerConfig) -> None:
-    st.session_state[_W + "model"] = config.model
-    st.session_state[_W + "methods"] = list(config.methods)
-    st.session_state[_W + "scope"] = config.scope
-    st.session_state[_W + "mode"] = "List" if config.explicit_levels else "Range"
-    st.session_state[_W + "range"] = (config.s_min, config.s_max)
-    st.session_state[_W + "n"] = config.n_levels
-    st.session_state[_W + "list"] = ", ".join(f"{s:g}" for s in (config.explicit_levels or config.levels))
-    st.session_state[_W + "exclude"] = list(config.exclude)
-    st.session_state[_W + "seed"] = config.seed
+    """Move the sidebar widgets to show ``config`` (each URL field declares its widgets)."""
+    for key, value in widget_values(config).items():
+        st.session_state[key] = value
 
 
 def init() -> None:
@@ -69,6 +73,7 @@ def config() -> ExplorerConfig:
 
 
 def sync_url(config: ExplorerConfig) -> None:
+    """Write ``config`` to the URL: every URL field's key set to its text, or removed at its default."""
     query = config.to_query()
     for key in QUERY_KEYS:
         if key in query:
@@ -87,6 +92,40 @@ def _on_model_change() -> None:
     st.session_state[_W + "exclude"] = [n for n in st.session_state[_W + "exclude"] if n in layers]
 
 
+def _levels_ui(sb, previous: ExplorerConfig) -> tuple[float, float, int, tuple[float, ...]]:
+    """The sparsity levels: a range and a count, or a typed list (a bad list keeps the previous levels)."""
+    mode = sb.radio("Sparsity levels", ["Range", "List"], key=_W + "mode", horizontal=True)
+    explicit: tuple[float, ...] = ()
+    s_min, s_max, n_levels = previous.s_min, previous.s_max, previous.n_levels
+    if mode == "Range":
+        chosen = sb.slider("Sparsity range", 0.0, 0.99, key=_W + "range", step=0.01, format="%.2f")
+        s_min, s_max = cast(tuple[float, float], chosen)
+        n_levels = sb.slider("Number of levels", 2, MAX_LEVELS, key=_W + "n")
+    else:
+        text = sb.text_input(
+            "Sparsities (comma-separated fractions)", key=_W + "list", help="e.g. 0, 0.5, 0.8, 0.9, 0.95"
+        )
+        try:
+            explicit = _parse_levels(text)
+        except ValueError as exc:
+            sb.error(
+                f"Invalid sparsity list: {exc}. Give fractions in [0, 1) such as 0, 0.5, 0.9. "
+                "Keeping the previous levels."
+            )
+            explicit = previous.explicit_levels or previous.levels
+    return s_min, s_max, n_levels, explicit
+
+
+def _allocation_ui(sb, previous: ExplorerConfig, model: str) -> bool:
+    """Show the per-layer proposal while the model it was made for is chosen; True if it is kept."""
+    if not (previous.allocation and previous.model == model):
+        return False
+    pairs = ", ".join(f"{k} {v:.0%}" for k, v in previous.allocation)
+    sb.caption(f"Per-layer proposal ({method_label(previous.allocation_method)}): {pairs}")
+    sb.button("Clear the per-layer proposal", on_click=_clear_allocation, key="w_clear_alloc")
+    return True
+
+
 def sidebar() -> ExplorerConfig:
     """Draw the shared sidebar and return the config it describes (also written to the URL)."""
     previous: ExplorerConfig = st.session_state.config
@@ -97,7 +136,8 @@ def sidebar() -> ExplorerConfig:
         sample_models.available(),
         key=_W + "model",
         on_change=_on_model_change,
-        help="A small model shipped with PruneLab, trained on data that ships with scikit-learn or is generated locally.",
+        help="A small model shipped with PruneLab, trained on data that ships with scikit-learn "
+        "or is generated locally.",
     )
     sb.caption(sample_models.get_spec(model).description)
     options = list(dict.fromkeys(method_names() + list(st.session_state[_W + "methods"])))
@@ -117,23 +157,7 @@ def sidebar() -> ExplorerConfig:
         "ERK: per-layer densities proportional to (fan-in + fan-out) / weights (Evci et al. 2020), "
         "so big layers lose more. N:M patterns are always per layer.",
     )
-    mode = sb.radio("Sparsity levels", ["Range", "List"], key=_W + "mode", horizontal=True)
-    explicit: tuple[float, ...] = ()
-    s_min, s_max, n_levels = previous.s_min, previous.s_max, previous.n_levels
-    if mode == "Range":
-        s_min, s_max = sb.slider("Sparsity range", 0.0, 0.99, key=_W + "range", step=0.01, format="%.2f")
-        n_levels = sb.slider("Number of levels", 2, MAX_LEVELS, key=_W + "n")
-    else:
-        text = sb.text_input(
-            "Sparsities (comma-separated fractions)", key=_W + "list", help="e.g. 0, 0.5, 0.8, 0.9, 0.95"
-        )
-        try:
-            explicit = _parse_levels(text)
-        except ValueError as exc:
-            sb.error(
-                f"Invalid sparsity list: {exc}. Give fractions in [0, 1) such as 0, 0.5, 0.9. Keeping the previous levels."
-            )
-            explicit = previous.explicit_levels or previous.levels
+    s_min, s_max, n_levels, explicit = _levels_ui(sb, previous)
     exclude = sb.multiselect(
         "Layers to leave dense",
         compute.prunable_layers(model),
@@ -144,11 +168,7 @@ def sidebar() -> ExplorerConfig:
     if not methods:
         sb.warning("Pick at least one method; showing the previous selection.")
         methods = list(previous.methods)
-    keep_allocation = previous.allocation and previous.model == model
-    if keep_allocation:
-        pairs = ", ".join(f"{k} {v:.0%}" for k, v in previous.allocation)
-        sb.caption(f"Per-layer proposal ({method_label(previous.allocation_method)}): {pairs}")
-        sb.button("Clear the per-layer proposal", on_click=_clear_allocation, key="w_clear_alloc")
+    keep_allocation = _allocation_ui(sb, previous, model)
     current = ExplorerConfig(
         model=model,
         methods=tuple(methods),

@@ -51,7 +51,7 @@ class Limits:
 DEFAULT_LIMITS = Limits()
 
 
-def human_bytes(n: int) -> str:
+def human_bytes(n: float) -> str:
     """``n`` bytes as a short human-readable size (``1.5 MB``)."""
     for unit in ("bytes", "KB", "MB", "GB", "TB"):
         if n < 1024 or unit == "TB":

@@ -56,7 +56,7 @@ class LoadedData:
     notes: list[str] = field(default_factory=list)
 
 
-def load_data(
+def load_data(  # noqa: PLR0912 - one check per refusal, in the order the file is read
     path_or_bytes: Any,
     *,
     filename: str,

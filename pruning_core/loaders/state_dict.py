@@ -42,7 +42,9 @@ EXPORT_HINT = (
 )
 
 
-def check_safetensors_header(data: bytes, limits: Limits) -> dict[str, dict[str, Any]]:
+def check_safetensors_header(  # noqa: C901, PLR0912 - one check per refusal of a hostile header
+    data: bytes, limits: Limits
+) -> dict[str, dict[str, Any]]:
     """The parsed, checked header (tensor name -> dtype, shape, data_offsets); see the module docstring."""
     if len(data) < 8:
         raise UntrustedFileError("the safetensors file is truncated: it is shorter than its 8-byte header length")

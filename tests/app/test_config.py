@@ -6,12 +6,12 @@ import functools
 from dataclasses import fields, replace
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 import sample_models
 from pruning_core import method_names, prunable_layers
-from ui.config import MAX_LEVELS, QUERY_KEYS, SWEEP_SCOPES, ExplorerConfig, from_query
+from ui.config import MAX_LEVELS, QUERY_KEYS, SWEEP_SCOPES, URL_FIELDS, ExplorerConfig, from_query, widget_values
 
 DEFAULT = ExplorerConfig()
 MODELS = sample_models.available()
@@ -319,3 +319,70 @@ def test_an_oversize_link_value_is_dropped_unread_with_a_short_notice(key):
     assert config.scope == "layerwise"  # the other fields are still read
     assert len(notices) == 1 and key in notices[0] and "at most" in notices[0]
     assert len(notices[0]) < 120  # the value itself is not echoed
+
+
+# --- the table of URL fields ----------------------------------------------------------------------------
+
+
+def test_every_explorer_config_field_is_held_by_exactly_one_url_field():
+    held = [attr for url_field in URL_FIELDS for attr in url_field.attrs]
+    assert sorted(held) == sorted(f.name for f in fields(ExplorerConfig))
+    assert len(set(QUERY_KEYS)) == len(QUERY_KEYS) == len(URL_FIELDS)
+
+
+def allocations(model: str):
+    """A per-layer proposal for ``model``: a method and some of its layers with sparsities."""
+    pairs = st.lists(st.sampled_from(layers_of(model)), min_size=1, unique=True).flatmap(
+        lambda names: st.tuples(*[st.tuples(st.just(n), typed_sparsity) for n in names])
+    )
+    return st.tuples(pairs, st.sampled_from(METHODS))
+
+
+# One strategy per query key for the values its field may hold (given the model of the link).
+FIELD_VALUES = {
+    "model": lambda model: st.just(model),
+    "methods": lambda model: st.lists(st.sampled_from(METHODS), min_size=1, unique=True).map(tuple),
+    "scope": lambda model: st.sampled_from(SWEEP_SCOPES),
+    "smin": lambda model: st.floats(0, 1, exclude_max=True, allow_nan=False),
+    "smax": lambda model: st.floats(0, 1, exclude_max=True, allow_nan=False),
+    "n": lambda model: st.integers(1, MAX_LEVELS),
+    "levels": lambda model: st.lists(typed_sparsity, max_size=MAX_LEVELS, unique=True).map(lambda v: tuple(sorted(v))),
+    "exclude": lambda model: st.lists(st.sampled_from(layers_of(model)), unique=True).map(tuple),
+    "seed": lambda model: st.integers(-(2**63), 2**63),
+    "alloc": allocations,
+}
+
+
+def test_the_round_trip_strategies_cover_every_url_field():
+    assert set(FIELD_VALUES) == set(QUERY_KEYS)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.data(), st.sampled_from(URL_FIELDS), st.sampled_from(MODELS))
+def test_every_url_field_reads_back_what_it_writes(data, url_field, model):
+    value = data.draw(FIELD_VALUES[url_field.key](model))
+    base = ExplorerConfig(model=model, s_max=0.0 if url_field.key == "smin" else 0.95)
+    if url_field.key == "smax":
+        base = replace(base, s_min=0.0)
+    config = replace(base, **url_field.changes(value))
+    assume(config.s_min <= config.s_max)  # an unordered range is a bad link, tested above
+    text = url_field.format(url_field.get(config))
+    assert isinstance(text, str)
+    query = config.to_query()
+    # the field is in the link exactly when it differs from its default
+    assert (url_field.key in query) == (url_field.get(config) != url_field.default())
+    parsed, notices = from_query(query, layers_of=layers_of)
+    assert notices == []
+    assert url_field.get(parsed) == url_field.get(config)
+    assert parsed == config
+
+
+@settings(max_examples=100, deadline=None)
+@given(configs())
+def test_the_sidebar_widgets_show_the_config(config):
+    values = widget_values(config)
+    assert values["w_model"] == config.model and values["w_methods"] == list(config.methods)
+    assert values["w_mode"] == ("List" if config.explicit_levels else "Range")
+    assert values["w_range"] == (config.s_min, config.s_max)
+    if config.explicit_levels:
+        assert tuple(float(v) for v in values["w_list"].split(",")) == pytest.approx(config.explicit_levels, abs=1e-6)

@@ -23,7 +23,8 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 
 SAMPLES = ["digits-mlp", "digits-cnn", "mnist1d-cnn", "moons-mlp", "cancer-mlp"]
 UNSTRUCTURED = ["magnitude", "random"]
-STRUCTURED = ["structured-l1", "structured-l2"]
+NORM_STRUCTURED = ["structured-l1", "structured-l2"]  # ranked by a weight norm (Li et al. 2017)
+STRUCTURED = [*NORM_STRUCTURED, "structured-random"]
 NM = ["nm-2:4", "nm-1:4"]
 METHODS = UNSTRUCTURED + STRUCTURED + NM
 PRUNABLE = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)

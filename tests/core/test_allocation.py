@@ -11,7 +11,7 @@ import math
 import numpy as np
 import pytest
 import torch
-from core_helpers import FAST, SAMPLES, STRUCTURED, Case, cases, layers, row_keep
+from core_helpers import FAST, NORM_STRUCTURED, SAMPLES, STRUCTURED, Case, cases, layers, row_keep
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -77,7 +77,7 @@ def test_global_structured_masks_are_nested_as_sparsity_rises(case: Case, sparsi
 
 
 @FAST
-@given(case=cases(), s=st.floats(0.0, 0.99, allow_nan=False), method=st.sampled_from(STRUCTURED))
+@given(case=cases(), s=st.floats(0.0, 0.99, allow_nan=False), method=st.sampled_from(NORM_STRUCTURED))
 def test_no_pruned_neuron_outranks_a_kept_one_unless_its_layer_is_at_minimum_width(case: Case, s, method):
     kept = kept_neurons(case, compute_masks(case.model, method, "global", s))
     keys = independent_priorities(case, method)
@@ -126,7 +126,7 @@ def binomial_se(p: float, n: int) -> float:
     return math.sqrt(max(p * (1 - p), 1e-4) / n)
 
 
-@pytest.mark.parametrize("method", STRUCTURED)
+@pytest.mark.parametrize("method", NORM_STRUCTURED)
 @pytest.mark.parametrize("name", SAMPLES)
 def test_global_structured_at_30_percent_is_no_worse_than_layerwise_at_the_same_parameter_count(name, method):
     sample = sample_models.load_sample(name)

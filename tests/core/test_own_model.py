@@ -55,10 +55,12 @@ def corpus(tmp_path_factory) -> tuple[Path, Path, dict[str, Hostile]]:
 
 
 HOSTILE_NAMES = [
-    "pickle-runs-command", "bare-pickle", "legacy-pt", "full-pickled-model", "torchscript", "pt2-pickled-weight", "pt2-renamed-pt",
+    "pickle-runs-command", "bare-pickle", "legacy-pt", "full-pickled-model", "torchscript", "pt2-pickled-weight",
+    "pt2-renamed-pt",
     "truncated-safetensors", "lying-safetensors", "safetensors-absurd-shape", "safetensors-huge-header",
     "nan-safetensors", "wrong-keys-safetensors", "onnx-external-data", "onnx-custom-domain",
-    "onnx-absurd-initializer", "onnx-absurd-input", "onnx-padding-bomb", "onnx-nan-weights", "onnx-garbage", "upload-300mb",
+    "onnx-absurd-initializer", "onnx-absurd-input", "onnx-padding-bomb", "onnx-nan-weights", "onnx-garbage",
+    "upload-300mb",
     "npz-zip-bomb", "npz-lying-header", "npz-object-array", "labels-out-of-range", "csv-wrong-columns",
     "csv-missing-label", "csv-text-feature", "csv-nan-feature",
 ]  # fmt: skip

@@ -188,7 +188,7 @@ def _evil_pt2(path: Path, marker: Path) -> None:
             out.writestr(info, data)
 
 
-def build_corpus(directory: Path, marker: Path) -> list[Hostile]:
+def build_corpus(directory: Path, marker: Path) -> list[Hostile]:  # noqa: PLR0915 - one statement per hostile file
     """Write every hostile file into ``directory``; return how each must be refused."""
     directory.mkdir(parents=True, exist_ok=True)
     entries: list[Hostile] = []
@@ -226,7 +226,8 @@ def build_corpus(directory: Path, marker: Path) -> list[Hostile]:
 
     _evil_pt2(directory / "program.pt2", marker)
     add(Hostile("pt2-pickled-weight", "program.pt2", "model", "torch.export",
-                "a torch.export archive whose weight is a pickle that runs a command under torch.export.load"))  # fmt: skip
+                "a torch.export archive whose weight is a pickle that runs a command under "
+                "torch.export.load"))  # fmt: skip
     add(Hostile("pt2-renamed-pt", "renamed.pt", "model", "torch.export",
                 "the same .pt2 archive renamed to .pt", {"factory": "moons-mlp"}),
         (directory / "program.pt2").read_bytes())  # fmt: skip
@@ -260,13 +261,16 @@ def build_corpus(directory: Path, marker: Path) -> list[Hostile]:
     add(Hostile("onnx-external-data", "external.onnx", "model", "../../etc/passwd",
                 "an initializer whose data lives in ../../etc/passwd"), _onnx_linear(_external))  # fmt: skip
     add(Hostile("onnx-custom-domain", "custom.onnx", "model", "com.evil.runtime",
-                "a node of a custom operator domain (com.evil.runtime.RunShell)"), _onnx_linear(_custom_domain))  # fmt: skip
+                "a node of a custom operator domain (com.evil.runtime.RunShell)"),
+        _onnx_linear(_custom_domain))  # fmt: skip
     add(Hostile("onnx-absurd-initializer", "absurd.onnx", "model", "1000000, 1000000",
-                "an initializer declaring 10**12 elements over 32 bytes"), _onnx_linear(_absurd_initializer))  # fmt: skip
+                "an initializer declaring 10**12 elements over 32 bytes"),
+        _onnx_linear(_absurd_initializer))  # fmt: skip
     add(Hostile("onnx-absurd-input", "absurd-input.onnx", "model", "4,000,000,000",
                 "an input declared 4e9 wide"), _onnx_linear(_absurd_input))  # fmt: skip
     add(Hostile("onnx-padding-bomb", "padding.onnx", "model", "would produce",
-                "a Conv whose pads of 900,000 would allocate 10**12 floats for one sample"), _padding_bomb())  # fmt: skip
+                "a Conv whose pads of 900,000 would allocate 10**12 floats for one sample"),
+        _padding_bomb())  # fmt: skip
     add(Hostile("onnx-nan-weights", "nan.onnx", "model", "nan", "NaN in a Gemm weight"),
         _onnx_linear(_nan_weights))  # fmt: skip
     add(Hostile("onnx-garbage", "garbage.onnx", "model", "not a valid onnx",
