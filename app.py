@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from ui import state
+from ui import state, visibility
 
 st.set_page_config(page_title="PruneLab", page_icon="✂️", layout="wide")
 
@@ -16,10 +16,21 @@ PAGES = [
     st.Page("pages/sensitivity.py", title="Sensitivity", icon=":material/tune:", url_path="sensitivity"),
     st.Page("pages/export.py", title="Export", icon=":material/download:", url_path="export"),
     st.Page("pages/studies.py", title="Studies", icon=":material/stacked_line_chart:", url_path="studies"),
+    st.Page("pages/workshop.py", title="Workshop", icon=":material/school:", url_path="workshop"),
+    st.Page(
+        "pages/decision_trees.py", title="Decision trees", icon=":material/account_tree:", url_path="decision-trees"
+    ),
+    st.Page("pages/teacher.py", title="Teacher", icon=":material/co_present:", url_path="teacher"),
 ]
 
 page = st.navigation(PAGES)
+loading = st.empty()  # something in the main area at once: a cold server imports and computes for seconds
+loading.caption("Loading PruneLab...")
 state.init()
-st.session_state.explorer = state.sidebar()
+visibility.sidebar_hook()
+st.session_state.explorer = state.config() if visibility.current().sidebar_hidden else state.sidebar()
 st.sidebar.caption("Every setting is in the URL: copy it to share this exact view.")
-page.run()
+try:
+    page.run()
+finally:  # also when a page stops early (st.stop)
+    loading.empty()

@@ -56,10 +56,22 @@ if get_method(method).granularity == "structured":
         "Structured methods remove whole neurons/filters but never the output layer's (they are the "
         "classes), and every layer keeps at least one: overall sparsity can stay below the target."
     )
-m1, m2, m3 = st.columns(3)
-m1.metric("Prunable weights", f"{total:,}")
+m1, m2, m3, m4 = st.columns(4)
+m1.metric(
+    "Prunable weights",
+    f"{total:,}",
+    help="Weights of every Linear and Conv layer: what pruning may remove (biases and BatchNorm are not counted).",
+)
 m2.metric("Nonzero after pruning", f"{nonzero:,}")
 m3.metric("Overall sparsity", f"{1 - nonzero / total:.1%}")
+swept = compute.method_sweep(config.model, method, config.scope, config.levels, config.exclude, config.seed)
+at_level = swept.iloc[(swept["target_sparsity"] - sparsity).abs().argsort().iloc[0]]
+m4.metric(
+    "Test accuracy here",
+    f"{at_level['accuracy']:.1%}",
+    f"{(at_level['accuracy'] - compute.dense_metrics(config.model)['accuracy']) * 100:+.1f} points vs dense",
+    delta_color="off",
+)
 
 st.plotly_chart(
     figures.layer_histograms(view.weights, view.kept, threshold=view.threshold, log_count=log_count),
@@ -87,9 +99,6 @@ if drawable:
     if pixels is not None:
         counts, most = pixels
         right.plotly_chart(figures.pixel_map(np.asarray(counts), most), key="layers_pixels")
-        right.caption(
-            "Border pixels of the digits are almost always blank, so their connections carry little "
-            "and magnitude pruning removes them first."
-        )
+        right.caption(figures.pixel_map_caption(np.asarray(counts)))
 else:
     st.caption("Every layer is too large to draw as a mask (over 40,000 weights).")

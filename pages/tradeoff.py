@@ -142,9 +142,12 @@ if not knees.empty:
             f"Knee: {figures.method_label(row['method'])}",
             f"{row['effective_sparsity']:.0%} sparse",
             f"{(row[y] - dense[y]) * scale:+.2f} {'points' if scale != 1 else ''}".strip(),
-            delta_color="normal" if y != "loss" else "inverse",
-            help=f"{row['effective_params']:,.0f} parameters still needed ({row['actual_sparsity']:.0%} of the weights "
-            "are zeros; effective sparsity also counts what dead neurons take with them). "
+            delta_color="off"
+            if round((row[y] - dense[y]) * scale, 2) == 0
+            else ("normal" if y != "loss" else "inverse"),
+            help="The knee is the last sparsity before the validation score first falls more than the tolerance "
+            f"below dense. {row['effective_params']:,.0f} parameters still needed ({row['actual_sparsity']:.0%} of "
+            "the weights are zeros; effective sparsity also counts what dead neurons take with them). "
             f"Chosen on validation ({row[f'val_{y}'] * scale:.2f}), reported on test ({row[y] * scale:.2f}"
             + (f", 95 % interval {row['accuracy_low']:.1%} to {row['accuracy_high']:.1%})" if y == "accuracy" else ")"),
         )

@@ -21,6 +21,7 @@ from ui.figures import (
     method_colour,
     method_label,
     pixel_map,
+    pixel_map_caption,
     tradeoff_figure,
 )
 
@@ -300,8 +301,13 @@ def test_pixel_map_shows_the_counts(layer_data):
     fig = pixel_map(counts, first.shape[0])
     (heat,) = fig.data
     np.testing.assert_array_equal(np.asarray(heat.z), counts)
-    assert heat.zmax == first.shape[0]
+    assert heat.zmax == counts.max(), "the colour scale ends at the data's maximum"
+    assert tuple(fig.layout.xaxis.range) == (-0.5, 7.5), "the axes cover the 8 pixels and nothing else"
     assert str(first.shape[0]) in fig.layout.title.text
+    caption = pixel_map_caption(counts)
+    border = np.ones((8, 8), bool)
+    border[1:-1, 1:-1] = False
+    assert ("removes them first" in caption) == (counts[border].mean() < counts[~border].mean())
     assert_titled(fig)
 
 
