@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import argparse
 import functools
-import json
 import sys
 from pathlib import Path
 
 import sample_models
+from pruning_core import cli_output
 from pruning_core.choice import Calibration
 from pruning_core.masks import SCOPES, check_sparsity
 from pruning_core.methods import METHODS, get_method
@@ -56,19 +56,35 @@ def parse_methods(text: str) -> list[str]:
     return names
 
 
+def emit_table(table, args) -> None:
+    """Write ``table`` in ``--format`` (default: table on a terminal, csv otherwise) with ``--columns``."""
+    table = select_or_fail(table, getattr(args, "columns", None))
+    fmt = getattr(args, "format", None) or cli_output.default_format()
+    write_text(cli_output.render(table, fmt), getattr(args, "output", None))
+
+
 def cmd_models(args) -> int:
-    width = max(len(n) for n in sample_models.available())
+    import pandas as pd
+
+    rows = []
     for name in sample_models.available():
         spec = sample_models.get_spec(name)
-        print(f"{name:<{width}}  {spec.description}")
+        rows.append({"name": name, "n_classes": spec.n_classes, "description": spec.description})
+    emit_table(pd.DataFrame(rows), args)
     return 0
 
 
 def cmd_methods(args) -> int:
-    width = max(len(n) for n in METHODS)
-    for name, method in METHODS.items():
-        print(f"{name:<{width}}  [{method.granularity}] {method.description}")
-    print(f"{'nm-N:M':<{width}}  any other N:M pattern, e.g. nm-1:8")
+    import pandas as pd
+
+    rows = [
+        {"name": name, "granularity": method.granularity, "description": method.description}
+        for name, method in METHODS.items()
+    ]
+    rows.append(
+        {"name": "nm-N:M", "granularity": "semi-structured", "description": "any other N:M pattern, e.g. nm-1:8"}
+    )
+    emit_table(pd.DataFrame(rows), args)
     return 0
 
 
@@ -118,20 +134,34 @@ def cmd_sweep(args) -> int:
             for level in sparsities:
                 choice = choice_at(method, args.scope, level, exclude, args.seed, schedule, calibration)
                 print_notes(choice.resolved()[1])
+        progress = cli_output.make_progress(f"sweep {args.model}", args.quiet)
         table = sweep(
             sample.model, sample.data, methods, sparsities, scope=args.scope, exclude=exclude, seed=args.seed,
             schedule=schedule, workers=args.workers, init_state=sample_models.initial_state(args.model),
             reinit=functools.partial(sample_models.initial_state, args.model), calibration=calibration,
+            progress=progress,
         )  # fmt: skip
+        progress.close()
     except ValueError as exc:  # e.g. an excluded layer the model lacks
         raise UsageError(str(exc)) from None
     table.insert(0, "model", args.model)
-    if args.format == "json":
-        text = json.dumps(table.to_dict(orient="records"), indent=2) + "\n"
-    else:
-        text = table.to_csv(index=False)
-    write_text(text, args.output)
+    warn_about_results(table, args.model, schedule, sample.data.y_test)
+    emit_table(table, args)
     return 0
+
+
+def warn_about_results(table, model: str, schedule, y_test) -> None:
+    """``warning:`` lines for rows near chance (or below the majority class of the test split) and
+    for a fine-tuning budget far below the sample's own training."""
+    spec = sample_models.get_spec(model)
+    majority_rate = float(y_test.bincount().max()) / len(y_test)
+    warnings = cli_output.chance_warnings(table, spec.n_classes, majority_rate)
+    if schedule is not None:
+        trains = schedule.finetune is not None
+        epochs = schedule.finetune.epochs if trains else 0
+        budget = cli_output.budget_warning(epochs, spec.training.epochs, trains)
+        warnings += [budget] if budget else []
+    cli_output.print_warnings(warnings)
 
 
 def print_notes(notes: list[str]) -> None:
@@ -179,10 +209,9 @@ def cmd_sensitivity(args) -> int:
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     table.insert(0, "model", args.model)
-    if args.format == "json":
-        text = json.dumps(table.to_dict(orient="records"), indent=2) + "\n"
-    elif args.format == "csv":
-        text = table.to_csv(index=False)
+    fmt = args.format or cli_output.default_format()
+    if fmt != "table":
+        text = cli_output.render(select_or_fail(table, args.columns), fmt)
     else:
         wide = table.pivot(index="layer", columns="sparsity", values="accuracy_drop")
         wide = wide.reindex(table["layer"].unique())
@@ -201,6 +230,13 @@ def cmd_sensitivity(args) -> int:
         )
     write_text(text, args.output)
     return 0
+
+
+def select_or_fail(table, columns: str | None):
+    try:
+        return cli_output.select_columns(table, columns)
+    except cli_output.ColumnError as exc:
+        raise UsageError(str(exc)) from None
 
 
 def write_text(text: str, output: str | None) -> None:
@@ -303,6 +339,22 @@ def cmd_schedules(args) -> int:
     return 0
 
 
+def _output_flags(p: argparse.ArgumentParser, progress: bool = False) -> None:
+    p.add_argument(
+        "--format",
+        choices=cli_output.FORMATS,
+        help="table (rounded, for reading), csv or json (full precision); default: table on a terminal, csv otherwise",
+    )
+    p.add_argument("--columns", metavar="A,B,C", help="comma-separated columns to show, in this order (default: all)")
+    p.add_argument("--output", metavar="FILE", help="write to this file instead of standard output")
+    if progress:
+        p.add_argument(
+            "--quiet",
+            action="store_true",
+            help=f"no progress bar on stderr (shown on a terminal; {cli_output.PROGRESS_ENV}=1 forces it, =0 hides it)",
+        )
+
+
 def _schedule_flags(p: argparse.ArgumentParser) -> None:
     from pruning_core.schedules import SCHEDULES
 
@@ -334,8 +386,12 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser(
         "app", help="start the web app (extra options go to Streamlit, e.g. --server.port 8600)", add_help=False
     )
-    sub.add_parser("models", help="list the sample models").set_defaults(run=cmd_models)
-    sub.add_parser("methods", help="list the pruning methods").set_defaults(run=cmd_methods)
+    p = sub.add_parser("models", help="list the sample models")
+    _output_flags(p)
+    p.set_defaults(run=cmd_models)
+    p = sub.add_parser("methods", help="list the pruning methods")
+    _output_flags(p)
+    p.set_defaults(run=cmd_methods)
     sub.add_parser("schedules", help="list the pruning schedules").set_defaults(run=cmd_schedules)
     p = sub.add_parser("sweep", help="sweep sparsity levels and print the results table")
     p.add_argument("--model", help=f"sample model: {', '.join(sample_models.available())}")
@@ -345,8 +401,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sparsities", help="comma-separated fractions in [0, 1) (default 0,0.5,0.7,0.8,0.9,0.95)")
     p.add_argument("--exclude", default="", help="comma-separated layers to leave dense, e.g. fc3")
     p.add_argument("--seed", type=int, default=0, help="seed of random methods")
-    p.add_argument("--format", default="csv", choices=["csv", "json"])
-    p.add_argument("--output", help="write to this file instead of standard output")
+    _output_flags(p, progress=True)
     _schedule_flags(p)
     p.add_argument("--workers", type=int, default=1, help="processes for sweeps that train (levels in parallel)")
     p.set_defaults(run=cmd_sweep)
@@ -377,8 +432,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--target", help="overall sparsity to propose per-layer sparsities for, e.g. 0.8")
     p.add_argument("--budget", type=float, default=1.0, help="accuracy drop allowed, in points (default 1)")
-    p.add_argument("--format", default="table", choices=["table", "csv", "json"])
-    p.add_argument("--output", help="write to this file instead of standard output")
+    _output_flags(p)
     p.set_defaults(run=cmd_sensitivity)
 
     p = sub.add_parser("script", help="print a standalone torch.nn.utils.prune script for a recipe")
