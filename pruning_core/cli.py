@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import argparse
 import functools
+import json
 import sys
 from pathlib import Path
 
 import sample_models
-from pruning_core import cli_output
+from pruning_core import cli_help, cli_output
 from pruning_core.choice import Calibration
 from pruning_core.masks import SCOPES, check_sparsity
 from pruning_core.methods import METHODS, get_method
@@ -85,6 +86,12 @@ def cmd_methods(args) -> int:
         {"name": "nm-N:M", "granularity": "semi-structured", "description": "any other N:M pattern, e.g. nm-1:8"}
     )
     emit_table(pd.DataFrame(rows), args)
+    return 0
+
+
+def cmd_layers(args) -> int:
+    sample = sample_models.load_sample(args.model)
+    emit_table(cli_output.layer_table(sample.model, sample.data.X_test[:1]), args)
     return 0
 
 
@@ -254,6 +261,14 @@ def cmd_recipe(args) -> int:
     from pruning_core.export import recipe_for
     from pruning_core.recipe import dumps
 
+    if args.schema:
+        from pruning_core.recipe_schema import recipe_schema
+
+        write_text(json.dumps(recipe_schema(), indent=2) + "\n", args.output)
+        return 0
+    missing = [f"--{k}" for k in ("model", "method", "sparsity") if getattr(args, k) is None]
+    if missing:
+        raise UsageError(f"recipe needs {', '.join(missing)} (or --schema)")
     check_model(args.model)
     methods = parse_methods(args.method)
     if len(methods) != 1:
@@ -279,6 +294,7 @@ def cmd_apply(args) -> int:
     from pruning_core.export import apply_recipe, write_outputs
 
     recipe = read_recipe(args.recipe)
+    check_out_dir(args.out, args.force)
     schedule = schedule_from_args(args, recipe.schedule_object if recipe.trains else None)
     if schedule is not None:
         from dataclasses import replace
@@ -306,6 +322,16 @@ def cmd_apply(args) -> int:
             "warning: the measured metrics differ from those recorded in the recipe (see report.json)", file=sys.stderr
         )
     return 0
+
+
+def check_out_dir(out: str, force: bool) -> None:
+    """Refuse to write into an existing file or a non-empty directory unless ``--force``: an earlier
+    run's outputs (or anything else there) are not silently mixed with or replaced by this one's."""
+    path = Path(out)
+    if path.exists() and not path.is_dir():
+        raise UsageError(f"--out {out!r} is a file, not a directory")
+    if not force and path.is_dir() and any(path.iterdir()):
+        raise UsageError(f"--out {out!r} is not empty; give an empty or new directory, or --force to write into it")
 
 
 def cmd_script(args) -> int:
@@ -339,6 +365,19 @@ def cmd_schedules(args) -> int:
     return 0
 
 
+def cmd_app(streamlit_args: list[str]) -> int:
+    """Start the Streamlit app the way ``make run`` does (``ui.serve``); other options go to Streamlit."""
+    from ui import serve
+
+    serve.main(streamlit_args)
+    return 0
+
+
+MODEL_HELP = "sample model, one of: %(choices)s"
+METHOD_HELP = f"one of: {', '.join(METHODS)}, or any nm-N:M pattern (e.g. nm-1:8)"
+SCOPE_HELP = "how sparsity is spread over layers (default: %(default)s; choices: %(choices)s)"
+
+
 def _output_flags(p: argparse.ArgumentParser, progress: bool = False) -> None:
     p.add_argument(
         "--format",
@@ -358,24 +397,115 @@ def _output_flags(p: argparse.ArgumentParser, progress: bool = False) -> None:
 def _schedule_flags(p: argparse.ArgumentParser) -> None:
     from pruning_core.schedules import SCHEDULES
 
-    p.add_argument("--schedule", choices=list(SCHEDULES), help="pruning schedule (default: one-shot)")
-    p.add_argument("--finetune-epochs", type=int, help="epochs of masked fine-tuning (per round for iterative/lottery)")
-    p.add_argument("--lr", type=float, help="fine-tuning learning rate (default 0.001)")
-    p.add_argument("--rounds", type=int, help="rounds for iterative and lottery schedules (default 3)")
+    p.add_argument(
+        "--schedule", choices=list(SCHEDULES), help="pruning schedule (default: one-shot; choices: %(choices)s)"
+    )
+    p.add_argument(
+        "--finetune-epochs",
+        type=int,
+        metavar="N",
+        help="epochs of masked fine-tuning (per round for iterative/lottery)",
+    )
+    p.add_argument("--lr", type=float, metavar="X", help="fine-tuning learning rate (default: 0.001)")
+    p.add_argument("--rounds", type=int, metavar="K", help="rounds for iterative and lottery schedules (default: 3)")
 
 
-def cmd_app(streamlit_args: list[str]) -> int:
-    """Start the Streamlit app the way ``make run`` does (``ui.serve``); other options go to Streamlit."""
-    from ui import serve
+def _choice_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--scope", default="global", choices=[s for s in SCOPES if s != "per-layer"], help=SCOPE_HELP)
+    p.add_argument("--exclude", default="", metavar="L1,L2", help="comma-separated layers to leave dense, e.g. fc3")
+    p.add_argument("--seed", type=int, default=0, help="seed of random methods and calibration (default: %(default)s)")
 
-    serve.main(streamlit_args)
-    return 0
+
+def _add_listings(sub) -> None:
+    for name, help_text, run in (
+        ("models", "list the sample models", cmd_models),
+        ("methods", "list the pruning methods", cmd_methods),
+    ):
+        p = cli_help.add_command(sub, name, help_text)
+        _output_flags(p)
+        p.set_defaults(run=run)
+    cli_help.add_command(sub, "schedules", "list the pruning schedules").set_defaults(run=cmd_schedules)
+    p = cli_help.add_command(sub, "layers", "list a model's prunable layers: shapes, parameters, output layers")
+    p.add_argument("model", choices=sample_models.available(), metavar="MODEL", help=MODEL_HELP)
+    _output_flags(p)
+    p.set_defaults(run=cmd_layers)
+
+
+def _add_sweep(sub) -> None:
+    p = cli_help.add_command(sub, "sweep", "sweep sparsity levels and print the results table")
+    p.add_argument("--model", metavar="MODEL", help=f"sample model, one of: {', '.join(sample_models.available())}")
+    p.add_argument("--recipe", metavar="FILE", help="sweep what a recipe describes (its level and 0, or --sparsities)")
+    p.add_argument("--methods", default="magnitude", help=f"comma-separated; {METHOD_HELP} (default: %(default)s)")
+    p.add_argument("--sparsities", help="comma-separated fractions in [0, 1) (default: 0,0.5,0.7,0.8,0.9,0.95)")
+    _choice_flags(p)
+    _output_flags(p, progress=True)
+    _schedule_flags(p)
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="processes for sweeps that train, levels in parallel (default: %(default)s)",
+    )
+    p.set_defaults(run=cmd_sweep)
+
+
+def _add_recipe(sub) -> None:
+    p = cli_help.add_command(sub, "recipe", "print the recipe (YAML or JSON) for one pruning choice, or its schema")
+    p.add_argument("--model", metavar="MODEL", help=f"sample model, one of: {', '.join(sample_models.available())}")
+    p.add_argument("--method", help=METHOD_HELP)
+    p.add_argument("--sparsity", help="fraction of weights to remove, in [0, 1)")
+    _choice_flags(p)
+    p.add_argument("--format", default="yaml", choices=["yaml", "json"], help="(default: %(default)s)")
+    p.add_argument("--output", metavar="FILE", help="write to this file instead of standard output")
+    p.add_argument("--schema", action="store_true", help="print the JSON Schema every recipe file follows, and exit")
+    _schedule_flags(p)
+    p.set_defaults(run=cmd_recipe)
+
+
+def _add_apply(sub) -> None:
+    p = cli_help.add_command(sub, "apply", "apply a recipe: write pruned weights, report.json and (structured) ONNX")
+    p.add_argument("recipe", help="recipe file (.yaml or .json)")
+    p.add_argument("--out", required=True, metavar="DIR", help="output directory (new or empty, unless --force)")
+    p.add_argument(
+        "--force", action="store_true", help="write into a non-empty --out, replacing files of the same name"
+    )
+    _schedule_flags(p)
+    p.set_defaults(run=cmd_apply)
+
+
+def _add_sensitivity(sub) -> None:
+    p = cli_help.add_command(sub, "sensitivity", "per-layer sensitivity table, and a per-layer proposal")
+    p.add_argument(
+        "--model", required=True, metavar="MODEL", help=f"sample model, one of: {', '.join(sample_models.available())}"
+    )
+    p.add_argument("--method", default="magnitude", help=f"{METHOD_HELP} (default: %(default)s)")
+    p.add_argument(
+        "--sparsities",
+        default="0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9,0.95",
+        help="comma-separated (default: %(default)s)",
+    )
+    p.add_argument("--exclude", default="", metavar="L1,L2", help="comma-separated layers to leave out")
+    p.add_argument("--seed", type=int, default=0, help="(default: %(default)s)")
+    p.add_argument("--target", help="overall sparsity to propose per-layer sparsities for, e.g. 0.8")
+    p.add_argument("--budget", type=float, default=1.0, help="accuracy drop allowed, in points (default: %(default)s)")
+    _output_flags(p)
+    p.set_defaults(run=cmd_sensitivity)
+
+
+def _add_script(sub) -> None:
+    p = cli_help.add_command(sub, "script", "print a standalone torch.nn.utils.prune script for a recipe")
+    p.add_argument("recipe", help="recipe file (.yaml or .json)")
+    p.add_argument("--output", metavar="FILE", help="write to this file instead of standard output")
+    p.add_argument(
+        "--masks", metavar="FILE", help="also write the engine's masks (safetensors) for the script's --masks"
+    )
+    p.set_defaults(run=cmd_script)
 
 
 def build_parser() -> argparse.ArgumentParser:
     import torch
 
-    from pruning_core import __version__
+    from pruning_core import __version__, study_cli
 
     parser = _Parser(prog="prunelab", description="PruneLab: explore and apply neural-network pruning.")
     parser.add_argument(
@@ -386,65 +516,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser(
         "app", help="start the web app (extra options go to Streamlit, e.g. --server.port 8600)", add_help=False
     )
-    p = sub.add_parser("models", help="list the sample models")
-    _output_flags(p)
-    p.set_defaults(run=cmd_models)
-    p = sub.add_parser("methods", help="list the pruning methods")
-    _output_flags(p)
-    p.set_defaults(run=cmd_methods)
-    sub.add_parser("schedules", help="list the pruning schedules").set_defaults(run=cmd_schedules)
-    p = sub.add_parser("sweep", help="sweep sparsity levels and print the results table")
-    p.add_argument("--model", help=f"sample model: {', '.join(sample_models.available())}")
-    p.add_argument("--recipe", help="run the sweep a recipe file describes (its level and 0, or --sparsities)")
-    p.add_argument("--methods", default="magnitude", help=f"comma-separated: {', '.join(METHODS)}")
-    p.add_argument("--scope", default="global", choices=[s for s in SCOPES if s != "per-layer"])
-    p.add_argument("--sparsities", help="comma-separated fractions in [0, 1) (default 0,0.5,0.7,0.8,0.9,0.95)")
-    p.add_argument("--exclude", default="", help="comma-separated layers to leave dense, e.g. fc3")
-    p.add_argument("--seed", type=int, default=0, help="seed of random methods")
-    _output_flags(p, progress=True)
-    _schedule_flags(p)
-    p.add_argument("--workers", type=int, default=1, help="processes for sweeps that train (levels in parallel)")
-    p.set_defaults(run=cmd_sweep)
-
-    p = sub.add_parser("recipe", help="print the recipe (YAML or JSON) for one pruning choice")
-    p.add_argument("--model", required=True, help=f"sample model: {', '.join(sample_models.available())}")
-    p.add_argument("--method", required=True, help=f"one of: {', '.join(METHODS)}")
-    p.add_argument("--scope", default="global", choices=[s for s in SCOPES if s != "per-layer"])
-    p.add_argument("--sparsity", required=True, help="fraction of weights to remove, in [0, 1)")
-    p.add_argument("--exclude", default="", help="comma-separated layers to leave dense")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--format", default="yaml", choices=["yaml", "json"])
-    p.add_argument("--output", help="write to this file instead of standard output")
-    _schedule_flags(p)
-    p.set_defaults(run=cmd_recipe)
-
-    p = sub.add_parser("apply", help="apply a recipe: write pruned weights, report.json and (structured) ONNX")
-    p.add_argument("recipe", help="recipe file (.yaml or .json)")
-    p.add_argument("--out", required=True, help="output directory")
-    _schedule_flags(p)
-    p.set_defaults(run=cmd_apply)
-
-    p = sub.add_parser("sensitivity", help="per-layer sensitivity table, and a per-layer proposal")
-    p.add_argument("--model", required=True, help=f"sample model: {', '.join(sample_models.available())}")
-    p.add_argument("--method", default="magnitude", help=f"one of: {', '.join(METHODS)}")
-    p.add_argument("--sparsities", default="0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9,0.95")
-    p.add_argument("--exclude", default="", help="comma-separated layers to leave out")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--target", help="overall sparsity to propose per-layer sparsities for, e.g. 0.8")
-    p.add_argument("--budget", type=float, default=1.0, help="accuracy drop allowed, in points (default 1)")
-    _output_flags(p)
-    p.set_defaults(run=cmd_sensitivity)
-
-    p = sub.add_parser("script", help="print a standalone torch.nn.utils.prune script for a recipe")
-    p.add_argument("recipe", help="recipe file (.yaml or .json)")
-    p.add_argument("--output", help="write to this file instead of standard output")
-    p.add_argument(
-        "--masks", metavar="FILE", help="also write the engine's masks (safetensors) for the script's --masks"
-    )
-    p.set_defaults(run=cmd_script)
-
-    from pruning_core import study_cli
-
+    _add_listings(sub)
+    for add in (_add_sweep, _add_recipe, _add_apply, _add_sensitivity, _add_script):
+        add(sub)
     study_cli.add_parser(sub)
     return parser
 

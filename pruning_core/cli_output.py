@@ -126,3 +126,28 @@ def budget_warning(finetune_epochs: int, sample_epochs: int, trains: bool) -> st
 def print_warnings(warnings: list[str]) -> None:
     for warning in dict.fromkeys(warnings):
         print(f"warning: {warning}", file=sys.stderr)
+
+
+def layer_table(model, example_input=None) -> pd.DataFrame:
+    """One row per prunable layer: its type, weight shape, weight and bias parameter counts, and
+    whether it is an output layer (those are kept whole by structured methods)."""
+    from pruning_core.graph import output_layers
+    from pruning_core.targets import prunable_layers
+
+    modules = dict(model.named_modules())
+    outputs = output_layers(model, example_input)
+    rows = []
+    for name in prunable_layers(model):
+        module = modules[name]
+        bias = getattr(module, "bias", None)
+        rows.append(
+            {
+                "layer": name,
+                "type": type(module).__name__,
+                "weight_shape": "x".join(str(d) for d in module.weight.shape),
+                "weight_params": module.weight.numel(),
+                "bias_params": bias.numel() if bias is not None else 0,
+                "output_layer": name in outputs,
+            }
+        )
+    return pd.DataFrame(rows)
