@@ -101,13 +101,20 @@ def check_model(name: str) -> str:
     return name
 
 
+def problem_list(heading: str, problems: list[str]) -> str:
+    """One problem: one line. Several: the heading, then one ``  - problem`` line each."""
+    if len(problems) == 1:
+        return f"{heading}: {problems[0]}"
+    return f"{heading}:\n" + "\n".join(f"  - {problem}" for problem in problems)
+
+
 def read_recipe(path: str):
     from pruning_core.recipe import RecipeError, load
 
     try:
         return load(path)
     except RecipeError as exc:
-        raise UsageError(f"recipe {path!r} refused: " + "; ".join(exc.problems)) from None
+        raise UsageError(problem_list(f"invalid recipe {path!r}", exc.problems)) from None
 
 
 def cmd_sweep(args) -> int:

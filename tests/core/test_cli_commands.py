@@ -140,3 +140,17 @@ def test_every_option_has_help_and_every_command_shows_examples(command):
     assert "examples:" in text
     for example in cli_help.EXAMPLES[command]:
         assert example in text  # printed as written (RawDescriptionHelpFormatter)
+
+
+def test_a_recipe_with_several_problems_lists_each_on_its_own_line_exit_2(capsys, tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text(
+        "version: 1\nmodel: {sample: digits-mlp}\n"
+        "pruning: {method: bogus, scope: everywhere, colour: red, sparsity: 0.5}\n"
+    )
+    assert main(["script", str(path)]) == 2
+    lines = capsys.readouterr().err.splitlines()
+    assert lines[0] == f"error: invalid recipe {str(path)!r}:"
+    assert len(lines) == 4 and all(line.startswith("  - ") for line in lines[1:])
+    for named in ("bogus", "everywhere", "colour"):
+        assert sum(named in line for line in lines[1:]) == 1
