@@ -124,6 +124,7 @@ def cmd_sweep(args) -> int:
             raise UsageError(
                 f"--model {args.model!r} contradicts the recipe's model {recipe.model!r}; give one of them"
             )
+        print_notes(recipe_override_notes(args, recipe))
         args.model, args.scope, args.seed = recipe.model, recipe.scope, recipe.seed
         methods = [recipe.method]
         exclude = list(recipe.exclude)
@@ -176,6 +177,22 @@ def warn_about_results(table, model: str, schedule, y_test) -> None:
         budget = cli_output.budget_warning(epochs, spec.training.epochs, trains)
         warnings += [budget] if budget else []
     cli_output.print_warnings(warnings)
+
+
+def recipe_override_notes(args, recipe) -> list[str]:
+    """A note for each sweep flag the recipe overrides (given, not the default, and not the recipe's)."""
+    recipe_values = {
+        "methods": recipe.method,
+        "scope": recipe.scope,
+        "seed": recipe.seed,
+        "exclude": ",".join(recipe.exclude),
+    }
+    defaults = {"methods": "magnitude", "scope": "global", "seed": 0, "exclude": ""}
+    return [
+        f"--{flag} {getattr(args, flag)!r} is ignored: the recipe sets {flag} to {value!r}"
+        for flag, value in recipe_values.items()
+        if getattr(args, flag) != defaults[flag] and getattr(args, flag) != value
+    ]
 
 
 def print_notes(notes: list[str]) -> None:
@@ -324,11 +341,21 @@ def cmd_apply(args) -> int:
         f"{recipe.model} {recipe.method} ({recipe.scope}): accuracy {measured['accuracy']:.2%}, "
         f"sparsity {measured['actual_sparsity']:.2%}; wrote {', '.join(report['files_bytes'])} and report.json to {args.out}"
     )
+    warn_about_applied(recipe, measured["accuracy"])
     if report.get("matches_recorded") is False:
         print(
             "warning: the measured metrics differ from those recorded in the recipe (see report.json)", file=sys.stderr
         )
     return 0
+
+
+def warn_about_applied(recipe, accuracy: float) -> None:
+    """The sweep's warnings for one applied recipe: near chance, or a far too short fine-tuning."""
+    import pandas as pd
+
+    sample = sample_models.load_sample(recipe.model)
+    table = pd.DataFrame([{"method": recipe.method, "target_sparsity": recipe.sparsity, "accuracy": accuracy}])
+    warn_about_results(table, recipe.model, recipe.schedule_object, sample.data.y_test)
 
 
 def check_out_dir(out: str, force: bool) -> None:

@@ -154,3 +154,23 @@ def test_a_recipe_with_several_problems_lists_each_on_its_own_line_exit_2(capsys
     assert len(lines) == 4 and all(line.startswith("  - ") for line in lines[1:])
     for named in ("bogus", "everywhere", "colour"):
         assert sum(named in line for line in lines[1:]) == 1
+
+
+def test_sweep_flags_a_recipe_overrides_are_noted_on_stderr(capsys, tmp_path):
+    recipe = tmp_path / "r.yaml"
+    assert main(["recipe", *RECIPES[0], "--output", str(recipe)]) == 0
+    capsys.readouterr()
+    argv = ["sweep", "--recipe", str(recipe), "--methods", "random", "--seed", "4", "--sparsities", "0.5", "--quiet"]
+    assert main([*argv, "--format", "csv"]) == 0
+    notes = [line for line in capsys.readouterr().err.splitlines() if line.startswith("note: ")]
+    assert len(notes) == 2
+    assert "--methods 'random' is ignored" in notes[0] and "--seed 4 is ignored" in notes[1]
+
+
+def test_apply_warns_when_fine_tuning_is_far_below_the_samples_training(capsys, tmp_path):
+    recipe = tmp_path / "r.yaml"
+    assert main(["recipe", *RECIPES[-1], "--output", str(recipe)]) == 0  # 1 epoch; moons-mlp trained for more
+    capsys.readouterr()
+    assert main(["apply", str(recipe), "--out", str(tmp_path / "out")]) == 0
+    warnings = [line for line in capsys.readouterr().err.splitlines() if line.startswith("warning: ")]
+    assert any("far below" in line for line in warnings), warnings
