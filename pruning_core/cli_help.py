@@ -24,6 +24,10 @@ EXAMPLES: dict[str, list[str]] = {
     ],
     "apply": ["prunelab apply recipe.yaml --out pruned/", "prunelab apply recipe.yaml --out pruned/ --force"],
     "script": ["prunelab script recipe.yaml --output prune_it.py --masks masks.safetensors"],
+    "study": [
+        "prunelab study study.yaml --out results.parquet",
+        "prunelab study study.yaml --out results.parquet --backend ray --workers 4",
+    ],
     "sensitivity": [
         "prunelab sensitivity --model digits-mlp",
         "prunelab sensitivity --model digits-mlp --target 0.8 --budget 1",

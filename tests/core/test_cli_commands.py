@@ -18,7 +18,7 @@ from pruning_core.recipe_schema import recipe_schema
 from pruning_core.schedules import SCHEDULES
 from pruning_core.targets import prunable_layers
 
-COMMANDS = ["models", "methods", "schedules", "layers", "sweep", "recipe", "apply", "sensitivity", "script"]
+COMMANDS = ["models", "methods", "schedules", "layers", "sweep", "recipe", "apply", "sensitivity", "script", "study"]
 
 
 def run_json(capsys, argv: list[str]):
