@@ -236,7 +236,11 @@ def cmd_sensitivity(args) -> int:
     exclude = parse_list(args.exclude, "layer") if args.exclude else []
     sample = sample_models.load_sample(args.model)
     try:
-        table = layer_sensitivity(sample.model, sample.data, method, sparsities, exclude=exclude, seed=args.seed)
+        progress = cli_output.make_progress(f"sensitivity {args.model}", args.quiet)
+        table = layer_sensitivity(
+            sample.model, sample.data, method, sparsities, exclude=exclude, seed=args.seed, progress=progress
+        )
+        progress.close()
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     table.insert(0, "model", args.model)
@@ -522,7 +526,7 @@ def _add_sensitivity(sub) -> None:
     p.add_argument("--seed", type=int, default=0, help="(default: %(default)s)")
     p.add_argument("--target", help="overall sparsity to propose per-layer sparsities for, e.g. 0.8")
     p.add_argument("--budget", type=float, default=1.0, help="accuracy drop allowed, in points (default: %(default)s)")
-    _output_flags(p)
+    _output_flags(p, progress=True)
     p.set_defaults(run=cmd_sensitivity)
 
 

@@ -102,3 +102,13 @@ def test_a_fine_tuning_budget_far_below_the_samples_own_training_is_warned_about
     assert cli_output.budget_warning(1, 30, trains=True) is not None
     assert cli_output.budget_warning(3, 30, trains=True) is None
     assert cli_output.budget_warning(0, 30, trains=False) is None
+
+
+def test_sensitivity_shows_progress_on_stderr_and_csv_only_on_stdout(capsys, monkeypatch):
+    monkeypatch.setenv(cli_output.PROGRESS_ENV, "1")
+    argv = ["sensitivity", "--model", "moons-mlp", "--sparsities", "0.5", "--format", "csv"]
+    assert main([*argv, "--columns", "layer,sparsity,accuracy_drop"]) == 0
+    captured = capsys.readouterr()
+    table = pd.read_csv(io.StringIO(captured.out))
+    assert list(table.columns) == ["layer", "sparsity", "accuracy_drop"]
+    assert f"at 50 % sparsity ({len(table)}/{len(table)})" in captured.err
