@@ -57,10 +57,14 @@ def parse_methods(text: str) -> list[str]:
     return names
 
 
-def emit_table(table, args) -> None:
-    """Write ``table`` in ``--format`` (default: table on a terminal, csv otherwise) with ``--columns``."""
-    table = select_or_fail(table, getattr(args, "columns", None))
+def emit_table(table, args, summary: tuple[str, ...] = ()) -> None:
+    """Write ``table`` in ``--format`` (default: table on a terminal, csv otherwise) with ``--columns``
+    (default: the ``summary`` columns in the table format, every column in csv and json)."""
     fmt = getattr(args, "format", None) or cli_output.default_format()
+    try:
+        table = cli_output.table_view(table, fmt, getattr(args, "columns", None), summary)
+    except cli_output.ColumnError as exc:
+        raise UsageError(str(exc)) from None
     write_text(cli_output.render(table, fmt), getattr(args, "output", None))
 
 
@@ -161,7 +165,7 @@ def cmd_sweep(args) -> int:
         raise UsageError(str(exc)) from None
     table.insert(0, "model", args.model)
     warn_about_results(table, args.model, schedule, sample.data.y_test)
-    emit_table(table, args)
+    emit_table(table, args, cli_output.SWEEP_TABLE_COLUMNS)
     return 0
 
 
@@ -422,7 +426,11 @@ def _output_flags(p: argparse.ArgumentParser, progress: bool = False) -> None:
         choices=cli_output.FORMATS,
         help="table (rounded, for reading), csv or json (full precision); default: table on a terminal, csv otherwise",
     )
-    p.add_argument("--columns", metavar="A,B,C", help="comma-separated columns to show, in this order (default: all)")
+    p.add_argument(
+        "--columns",
+        metavar="A,B,C",
+        help="comma-separated columns to show, in this order (default: all; a sweep's table shows a summary)",
+    )
     p.add_argument("--output", metavar="FILE", help="write to this file instead of standard output")
     if progress:
         p.add_argument(

@@ -40,9 +40,36 @@ def select_columns(table: pd.DataFrame, columns: str | None) -> pd.DataFrame:
     return table[names]
 
 
+# What a sweep's table shows when no --columns are given: the columns people compare. CSV and
+# JSON always carry every column.
+SWEEP_TABLE_COLUMNS = (
+    "model",
+    "method",
+    "scope",
+    "schedule",
+    "target_sparsity",
+    "actual_sparsity",
+    "nonzero_params",
+    "compression_ratio",
+    "accuracy",
+    "val_accuracy",
+    "seconds",
+)
+
+
+def table_view(table: pd.DataFrame, fmt: str, columns: str | None, summary: tuple[str, ...] = ()) -> pd.DataFrame:
+    """The rows and columns to print: ``--columns`` if given; else for the table format the
+    ``summary`` columns (when given), else everything."""
+    if columns:
+        return select_columns(table, columns)
+    if fmt == "table" and summary:
+        return table[[c for c in summary if c in table.columns]]
+    return table
+
+
 def _rounded(value: object) -> object:
     if isinstance(value, float) and not math.isnan(value):
-        return f"{value:.4g}" if abs(value) < 1e4 else f"{value:,.0f}"
+        return f"{value:.4g}" if abs(value) < 1e4 else f"{value:.0f}"
     return value
 
 

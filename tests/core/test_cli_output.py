@@ -112,3 +112,16 @@ def test_sensitivity_shows_progress_on_stderr_and_csv_only_on_stdout(capsys, mon
     table = pd.read_csv(io.StringIO(captured.out))
     assert list(table.columns) == ["layer", "sparsity", "accuracy_drop"]
     assert f"at 50 % sparsity ({len(table)}/{len(table)})" in captured.err
+
+
+def test_a_sweep_table_shows_the_summary_columns_and_csv_every_column():
+    table = pd.DataFrame({name: [0.5] for name in [*cli_output.SWEEP_TABLE_COLUMNS, "dense_macs", "f1"]})
+    view = cli_output.table_view(table, "table", None, cli_output.SWEEP_TABLE_COLUMNS)
+    assert list(view.columns) == list(cli_output.SWEEP_TABLE_COLUMNS)
+    assert list(cli_output.table_view(table, "csv", None, cli_output.SWEEP_TABLE_COLUMNS).columns) == list(
+        table.columns
+    )
+    assert list(cli_output.table_view(table, "table", "f1,model", cli_output.SWEEP_TABLE_COLUMNS).columns) == [
+        "f1",
+        "model",
+    ]
