@@ -112,6 +112,9 @@ class ProgressBar:
         self.bar.update(round(fraction * 100) - self.bar.n)
 
     def close(self) -> None:
+        """Show the final state (updates in between are throttled), then clear the bar."""
+        if not self.bar.disable:
+            self.bar.refresh()
         self.bar.close()
 
 
