@@ -346,8 +346,7 @@ def cmd_apply(args) -> int:
         raise UsageError(f"cannot write to --out {args.out!r}: {exc.strerror}") from None
     measured = report["measured"]
     print(
-        f"{recipe.model} {recipe.method} ({recipe.scope}): accuracy {measured['accuracy']:.2%}, "
-        f"sparsity {measured['actual_sparsity']:.2%}; wrote {', '.join(report['files_bytes'])} and report.json to {args.out}"
+        f"{applied_summary(recipe, measured)}; wrote {', '.join(report['files_bytes'])} and report.json to {args.out}"
     )
     warn_about_applied(recipe, measured["accuracy"])
     if report.get("matches_recorded") is False:
@@ -355,6 +354,14 @@ def cmd_apply(args) -> int:
             "warning: the measured metrics differ from those recorded in the recipe (see report.json)", file=sys.stderr
         )
     return 0
+
+
+def applied_summary(recipe, measured: dict) -> str:
+    """One line with the names and precision the app's Export page uses for the same numbers."""
+    return (
+        f"{recipe.model} · {recipe.method} · {recipe.scope}: test accuracy {measured['accuracy']:.2%}, "
+        f"effective sparsity {measured['effective_sparsity']:.1%} (direct {measured['actual_sparsity']:.1%})"
+    )
 
 
 def warn_about_applied(recipe, accuracy: float) -> None:

@@ -174,3 +174,14 @@ def test_apply_warns_when_fine_tuning_is_far_below_the_samples_training(capsys, 
     assert main(["apply", str(recipe), "--out", str(tmp_path / "out")]) == 0
     warnings = [line for line in capsys.readouterr().err.splitlines() if line.startswith("warning: ")]
     assert any("far below" in line for line in warnings), warnings
+
+
+def test_apply_reports_the_numbers_of_report_json_with_the_apps_names(capsys, tmp_path):
+    recipe = tmp_path / "r.yaml"
+    assert main(["recipe", *RECIPES[0], "--output", str(recipe)]) == 0
+    assert main(["apply", str(recipe), "--out", str(tmp_path / "out")]) == 0
+    out = capsys.readouterr().out
+    measured = json.loads((tmp_path / "out" / "report.json").read_text())["measured"]
+    assert f"test accuracy {measured['accuracy']:.2%}" in out
+    assert f"effective sparsity {measured['effective_sparsity']:.1%}" in out
+    assert f"(direct {measured['actual_sparsity']:.1%})" in out
