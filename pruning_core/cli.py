@@ -86,9 +86,7 @@ def cmd_methods(args) -> int:
         {"name": name, "granularity": method.granularity, "description": method.description}
         for name, method in METHODS.items()
     ]
-    rows.append(
-        {"name": "nm-N:M", "granularity": "semi-structured", "description": "any other N:M pattern, e.g. nm-1:8"}
-    )
+    rows.append({"name": "nm-N:M", "granularity": "n:m", "description": "any other N:M pattern, e.g. nm-1:8"})
     emit_table(pd.DataFrame(rows), args)
     return 0
 

@@ -13,6 +13,7 @@ import pandas as pd
 
 FORMATS = ("table", "csv", "json")
 PROGRESS_ENV = "PRUNELAB_PROGRESS"
+MAX_TEXT = 72  # longer text (descriptions) is cut in the table format; csv/json keep it whole
 CHANCE_MARGIN = 0.02  # accuracy within 2 points of 1/n_classes reads as chance
 EPOCH_FRACTION = 0.1  # fine-tuning below a tenth of the sample's own training is "far below"
 
@@ -81,7 +82,23 @@ def render(table: pd.DataFrame, fmt: str) -> str:
         return table.to_csv(index=False)
     if table.empty:
         return "(no rows)\n"
-    return table.map(_rounded).to_string(index=False) + "\n"
+    shown = table.map(_rounded).map(_shortened).astype(str)
+    left = [not pd.api.types.is_numeric_dtype(table[c]) for c in table.columns]
+    widths = [max(len(str(c)), *shown[c].str.len()) for c in table.columns]
+
+    def line(cells: list[str]) -> str:
+        padded = [f"{v:<{w}}" if lt else f"{v:>{w}}" for v, w, lt in zip(cells, widths, left, strict=True)]
+        return "  ".join(padded).rstrip()
+
+    rows = [line([str(c) for c in table.columns])]
+    rows += [line(list(values)) for values in shown.itertuples(index=False)]
+    return "\n".join(rows) + "\n"
+
+
+def _shortened(value: object) -> object:
+    if isinstance(value, str) and len(value) > MAX_TEXT:
+        return value[: MAX_TEXT - 3] + "..."
+    return value
 
 
 def progress_enabled(quiet: bool, stream: TextIO | None = None) -> bool:

@@ -125,3 +125,12 @@ def test_a_sweep_table_shows_the_summary_columns_and_csv_every_column():
         "f1",
         "model",
     ]
+
+
+def test_the_table_aligns_text_left_numbers_right_and_cuts_long_text():
+    table = pd.DataFrame({"name": ["a", "bbbb"], "count": [5, 1234], "note": ["x" * 200, "short"]})
+    lines = cli_output.render(table, "table").splitlines()
+    assert lines[1].startswith("a    ") and lines[2].startswith("bbbb ")
+    assert lines[1].split()[1] == "5" and lines[1].index("5") == lines[2].index("1234") + 3
+    assert len(lines[1]) < 100 and lines[1].endswith("...")
+    assert "x" * 200 in cli_output.render(table, "csv")
