@@ -144,6 +144,7 @@ def cmd_sweep(args) -> int:
         sparsities = parse_sparsities(args.sparsities)
         exclude = parse_list(args.exclude, "layer") if args.exclude else []
     sample = sample_models.load_sample(args.model)
+    print_exclude_notes(sample, methods, exclude)
     calibration = recipe.calibration_object if args.recipe else Calibration()
     try:
         schedule = schedule_from_args(args, recipe.schedule_object if args.recipe and recipe.trains else None)
@@ -195,6 +196,17 @@ def recipe_override_notes(args, recipe) -> list[str]:
         for flag, value in recipe_values.items()
         if getattr(args, flag) != defaults[flag] and getattr(args, flag) != value
     ]
+
+
+def print_exclude_notes(sample, methods: list[str], exclude: list[str]) -> None:
+    """Say when an --exclude is ignored (an output layer, which structured methods never prune)."""
+    from pruning_core.graph import output_layers
+
+    if not exclude:
+        return
+    granularities = {name: get_method(name).granularity for name in methods}
+    outputs = output_layers(sample.model, sample.data.X_test[:1])
+    print_notes(cli_output.ignored_exclude_notes(granularities, exclude, outputs))
 
 
 def print_notes(notes: list[str]) -> None:

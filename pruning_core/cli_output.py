@@ -198,3 +198,16 @@ def layer_table(model, example_input=None) -> pd.DataFrame:
             }
         )
     return pd.DataFrame(rows)
+
+
+def ignored_exclude_notes(method_granularities: dict[str, str], exclude: list[str], outputs: set[str]) -> list[str]:
+    """A note for each excluded output layer under a structured method: structured methods keep
+    output layers whole anyway, so that exclude changes nothing for them."""
+    structured = [name for name, granularity in method_granularities.items() if granularity == "structured"]
+    redundant = [layer for layer in exclude if layer.removesuffix(".weight") in outputs]
+    if not structured or not redundant:
+        return []
+    return [
+        f"--exclude {layer} changes nothing for {', '.join(structured)}: structured methods keep output layers whole"
+        for layer in redundant
+    ]

@@ -134,3 +134,20 @@ def test_the_table_aligns_text_left_numbers_right_and_cuts_long_text():
     assert lines[1].split()[1] == "5" and lines[1].index("5") == lines[2].index("1234") + 3
     assert len(lines[1]) < 100 and lines[1].endswith("...")
     assert "x" * 200 in cli_output.render(table, "csv")
+
+
+def test_excluding_an_output_layer_is_noted_only_for_structured_methods():
+    both = {"magnitude": "unstructured", "structured-l1": "structured"}
+    (note,) = cli_output.ignored_exclude_notes(both, ["fc1", "fc3"], outputs={"fc3"})
+    assert "fc3" in note and "structured-l1" in note and "magnitude" not in note
+    assert cli_output.ignored_exclude_notes({"magnitude": "unstructured"}, ["fc3"], outputs={"fc3"}) == []
+    assert cli_output.ignored_exclude_notes(both, ["fc1"], outputs={"fc3"}) == []
+
+
+def test_sweep_notes_an_ignored_exclude_on_stderr(capsys):
+    argv = ["sweep", "--model", "digits-mlp", "--methods", "structured-l1", "--exclude", "fc3", "--sparsities", "0"]
+    assert main([*argv, "--format", "csv", "--quiet"]) == 0
+    notes = [line for line in capsys.readouterr().err.splitlines() if line.startswith("note: ")]
+    assert notes == [
+        "note: --exclude fc3 changes nothing for structured-l1: structured methods keep output layers whole"
+    ]
