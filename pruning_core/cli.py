@@ -152,14 +152,13 @@ def cmd_sweep(args) -> int:
             for level in sparsities:
                 choice = choice_at(method, args.scope, level, exclude, args.seed, schedule, calibration)
                 print_notes(choice.resolved()[1])
-        progress = cli_output.make_progress(f"sweep {args.model}", args.quiet)
-        table = sweep(
-            sample.model, sample.data, methods, sparsities, scope=args.scope, exclude=exclude, seed=args.seed,
-            schedule=schedule, workers=args.workers, init_state=sample_models.initial_state(args.model),
-            reinit=functools.partial(sample_models.initial_state, args.model), calibration=calibration,
-            progress=progress,
-        )  # fmt: skip
-        progress.close()
+        with cli_output.make_progress(f"sweep {args.model}", args.quiet) as progress:
+            table = sweep(
+                sample.model, sample.data, methods, sparsities, scope=args.scope, exclude=exclude, seed=args.seed,
+                schedule=schedule, workers=args.workers, init_state=sample_models.initial_state(args.model),
+                reinit=functools.partial(sample_models.initial_state, args.model), calibration=calibration,
+                progress=progress,
+            )  # fmt: skip
     except ValueError as exc:  # e.g. an excluded layer the model lacks
         raise UsageError(str(exc)) from None
     table.insert(0, "model", args.model)
@@ -250,11 +249,10 @@ def cmd_sensitivity(args) -> int:
     exclude = parse_list(args.exclude, "layer") if args.exclude else []
     sample = sample_models.load_sample(args.model)
     try:
-        progress = cli_output.make_progress(f"sensitivity {args.model}", args.quiet)
-        table = layer_sensitivity(
-            sample.model, sample.data, method, sparsities, exclude=exclude, seed=args.seed, progress=progress
-        )
-        progress.close()
+        with cli_output.make_progress(f"sensitivity {args.model}", args.quiet) as progress:
+            table = layer_sensitivity(
+                sample.model, sample.data, method, sparsities, exclude=exclude, seed=args.seed, progress=progress
+            )
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     table.insert(0, "model", args.model)

@@ -128,6 +128,12 @@ class ProgressBar:
         self.bar.set_postfix_str(message, refresh=False)
         self.bar.update(round(fraction * 100) - self.bar.n)
 
+    def __enter__(self) -> ProgressBar:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
     def close(self) -> None:
         """Show the final state (updates in between are throttled), then clear the bar."""
         if not self.bar.disable:
