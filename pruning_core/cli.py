@@ -173,12 +173,16 @@ def warn_about_results(table, model: str, schedule, y_test) -> None:
     spec = sample_models.get_spec(model)
     majority_rate = float(y_test.bincount().max()) / len(y_test)
     warnings = cli_output.chance_warnings(table, spec.n_classes, majority_rate)
-    if schedule is not None:
-        trains = schedule.finetune is not None
-        epochs = schedule.finetune.epochs if trains else 0
-        budget = cli_output.budget_warning(epochs, spec.training.epochs, trains)
-        warnings += [budget] if budget else []
-    cli_output.print_warnings(warnings)
+    cli_output.print_warnings(warnings + budget_warnings(model, schedule))
+
+
+def budget_warnings(model: str, schedule) -> list[str]:
+    """The short-training warning for a schedule that trains far less than the sample model did."""
+    if schedule is None or schedule.finetune is None:
+        return []
+    sample_epochs = sample_models.get_spec(model).training.epochs
+    budget = cli_output.budget_warning(schedule.finetune_epochs, sample_epochs, True)  # total over rounds
+    return [budget] if budget else []
 
 
 def recipe_override_notes(args, recipe) -> list[str]:
@@ -326,6 +330,7 @@ def cmd_recipe(args) -> int:
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     print_notes(notes)
+    cli_output.print_warnings(budget_warnings(args.model, schedule))
     write_text(dumps(recipe, args.format), args.output)
     return 0
 

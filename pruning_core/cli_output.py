@@ -171,7 +171,8 @@ def budget_warning(finetune_epochs: int, sample_epochs: int, trains: bool) -> st
     if not trains or sample_epochs <= 0 or finetune_epochs >= EPOCH_FRACTION * sample_epochs:
         return None
     return (
-        f"{finetune_epochs} fine-tuning epoch(s) is far below the {sample_epochs} the sample model trained for; "
+        f"{finetune_epochs} fine-tuning epoch(s) in total is far below the {sample_epochs} the sample model "
+        "trained for; "
         "accuracies after fine-tuning may mostly reflect the short budget"
     )
 

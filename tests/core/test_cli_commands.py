@@ -185,3 +185,16 @@ def test_apply_reports_the_numbers_of_report_json_with_the_apps_names(capsys, tm
     assert f"test accuracy {measured['accuracy']:.2%}" in out
     assert f"effective sparsity {measured['effective_sparsity']:.1%}" in out
     assert f"(direct {measured['actual_sparsity']:.1%})" in out
+
+
+@pytest.mark.parametrize(
+    "schedule,warned",
+    [
+        (["--schedule", "gradual", "--finetune-epochs", "1"], True),
+        (["--schedule", "iterative", "--rounds", "3", "--finetune-epochs", "2"], False),
+    ],
+)
+def test_recipe_warns_when_the_total_fine_tuning_is_below_a_tenth_of_the_samples(capsys, schedule, warned):
+    argv = ["recipe", "--model", "moons-mlp", "--method", "magnitude", "--sparsity", "0.5", *schedule]
+    assert main(argv) == 0  # moons-mlp trained for 60 epochs: 1 is far below, 3 rounds x 2 = 6 is not
+    assert ("far below the 60" in capsys.readouterr().err) == warned
