@@ -60,7 +60,7 @@ def parse_methods(text: str) -> list[str]:
 def emit_table(table, args, summary: tuple[str, ...] = ()) -> None:
     """Write ``table`` in ``--format`` (default: table on a terminal, csv otherwise) with ``--columns``
     (default: the ``summary`` columns in the table format, every column in csv and json)."""
-    fmt = getattr(args, "format", None) or cli_output.default_format()
+    fmt = getattr(args, "format", None) or cli_output.default_format(output=getattr(args, "output", None))
     try:
         table = cli_output.table_view(table, fmt, getattr(args, "columns", None), summary)
     except cli_output.ColumnError as exc:
@@ -260,7 +260,7 @@ def cmd_sensitivity(args) -> int:
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     table.insert(0, "model", args.model)
-    fmt = args.format or cli_output.default_format()
+    fmt = args.format or cli_output.default_format(output=args.output)
     if fmt != "table":
         text = cli_output.render(select_or_fail(table, args.columns), fmt)
     else:

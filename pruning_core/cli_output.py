@@ -22,8 +22,11 @@ class ColumnError(ValueError):
     """An unknown ``--columns`` name; the message lists the valid ones."""
 
 
-def default_format(stream: TextIO | None = None) -> str:
-    """``table`` when the output is a terminal (for people), ``csv`` otherwise (pipes keep working)."""
+def default_format(stream: TextIO | None = None, output: str | None = None) -> str:
+    """``table`` when the output is a terminal (for people), ``csv`` otherwise (pipes keep working);
+    for an ``--output`` file, ``json`` if its name ends in .json, else ``csv``."""
+    if output:
+        return "json" if output.lower().endswith(".json") else "csv"
     stream = sys.stdout if stream is None else stream
     isatty = getattr(stream, "isatty", None)
     return "table" if isatty is not None and isatty() else "csv"

@@ -24,6 +24,8 @@ class _Tty(io.StringIO):
 def test_default_format_is_table_on_a_terminal_and_csv_in_a_pipe():
     assert cli_output.default_format(_Tty()) == "table"
     assert cli_output.default_format(io.StringIO()) == "csv"
+    assert cli_output.default_format(_Tty(), output="sweep.csv") == "csv"  # a file is for programs
+    assert cli_output.default_format(_Tty(), output="sweep.JSON") == "json"
 
 
 def test_table_rounds_but_csv_and_json_keep_full_precision():
