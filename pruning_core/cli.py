@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 import sample_models
+from pruning_core import cli_help, cli_output
 from pruning_core.choice import Calibration
 from pruning_core.masks import SCOPES, check_sparsity
 from pruning_core.methods import METHODS, get_method
@@ -56,19 +57,43 @@ def parse_methods(text: str) -> list[str]:
     return names
 
 
+def emit_table(table, args, summary: tuple[str, ...] = ()) -> None:
+    """Write ``table`` in ``--format`` (default: table on a terminal, csv otherwise) with ``--columns``
+    (default: the ``summary`` columns in the table format, every column in csv and json)."""
+    fmt = getattr(args, "format", None) or cli_output.default_format(output=getattr(args, "output", None))
+    try:
+        table = cli_output.table_view(table, fmt, getattr(args, "columns", None), summary)
+    except cli_output.ColumnError as exc:
+        raise UsageError(str(exc)) from None
+    write_text(cli_output.render(table, fmt), getattr(args, "output", None))
+
+
 def cmd_models(args) -> int:
-    width = max(len(n) for n in sample_models.available())
+    import pandas as pd
+
+    rows = []
     for name in sample_models.available():
         spec = sample_models.get_spec(name)
-        print(f"{name:<{width}}  {spec.description}")
+        rows.append({"name": name, "n_classes": spec.n_classes, "description": spec.description})
+    emit_table(pd.DataFrame(rows), args)
     return 0
 
 
 def cmd_methods(args) -> int:
-    width = max(len(n) for n in METHODS)
-    for name, method in METHODS.items():
-        print(f"{name:<{width}}  [{method.granularity}] {method.description}")
-    print(f"{'nm-N:M':<{width}}  any other N:M pattern, e.g. nm-1:8")
+    import pandas as pd
+
+    rows = [
+        {"name": name, "granularity": method.granularity, "description": method.description}
+        for name, method in METHODS.items()
+    ]
+    rows.append({"name": "nm-N:M", "granularity": "n:m", "description": "any other N:M pattern, e.g. nm-1:8"})
+    emit_table(pd.DataFrame(rows), args)
+    return 0
+
+
+def cmd_layers(args) -> int:
+    sample = sample_models.load_sample(args.model)
+    emit_table(cli_output.layer_table(sample.model, sample.data.X_test[:1]), args)
     return 0
 
 
@@ -78,13 +103,20 @@ def check_model(name: str) -> str:
     return name
 
 
+def problem_list(heading: str, problems: list[str]) -> str:
+    """One problem: one line. Several: the heading, then one ``  - problem`` line each."""
+    if len(problems) == 1:
+        return f"{heading}: {problems[0]}"
+    return f"{heading}:\n" + "\n".join(f"  - {problem}" for problem in problems)
+
+
 def read_recipe(path: str):
     from pruning_core.recipe import RecipeError, load
 
     try:
         return load(path)
     except RecipeError as exc:
-        raise UsageError(f"recipe {path!r} refused: " + "; ".join(exc.problems)) from None
+        raise UsageError(problem_list(f"invalid recipe {path!r}", exc.problems)) from None
 
 
 def cmd_sweep(args) -> int:
@@ -94,6 +126,7 @@ def cmd_sweep(args) -> int:
             raise UsageError(
                 f"--model {args.model!r} contradicts the recipe's model {recipe.model!r}; give one of them"
             )
+        print_notes(recipe_override_notes(args, recipe))
         args.model, args.scope, args.seed = recipe.model, recipe.scope, recipe.seed
         methods = [recipe.method]
         exclude = list(recipe.exclude)
@@ -111,6 +144,7 @@ def cmd_sweep(args) -> int:
         sparsities = parse_sparsities(args.sparsities)
         exclude = parse_list(args.exclude, "layer") if args.exclude else []
     sample = sample_models.load_sample(args.model)
+    print_exclude_notes(sample, methods, exclude)
     calibration = recipe.calibration_object if args.recipe else Calibration()
     try:
         schedule = schedule_from_args(args, recipe.schedule_object if args.recipe and recipe.trains else None)
@@ -118,20 +152,64 @@ def cmd_sweep(args) -> int:
             for level in sparsities:
                 choice = choice_at(method, args.scope, level, exclude, args.seed, schedule, calibration)
                 print_notes(choice.resolved()[1])
-        table = sweep(
-            sample.model, sample.data, methods, sparsities, scope=args.scope, exclude=exclude, seed=args.seed,
-            schedule=schedule, workers=args.workers, init_state=sample_models.initial_state(args.model),
-            reinit=functools.partial(sample_models.initial_state, args.model), calibration=calibration,
-        )  # fmt: skip
+        with cli_output.make_progress(f"sweep {args.model}", args.quiet) as progress:
+            table = sweep(
+                sample.model, sample.data, methods, sparsities, scope=args.scope, exclude=exclude, seed=args.seed,
+                schedule=schedule, workers=args.workers, init_state=sample_models.initial_state(args.model),
+                reinit=functools.partial(sample_models.initial_state, args.model), calibration=calibration,
+                progress=progress,
+            )  # fmt: skip
     except ValueError as exc:  # e.g. an excluded layer the model lacks
         raise UsageError(str(exc)) from None
     table.insert(0, "model", args.model)
-    if args.format == "json":
-        text = json.dumps(table.to_dict(orient="records"), indent=2) + "\n"
-    else:
-        text = table.to_csv(index=False)
-    write_text(text, args.output)
+    warn_about_results(table, args.model, schedule, sample.data.y_test)
+    emit_table(table, args, cli_output.SWEEP_TABLE_COLUMNS)
     return 0
+
+
+def warn_about_results(table, model: str, schedule, y_test) -> None:
+    """``warning:`` lines for rows near chance (or below the majority class of the test split) and
+    for a fine-tuning budget far below the sample's own training."""
+    spec = sample_models.get_spec(model)
+    majority_rate = float(y_test.bincount().max()) / len(y_test)
+    warnings = cli_output.chance_warnings(table, spec.n_classes, majority_rate)
+    cli_output.print_warnings(warnings + budget_warnings(model, schedule))
+
+
+def budget_warnings(model: str, schedule) -> list[str]:
+    """The short-training warning for a schedule that trains far less than the sample model did."""
+    if schedule is None or schedule.finetune is None:
+        return []
+    sample_epochs = sample_models.get_spec(model).training.epochs
+    budget = cli_output.budget_warning(schedule.finetune_epochs, sample_epochs, True)  # total over rounds
+    return [budget] if budget else []
+
+
+def recipe_override_notes(args, recipe) -> list[str]:
+    """A note for each sweep flag the recipe overrides (given, not the default, and not the recipe's)."""
+    recipe_values = {
+        "methods": recipe.method,
+        "scope": recipe.scope,
+        "seed": recipe.seed,
+        "exclude": ",".join(recipe.exclude),
+    }
+    defaults = {"methods": "magnitude", "scope": "global", "seed": 0, "exclude": ""}
+    return [
+        f"--{flag} {getattr(args, flag)!r} is ignored: the recipe sets {flag} to {value!r}"
+        for flag, value in recipe_values.items()
+        if getattr(args, flag) != defaults[flag] and getattr(args, flag) != value
+    ]
+
+
+def print_exclude_notes(sample, methods: list[str], exclude: list[str]) -> None:
+    """Say when an --exclude is ignored (an output layer, which structured methods never prune)."""
+    from pruning_core.graph import output_layers
+
+    if not exclude:
+        return
+    granularities = {name: get_method(name).granularity for name in methods}
+    outputs = output_layers(sample.model, sample.data.X_test[:1])
+    print_notes(cli_output.ignored_exclude_notes(granularities, exclude, outputs))
 
 
 def print_notes(notes: list[str]) -> None:
@@ -175,14 +253,16 @@ def cmd_sensitivity(args) -> int:
     exclude = parse_list(args.exclude, "layer") if args.exclude else []
     sample = sample_models.load_sample(args.model)
     try:
-        table = layer_sensitivity(sample.model, sample.data, method, sparsities, exclude=exclude, seed=args.seed)
+        with cli_output.make_progress(f"sensitivity {args.model}", args.quiet) as progress:
+            table = layer_sensitivity(
+                sample.model, sample.data, method, sparsities, exclude=exclude, seed=args.seed, progress=progress
+            )
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     table.insert(0, "model", args.model)
-    if args.format == "json":
-        text = json.dumps(table.to_dict(orient="records"), indent=2) + "\n"
-    elif args.format == "csv":
-        text = table.to_csv(index=False)
+    fmt = args.format or cli_output.default_format(output=args.output)
+    if fmt != "table":
+        text = cli_output.render(select_or_fail(table, args.columns), fmt)
     else:
         wide = table.pivot(index="layer", columns="sparsity", values="accuracy_drop")
         wide = wide.reindex(table["layer"].unique())
@@ -203,6 +283,13 @@ def cmd_sensitivity(args) -> int:
     return 0
 
 
+def select_or_fail(table, columns: str | None):
+    try:
+        return cli_output.select_columns(table, columns)
+    except cli_output.ColumnError as exc:
+        raise UsageError(str(exc)) from None
+
+
 def write_text(text: str, output: str | None) -> None:
     if output:
         try:
@@ -218,6 +305,14 @@ def cmd_recipe(args) -> int:
     from pruning_core.export import recipe_for
     from pruning_core.recipe import dumps
 
+    if args.schema:
+        from pruning_core.recipe_schema import recipe_schema
+
+        write_text(json.dumps(recipe_schema(), indent=2) + "\n", args.output)
+        return 0
+    missing = [f"--{k}" for k in ("model", "method", "sparsity") if getattr(args, k) is None]
+    if missing:
+        raise UsageError(f"recipe needs {', '.join(missing)} (or --schema)")
     check_model(args.model)
     methods = parse_methods(args.method)
     if len(methods) != 1:
@@ -235,6 +330,7 @@ def cmd_recipe(args) -> int:
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     print_notes(notes)
+    cli_output.print_warnings(budget_warnings(args.model, schedule))
     write_text(dumps(recipe, args.format), args.output)
     return 0
 
@@ -243,6 +339,7 @@ def cmd_apply(args) -> int:
     from pruning_core.export import apply_recipe, write_outputs
 
     recipe = read_recipe(args.recipe)
+    check_out_dir(args.out, args.force)
     schedule = schedule_from_args(args, recipe.schedule_object if recipe.trains else None)
     if schedule is not None:
         from dataclasses import replace
@@ -262,14 +359,41 @@ def cmd_apply(args) -> int:
         raise UsageError(f"cannot write to --out {args.out!r}: {exc.strerror}") from None
     measured = report["measured"]
     print(
-        f"{recipe.model} {recipe.method} ({recipe.scope}): accuracy {measured['accuracy']:.2%}, "
-        f"sparsity {measured['actual_sparsity']:.2%}; wrote {', '.join(report['files_bytes'])} and report.json to {args.out}"
+        f"{applied_summary(recipe, measured)}; wrote {', '.join(report['files_bytes'])} and report.json to {args.out}"
     )
+    warn_about_applied(recipe, measured["accuracy"])
     if report.get("matches_recorded") is False:
         print(
             "warning: the measured metrics differ from those recorded in the recipe (see report.json)", file=sys.stderr
         )
     return 0
+
+
+def applied_summary(recipe, measured: dict) -> str:
+    """One line with the names and precision the app's Export page uses for the same numbers."""
+    return (
+        f"{recipe.model} · {recipe.method} · {recipe.scope}: test accuracy {measured['accuracy']:.2%}, "
+        f"effective sparsity {measured['effective_sparsity']:.1%} (direct {measured['actual_sparsity']:.1%})"
+    )
+
+
+def warn_about_applied(recipe, accuracy: float) -> None:
+    """The sweep's warnings for one applied recipe: near chance, or a far too short fine-tuning."""
+    import pandas as pd
+
+    sample = sample_models.load_sample(recipe.model)
+    table = pd.DataFrame([{"method": recipe.method, "target_sparsity": recipe.sparsity, "accuracy": accuracy}])
+    warn_about_results(table, recipe.model, recipe.schedule_object, sample.data.y_test)
+
+
+def check_out_dir(out: str, force: bool) -> None:
+    """Refuse to write into an existing file or a non-empty directory unless ``--force``: an earlier
+    run's outputs (or anything else there) are not silently mixed with or replaced by this one's."""
+    path = Path(out)
+    if path.exists() and not path.is_dir():
+        raise UsageError(f"--out {out!r} is a file, not a directory")
+    if not force and path.is_dir() and any(path.iterdir()):
+        raise UsageError(f"--out {out!r} is not empty; give an empty or new directory, or --force to write into it")
 
 
 def cmd_script(args) -> int:
@@ -303,15 +427,6 @@ def cmd_schedules(args) -> int:
     return 0
 
 
-def _schedule_flags(p: argparse.ArgumentParser) -> None:
-    from pruning_core.schedules import SCHEDULES
-
-    p.add_argument("--schedule", choices=list(SCHEDULES), help="pruning schedule (default: one-shot)")
-    p.add_argument("--finetune-epochs", type=int, help="epochs of masked fine-tuning (per round for iterative/lottery)")
-    p.add_argument("--lr", type=float, help="fine-tuning learning rate (default 0.001)")
-    p.add_argument("--rounds", type=int, help="rounds for iterative and lottery schedules (default 3)")
-
-
 def cmd_app(streamlit_args: list[str]) -> int:
     """Start the Streamlit app the way ``make run`` does (``ui.serve``); other options go to Streamlit."""
     from ui import serve
@@ -320,10 +435,143 @@ def cmd_app(streamlit_args: list[str]) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:  # noqa: PLR0915 - one statement per option, read top to bottom
+MODEL_HELP = "sample model, one of: %(choices)s"
+METHOD_HELP = f"one of: {', '.join(METHODS)}, or any nm-N:M pattern (e.g. nm-1:8)"
+SCOPE_HELP = "how sparsity is spread over layers (default: %(default)s; choices: %(choices)s)"
+
+
+def _output_flags(p: argparse.ArgumentParser, progress: bool = False) -> None:
+    p.add_argument(
+        "--format",
+        choices=cli_output.FORMATS,
+        help="table (rounded, for reading), csv or json (full precision); default: table on a terminal, csv otherwise",
+    )
+    p.add_argument(
+        "--columns",
+        metavar="A,B,C",
+        help="comma-separated columns to show, in this order (default: all; a sweep's table shows a summary)",
+    )
+    p.add_argument("--output", metavar="FILE", help="write to this file instead of standard output")
+    if progress:
+        p.add_argument(
+            "--quiet",
+            action="store_true",
+            help=f"no progress bar on stderr (shown on a terminal; {cli_output.PROGRESS_ENV}=1 forces it, =0 hides it)",
+        )
+
+
+def _schedule_flags(p: argparse.ArgumentParser) -> None:
+    from pruning_core.schedules import SCHEDULES
+
+    p.add_argument(
+        "--schedule", choices=list(SCHEDULES), help="pruning schedule (default: one-shot; choices: %(choices)s)"
+    )
+    p.add_argument(
+        "--finetune-epochs",
+        type=int,
+        metavar="N",
+        help="epochs of masked fine-tuning (per round for iterative/lottery)",
+    )
+    p.add_argument("--lr", type=float, metavar="X", help="fine-tuning learning rate (default: 0.001)")
+    p.add_argument("--rounds", type=int, metavar="K", help="rounds for iterative and lottery schedules (default: 3)")
+
+
+def _choice_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--scope", default="global", choices=[s for s in SCOPES if s != "per-layer"], help=SCOPE_HELP)
+    p.add_argument("--exclude", default="", metavar="L1,L2", help="comma-separated layers to leave dense, e.g. fc3")
+    p.add_argument("--seed", type=int, default=0, help="seed of random methods and calibration (default: %(default)s)")
+
+
+def _add_listings(sub) -> None:
+    for name, help_text, run in (
+        ("models", "list the sample models", cmd_models),
+        ("methods", "list the pruning methods", cmd_methods),
+    ):
+        p = cli_help.add_command(sub, name, help_text)
+        _output_flags(p)
+        p.set_defaults(run=run)
+    cli_help.add_command(sub, "schedules", "list the pruning schedules").set_defaults(run=cmd_schedules)
+    p = cli_help.add_command(sub, "layers", "list a model's prunable layers: shapes, parameters, output layers")
+    p.add_argument("model", choices=sample_models.available(), metavar="MODEL", help=MODEL_HELP)
+    _output_flags(p)
+    p.set_defaults(run=cmd_layers)
+
+
+def _add_sweep(sub) -> None:
+    p = cli_help.add_command(sub, "sweep", "sweep sparsity levels and print the results table")
+    p.add_argument("--model", metavar="MODEL", help=f"sample model, one of: {', '.join(sample_models.available())}")
+    p.add_argument("--recipe", metavar="FILE", help="sweep what a recipe describes (its level and 0, or --sparsities)")
+    p.add_argument("--methods", default="magnitude", help=f"comma-separated; {METHOD_HELP} (default: %(default)s)")
+    p.add_argument("--sparsities", help="comma-separated fractions in [0, 1) (default: 0,0.5,0.7,0.8,0.9,0.95)")
+    _choice_flags(p)
+    _output_flags(p, progress=True)
+    _schedule_flags(p)
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="processes for sweeps that train, levels in parallel (default: %(default)s)",
+    )
+    p.set_defaults(run=cmd_sweep)
+
+
+def _add_recipe(sub) -> None:
+    p = cli_help.add_command(sub, "recipe", "print the recipe (YAML or JSON) for one pruning choice, or its schema")
+    p.add_argument("--model", metavar="MODEL", help=f"sample model, one of: {', '.join(sample_models.available())}")
+    p.add_argument("--method", help=METHOD_HELP)
+    p.add_argument("--sparsity", help="fraction of weights to remove, in [0, 1)")
+    _choice_flags(p)
+    p.add_argument("--format", default="yaml", choices=["yaml", "json"], help="(default: %(default)s)")
+    p.add_argument("--output", metavar="FILE", help="write to this file instead of standard output")
+    p.add_argument("--schema", action="store_true", help="print the JSON Schema every recipe file follows, and exit")
+    _schedule_flags(p)
+    p.set_defaults(run=cmd_recipe)
+
+
+def _add_apply(sub) -> None:
+    p = cli_help.add_command(sub, "apply", "apply a recipe: write pruned weights, report.json and (structured) ONNX")
+    p.add_argument("recipe", help="recipe file (.yaml or .json)")
+    p.add_argument("--out", required=True, metavar="DIR", help="output directory (new or empty, unless --force)")
+    p.add_argument(
+        "--force", action="store_true", help="write into a non-empty --out, replacing files of the same name"
+    )
+    _schedule_flags(p)
+    p.set_defaults(run=cmd_apply)
+
+
+def _add_sensitivity(sub) -> None:
+    p = cli_help.add_command(sub, "sensitivity", "per-layer sensitivity table, and a per-layer proposal")
+    p.add_argument(
+        "--model", required=True, metavar="MODEL", help=f"sample model, one of: {', '.join(sample_models.available())}"
+    )
+    p.add_argument("--method", default="magnitude", help=f"{METHOD_HELP} (default: %(default)s)")
+    p.add_argument(
+        "--sparsities",
+        default="0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9,0.95",
+        help="comma-separated (default: %(default)s)",
+    )
+    p.add_argument("--exclude", default="", metavar="L1,L2", help="comma-separated layers to leave out")
+    p.add_argument("--seed", type=int, default=0, help="(default: %(default)s)")
+    p.add_argument("--target", help="overall sparsity to propose per-layer sparsities for, e.g. 0.8")
+    p.add_argument("--budget", type=float, default=1.0, help="accuracy drop allowed, in points (default: %(default)s)")
+    _output_flags(p, progress=True)
+    p.set_defaults(run=cmd_sensitivity)
+
+
+def _add_script(sub) -> None:
+    p = cli_help.add_command(sub, "script", "print a standalone torch.nn.utils.prune script for a recipe")
+    p.add_argument("recipe", help="recipe file (.yaml or .json)")
+    p.add_argument("--output", metavar="FILE", help="write to this file instead of standard output")
+    p.add_argument(
+        "--masks", metavar="FILE", help="also write the engine's masks (safetensors) for the script's --masks"
+    )
+    p.set_defaults(run=cmd_script)
+
+
+def build_parser() -> argparse.ArgumentParser:
     import torch
 
-    from pruning_core import __version__
+    from pruning_core import __version__, study_cli
 
     parser = _Parser(prog="prunelab", description="PruneLab: explore and apply neural-network pruning.")
     parser.add_argument(
@@ -334,63 +582,9 @@ def build_parser() -> argparse.ArgumentParser:  # noqa: PLR0915 - one statement 
     sub.add_parser(
         "app", help="start the web app (extra options go to Streamlit, e.g. --server.port 8600)", add_help=False
     )
-    sub.add_parser("models", help="list the sample models").set_defaults(run=cmd_models)
-    sub.add_parser("methods", help="list the pruning methods").set_defaults(run=cmd_methods)
-    sub.add_parser("schedules", help="list the pruning schedules").set_defaults(run=cmd_schedules)
-    p = sub.add_parser("sweep", help="sweep sparsity levels and print the results table")
-    p.add_argument("--model", help=f"sample model: {', '.join(sample_models.available())}")
-    p.add_argument("--recipe", help="run the sweep a recipe file describes (its level and 0, or --sparsities)")
-    p.add_argument("--methods", default="magnitude", help=f"comma-separated: {', '.join(METHODS)}")
-    p.add_argument("--scope", default="global", choices=[s for s in SCOPES if s != "per-layer"])
-    p.add_argument("--sparsities", help="comma-separated fractions in [0, 1) (default 0,0.5,0.7,0.8,0.9,0.95)")
-    p.add_argument("--exclude", default="", help="comma-separated layers to leave dense, e.g. fc3")
-    p.add_argument("--seed", type=int, default=0, help="seed of random methods")
-    p.add_argument("--format", default="csv", choices=["csv", "json"])
-    p.add_argument("--output", help="write to this file instead of standard output")
-    _schedule_flags(p)
-    p.add_argument("--workers", type=int, default=1, help="processes for sweeps that train (levels in parallel)")
-    p.set_defaults(run=cmd_sweep)
-
-    p = sub.add_parser("recipe", help="print the recipe (YAML or JSON) for one pruning choice")
-    p.add_argument("--model", required=True, help=f"sample model: {', '.join(sample_models.available())}")
-    p.add_argument("--method", required=True, help=f"one of: {', '.join(METHODS)}")
-    p.add_argument("--scope", default="global", choices=[s for s in SCOPES if s != "per-layer"])
-    p.add_argument("--sparsity", required=True, help="fraction of weights to remove, in [0, 1)")
-    p.add_argument("--exclude", default="", help="comma-separated layers to leave dense")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--format", default="yaml", choices=["yaml", "json"])
-    p.add_argument("--output", help="write to this file instead of standard output")
-    _schedule_flags(p)
-    p.set_defaults(run=cmd_recipe)
-
-    p = sub.add_parser("apply", help="apply a recipe: write pruned weights, report.json and (structured) ONNX")
-    p.add_argument("recipe", help="recipe file (.yaml or .json)")
-    p.add_argument("--out", required=True, help="output directory")
-    _schedule_flags(p)
-    p.set_defaults(run=cmd_apply)
-
-    p = sub.add_parser("sensitivity", help="per-layer sensitivity table, and a per-layer proposal")
-    p.add_argument("--model", required=True, help=f"sample model: {', '.join(sample_models.available())}")
-    p.add_argument("--method", default="magnitude", help=f"one of: {', '.join(METHODS)}")
-    p.add_argument("--sparsities", default="0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9,0.95")
-    p.add_argument("--exclude", default="", help="comma-separated layers to leave out")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--target", help="overall sparsity to propose per-layer sparsities for, e.g. 0.8")
-    p.add_argument("--budget", type=float, default=1.0, help="accuracy drop allowed, in points (default 1)")
-    p.add_argument("--format", default="table", choices=["table", "csv", "json"])
-    p.add_argument("--output", help="write to this file instead of standard output")
-    p.set_defaults(run=cmd_sensitivity)
-
-    p = sub.add_parser("script", help="print a standalone torch.nn.utils.prune script for a recipe")
-    p.add_argument("recipe", help="recipe file (.yaml or .json)")
-    p.add_argument("--output", help="write to this file instead of standard output")
-    p.add_argument(
-        "--masks", metavar="FILE", help="also write the engine's masks (safetensors) for the script's --masks"
-    )
-    p.set_defaults(run=cmd_script)
-
-    from pruning_core import study_cli
-
+    _add_listings(sub)
+    for add in (_add_sweep, _add_recipe, _add_apply, _add_sensitivity, _add_script):
+        add(sub)
     study_cli.add_parser(sub)
     return parser
 

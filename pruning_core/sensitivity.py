@@ -104,7 +104,7 @@ def layer_sensitivity(
             )
             done += 1
             if progress is not None:
-                progress(done / total, f"layer {target.layer} at {s:.0%}")
+                progress(done / total, f"layer {target.layer} at {s * 100:.4g} % sparsity ({done}/{total})")
         with torch.no_grad():
             for name in masks:
                 params[name].copy_(originals[name])

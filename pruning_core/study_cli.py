@@ -11,14 +11,19 @@ import sys
 
 def add_parser(sub) -> None:
     """Register the ``study`` subcommand on ``cli.py``'s subparsers."""
+    from pruning_core import cli_help
     from pruning_core.study_runner import BACKENDS
 
-    p = sub.add_parser("study", help="run a study file (many seeds, a grid of settings) locally or on Ray")
+    p = cli_help.add_command(sub, "study", "run a study file (many seeds, a grid of settings) locally or on Ray")
     p.add_argument("study", help="study file (.yaml or .json)")
     p.add_argument("--out", required=True, help="results file, .parquet or .csv (parts are kept in OUT.parts/)")
-    p.add_argument("--backend", default="local", choices=list(BACKENDS))
+    p.add_argument(
+        "--backend", default="local", choices=list(BACKENDS), help="where cells run (default: %(default)s; %(choices)s)"
+    )
     p.add_argument("--address", help="Ray cluster address (default: RAY_ADDRESS, else a local Ray)")
-    p.add_argument("--workers", type=int, default=1, help="local worker processes, or CPUs of a local Ray")
+    p.add_argument(
+        "--workers", type=int, default=1, help="local worker processes, or CPUs of a local Ray (default: %(default)s)"
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     p.set_defaults(run=cmd_study)
 
@@ -31,7 +36,9 @@ def cmd_study(args: argparse.Namespace) -> int:
     try:
         study = load(args.study)
     except StudyError as exc:
-        raise UsageError(f"study {args.study!r} refused: " + "; ".join(exc.problems)) from None
+        from pruning_core.cli import problem_list
+
+        raise UsageError(problem_list(f"invalid study {args.study!r}", exc.problems)) from None
     if not args.out.lower().endswith(OUTPUT_FORMATS):
         raise UsageError(f"--out {args.out!r}: give a .parquet or .csv file")
     if args.workers < 1:

@@ -245,8 +245,14 @@ def sweep(
                 columns[name].append(row[name])
             done += 1
             if progress is not None:
-                progress(done / total_rows, f"{method.label} at {float(target):.0%} sparsity")
+                progress(done / total_rows, progress_message(method.label, target, done, total_rows))
     return pd.DataFrame(columns)
+
+
+def progress_message(label: str, target: float, done: int, total: int) -> str:
+    """What a sweep's progress callback reads, e.g. ``Magnitude at 90 % sparsity (3/20)``: readable
+    on its own, so ``progress=print`` says where the sweep is."""
+    return f"{label} at {float(target) * 100:.4g} % sparsity ({done}/{total})"
 
 
 def _noisy(X_test: torch.Tensor, X_train: torch.Tensor | None, noise_std: float | None) -> torch.Tensor:
@@ -335,7 +341,8 @@ def _scheduled_sweep(
             elapsed = time.perf_counter() - start
             left = elapsed / done * (len(jobs) - done)
             progress(
-                done / len(jobs), f"{method.label} at {float(target):.0%}: {schedule.label}; about {left:.0f} s left"
+                done / len(jobs),
+                f"{progress_message(method.label, target, done, len(jobs))}, {schedule.label}; about {left:.0f} s left",
             )
 
     args = [(model, X_train, y_train, choice, init_state, reinit) for *_, choice in jobs]

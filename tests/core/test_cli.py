@@ -39,7 +39,7 @@ def rows_of(table: pd.DataFrame) -> set[tuple[str, float]]:
 def test_python_m_pruning_core_models_lists_every_sample_and_exits_0():
     result = run_module("models")
     assert result.returncode == 0, result.stderr
-    listed = [line.split()[0] for line in result.stdout.splitlines() if line.strip()]
+    listed = list(pd.read_csv(io.StringIO(result.stdout))["name"])  # not a terminal: csv
     assert listed == SAMPLES
     assert result.stderr == ""
 
@@ -90,7 +90,8 @@ def test_sweep_csv_has_a_row_per_method_and_sparsity_and_every_column(capsys):
     assert list(table.columns) == ["model", *COLUMNS]
     assert (table["model"] == "digits-mlp").all()
     assert rows_of(table) == EXPECTED_ROWS
-    assert captured.err == ""
+    # stderr holds only warnings (random at 90 % is near chance), never table rows
+    assert all(line.startswith("warning: ") for line in captured.err.splitlines()), captured.err
 
 
 def test_sweep_json_is_a_list_of_row_objects(capsys):
