@@ -186,10 +186,29 @@ def _inline(value: Any) -> str:
     return repr(value)
 
 
+def _long_string(text: str, indent: int) -> str:
+    """A string too long for one line, as implicitly concatenated pieces in parentheses."""
+    pad = " " * (indent + 4)
+    width = max(20, _LINE - len(pad) - 4)
+    pieces, current = [], ""
+    for word in text.split(" "):
+        candidate = f"{current} {word}" if current else word
+        if current and len(_inline(candidate)) > width:
+            pieces.append(current + " ")
+            current = word
+        else:
+            current = candidate
+    pieces.append(current)
+    lines = "".join(f"{pad}{_inline(piece)}\n" for piece in pieces)
+    return f"(\n{lines}{' ' * indent})"
+
+
 def _literal(value: Any, indent: int = 0, used: int = 0, expand_depth: int = 0) -> str:
     """``value`` as Python source; containers are expanded (one item a line, trailing comma) when
     they do not fit on the line, and dicts at the first ``expand_depth`` levels always."""
     inline = _inline(value)
+    if isinstance(value, str) and indent + used + len(inline) + 1 > _LINE:
+        return _long_string(value, indent)
     is_container = isinstance(value, dict | list | tuple) and len(value) > 0
     force = isinstance(value, dict) and expand_depth > 0
     if not is_container or (not force and indent + used + len(inline) + 1 <= _LINE):
