@@ -60,17 +60,20 @@ def summarise(results: pd.DataFrame, metrics: tuple[str, ...] = ("accuracy",)) -
 
 
 def knees(results: pd.DataFrame, metric: str = "accuracy", tolerance: float = 0.01) -> pd.DataFrame:
-    """Each curve's knee (the highest sparsity within ``tolerance`` of the curve's lowest-sparsity
-    point, as ``analysis.knee_points`` defines it) found per seed, then summarised over seeds:
-    ``knee_mean``, ``knee_std``, ``knee_n``, ``knee_ci_low``, ``knee_ci_high`` (actual sparsity) and
-    ``seeds_without_knee``. Include sparsity 0 in a study so the reference is the dense model."""
+    """Each curve's knee (the last sparsity before the metric first leaves ``tolerance`` of the
+    curve's own 0 % point, as ``analysis.knee_points`` defines it) found per seed, then summarised
+    over seeds: ``knee_mean``, ``knee_std``, ``knee_n``, ``knee_ci_low``, ``knee_ci_high`` (actual
+    sparsity), ``seeds_without_knee`` and ``knee_split``. Knees are chosen on the validation columns
+    when the results carry them (every sweep does), else on test, and ``knee_split`` says which.
+    Include sparsity 0 in a study so the reference is the dense model."""
     results = _ok_rows(results)
+    split = "validation" if f"val_{metric}" in results.columns else "test"
     keys = [k for k in CURVE if k in results]
     rows = []
     for key, curve in results.groupby(keys, sort=True, dropna=False):
         per_seed, missing = [], 0
         for _, seed_rows in curve.groupby("seed"):
-            knee = knee_points(seed_rows, metric=metric, tolerance=tolerance)
+            knee = knee_points(seed_rows, metric=metric, tolerance=tolerance, split=split)
             if knee.empty:
                 missing += 1
             else:
@@ -78,6 +81,7 @@ def knees(results: pd.DataFrame, metric: str = "accuracy", tolerance: float = 0.
         row = dict(zip(keys, key if isinstance(key, tuple) else (key,)))
         row.update({f"knee_{k}": v for k, v in _describe(pd.Series(per_seed, dtype=float)).items()})
         row["seeds_without_knee"] = missing
+        row["knee_split"] = split
         rows.append(row)
     return pd.DataFrame(rows)
 
