@@ -133,7 +133,6 @@ def _nginx_user() -> str | None:
     return "nobody nogroup" if os.geteuid() == 0 else None
 
 
-@contextlib.contextmanager
 def _backend_env(cache_dir: Path, processes: int, threads: int) -> dict[str, str]:
     return {
         **os.environ,
@@ -186,6 +185,7 @@ def _prepare_nginx_dirs(run_dir: Path) -> str | None:
     return user
 
 
+@contextlib.contextmanager
 def workshop(
     processes: int = 2,
     port: int = 8501,

@@ -646,8 +646,8 @@ def answer_file_size(lesson: Lesson, data: dict) -> Answer:
         key = re.sub(r"[^a-z0-9]+", "_", name)
         if res.shrunk is not None:
             facts[f"{key}_file_shrunk"] = f"{res.shrunk.file_bytes / 1024:.1f} KiB"
-            facts[f"{key}_latency_shrunk"] = f"{res['latency_shrunk_ms']:.2f} ms"
-            facts[f"{key}_params_shrunk"] = f"{res['params_shrunk']:,}"
+            facts[f"{key}_latency_shrunk"] = f"{res.shrunk.latency_ms:.2f} ms"
+            facts[f"{key}_params_shrunk"] = f"{res.shrunk.params:,}"
     return Answer(value, value, facts)
 
 
