@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from benchmarks.browser import CHROMIUM, CHROMIUM_ARGS, streamlit_server, wait_for_title
+from benchmarks.browser import CHROMIUM, CHROMIUM_ARGS, wait_for_title
 
 pytestmark = pytest.mark.e2e
 
@@ -21,15 +21,6 @@ if CHROMIUM is None:
         "no Chromium found: install it with `apt-get install -y chromium chromium-driver` to run the browser tests",
         allow_module_level=True,
     )
-
-
-@pytest.fixture(scope="module")
-def server():
-    try:
-        with streamlit_server() as url:
-            yield url
-    except RuntimeError as exc:
-        pytest.fail(str(exc))
 
 
 @pytest.fixture(scope="module")

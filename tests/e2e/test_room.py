@@ -8,22 +8,12 @@ from collections import Counter
 
 import pytest
 
-from benchmarks.browser import streamlit_server
 from benchmarks.room import PageRun, Visit, distinct_queries, run_room
 
 pytestmark = pytest.mark.e2e
 
 DEFAULT_SESSIONS = 8
 DISTINCT_SESSIONS = 8
-
-
-@pytest.fixture(scope="module")
-def server():
-    try:
-        with streamlit_server() as url:
-            yield url
-    except RuntimeError as exc:
-        pytest.fail(str(exc))
 
 
 def _problems(runs: list[PageRun]) -> str:

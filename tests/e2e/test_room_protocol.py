@@ -8,7 +8,7 @@ import os
 
 import pytest
 
-from benchmarks.browser import CHROMIUM, CHROMIUM_ARGS, streamlit_server
+from benchmarks.browser import CHROMIUM, CHROMIUM_ARGS
 from benchmarks.room import PageRun, StreamlitSession
 
 pytestmark = pytest.mark.e2e
@@ -23,15 +23,6 @@ if CHROMIUM is None:
         "no Chromium found: install it with `apt-get install -y chromium chromium-driver` to run the browser tests",
         allow_module_level=True,
     )
-
-
-@pytest.fixture(scope="module")
-def server():
-    try:
-        with streamlit_server() as url:
-            yield url
-    except RuntimeError as exc:
-        pytest.fail(str(exc))
 
 
 async def _simulate(url: str, then: str | None = None) -> list[PageRun]:

@@ -11,21 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.browser import CHROMIUM, CHROMIUM_ARGS, streamlit_server
+from benchmarks.browser import CHROMIUM, CHROMIUM_ARGS
 from benchmarks.poll import measure
 
 pytestmark = pytest.mark.e2e
 
 SCREENSHOTS = Path(os.environ.get("PRUNELAB_SCREENSHOTS", "/tmp/prunelab-screenshots"))
-
-
-@pytest.fixture(scope="module")
-def server():
-    try:
-        with streamlit_server() as url:
-            yield url
-    except RuntimeError as exc:
-        pytest.fail(str(exc))
 
 
 @pytest.fixture(scope="module")
