@@ -119,3 +119,17 @@ def wait_for_title(page, text: str, timeout_ms: int = 120_000) -> None:
         arg=text,
         timeout=timeout_ms,
     )
+
+
+def require_chromium() -> None:
+    """For a browser test module: fail in CI without Chromium (``.ci/run`` installs it), skip elsewhere."""
+    import pytest
+
+    if CHROMIUM is not None:
+        return
+    if os.environ.get("CI"):
+        pytest.fail("Chromium is required in CI: .ci/run installs it with apt-get install chromium", pytrace=False)
+    pytest.skip(
+        "no Chromium found: install it with `apt-get install -y chromium chromium-driver` to run the browser tests",
+        allow_module_level=True,
+    )

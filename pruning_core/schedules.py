@@ -249,13 +249,10 @@ class OneShot(ScheduleKind):
         return ScheduleResult(run.work.eval(), masks, [])
 
 
-@register_schedule
-class Iterative(ScheduleKind):
-    name = "iterative"
-    label = "Iterative"
-    description = (
-        "Reach the target in k rounds of prune-then-fine-tune, the same fraction of the remaining weights each round."
-    )
+class _RoundsSchedule(ScheduleKind):
+    """A schedule of rounds (prune, then train ``finetune.epochs`` each round): label, curve and
+    budget shared by iterative pruning and lottery tickets."""
+
     per_round_budget = True
 
     def label_of(self, schedule):
@@ -263,6 +260,15 @@ class Iterative(ScheduleKind):
 
     def curve(self, schedule, target, n_train):
         return _round_curve(schedule, target, n_train)
+
+
+@register_schedule
+class Iterative(_RoundsSchedule):
+    name = "iterative"
+    label = "Iterative"
+    description = (
+        "Reach the target in k rounds of prune-then-fine-tune, the same fraction of the remaining weights each round."
+    )
 
     def run(self, run):
         history: list[dict] = []
@@ -317,20 +323,13 @@ class Gradual(ScheduleKind):
 
 
 @register_schedule
-class Lottery(ScheduleKind):
+class Lottery(_RoundsSchedule):
     name = "lottery"
     label = "Lottery ticket"
     description = (
         "Iterative magnitude pruning, rewinding survivors to their initial values before retraining; "
         "with a random re-initialisation control."
     )
-    per_round_budget = True
-
-    def label_of(self, schedule):
-        return f"{self.name} ({schedule.rounds} rounds × {schedule.finetune.epochs} ep)"
-
-    def curve(self, schedule, target, n_train):
-        return _round_curve(schedule, target, n_train)
 
     def run(self, run):
         if run.init_state is None:

@@ -2,26 +2,19 @@
 
 from __future__ import annotations
 
-import os
 import time
 
 import pytest
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
-from benchmarks.browser import CHROMIUM, CHROMIUM_ARGS, wait_for_title
+from benchmarks.browser import CHROMIUM, CHROMIUM_ARGS, require_chromium, wait_for_title
 
 pytestmark = pytest.mark.e2e
 
 CHART = '[data-testid="stPlotlyChart"] .js-plotly-plot'
 ERROR = '[data-testid="stException"]'
 
-if CHROMIUM is None:
-    if os.environ.get("CI"):
-        pytest.fail("Chromium is required in CI: .ci/run installs it with apt-get install chromium", pytrace=False)
-    pytest.skip(
-        "no Chromium found: install it with `apt-get install -y chromium chromium-driver` to run the browser tests",
-        allow_module_level=True,
-    )
+require_chromium()
 
 
 @pytest.fixture(scope="module")

@@ -4,11 +4,10 @@ sees the same page, the same charts with the same titles and the same metrics as
 from __future__ import annotations
 
 import asyncio
-import os
 
 import pytest
 
-from benchmarks.browser import CHROMIUM, CHROMIUM_ARGS
+from benchmarks.browser import CHROMIUM, CHROMIUM_ARGS, require_chromium
 from benchmarks.room import PageRun, StreamlitSession
 
 pytestmark = pytest.mark.e2e
@@ -16,13 +15,7 @@ pytestmark = pytest.mark.e2e
 CHART = '[data-testid="stPlotlyChart"]'
 ERROR = '[data-testid="stException"]'
 
-if CHROMIUM is None:
-    if os.environ.get("CI"):
-        pytest.fail("Chromium is required in CI: .ci/run installs it with apt-get install chromium", pytrace=False)
-    pytest.skip(
-        "no Chromium found: install it with `apt-get install -y chromium chromium-driver` to run the browser tests",
-        allow_module_level=True,
-    )
+require_chromium()
 
 
 async def _simulate(url: str, then: str | None = None) -> list[PageRun]:
