@@ -53,6 +53,19 @@ def test_a_deep_link_is_the_first_request_to_a_fresh_server(server, browser):
     page.close()
 
 
+def add_method(page, sidebar, label: str, name: str) -> None:
+    """Pick a method in the sidebar, again if the click landed while a rerun redrew the sidebar."""
+    for _ in range(3):
+        sidebar.locator('[data-testid="stMultiSelect"]').first.click()
+        page.get_by_role("option", name=label).click()
+        page.keyboard.press("Escape")
+        try:
+            page.wait_for_function("(n) => location.href.includes(n)", arg=name, timeout=20_000)
+            return
+        except PlaywrightTimeout:
+            continue
+
+
 def test_explore_change_visit_every_page_and_share(server, browser):
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
     start = time.perf_counter()
@@ -73,15 +86,7 @@ def test_explore_change_visit_every_page_and_share(server, browser):
 
     # Add a method: one more line in the legend.
     legend_before = page.locator(f"{CHART} .legend .traces").count()
-    for _ in range(3):  # a click that lands while the previous rerun redraws the sidebar can be lost
-        sidebar.locator('[data-testid="stMultiSelect"]').first.click()
-        page.get_by_role("option", name="Structured L2").click()
-        page.keyboard.press("Escape")
-        try:
-            page.wait_for_function("() => location.href.includes('structured-l2')", timeout=20_000)
-            break
-        except PlaywrightTimeout:
-            continue
+    add_method(page, sidebar, "Structured L2", "structured-l2")
     page.wait_for_function(
         "(n) => document.querySelectorAll('.js-plotly-plot .legend .traces').length > n",
         arg=legend_before,
