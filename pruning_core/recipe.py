@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -35,7 +36,7 @@ class RecipeError(ValueError):
 class Recipe:
     """A pruning choice, reproducible from this object alone."""
 
-    model: str  # a sample model name
+    model: str  # a sample model name, or "own" for a user's model file (see ``model_file``)
     method: str
     scope: str = "global"
     sparsity: float = 0.5
@@ -47,11 +48,21 @@ class Recipe:
     finetune: dict[str, Any] | None = None  # reserved for fine-tuning settings
     provenance: dict[str, Any] = field(default_factory=dict)
     calibration: dict[str, Any] | None = None  # Calibration.to_dict(); None = the default calibration
+    # A user's own model: {"format", "sha256"[, "factory"]}; its data: {"format", "sha256"[, "label_column"]}.
+    # Identities only, never a path from the user's machine: whoever applies the recipe gives the files
+    # again and ``source_problems`` checks they are the same bytes.
+    model_file: dict[str, Any] | None = None
+    data_file: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         # Stored complete, so a recipe made without a calibration equals the same recipe read back
         # (every recipe is written with its calibration).
         object.__setattr__(self, "calibration", self.calibration_object.to_dict())
+
+    @property
+    def is_own_model(self) -> bool:
+        """True when the recipe is for a user's model file rather than a sample."""
+        return self.model_file is not None
 
     @property
     def calibration_object(self):
@@ -82,9 +93,12 @@ class Recipe:
         choice,
         provenance: dict[str, Any] | None = None,
         model_description: dict[str, Any] | None = None,
+        model_file: Mapping[str, Any] | None = None,
+        data_file: Mapping[str, Any] | None = None,
     ) -> Recipe:
         """The recipe that records ``choice`` (pass a resolved one: a recipe records what is applied)
-        completely for the sample ``model``."""
+        completely for the sample ``model``, or with ``model_file`` (see :func:`file_identity`) for a
+        user's model (``model`` is then ``"own"``)."""
         per_layer = isinstance(choice.sparsity, tuple)
         schedule = choice.schedule
         return cls(
@@ -100,6 +114,8 @@ class Recipe:
             finetune=None if schedule is None or schedule.finetune is None else schedule.finetune.to_dict(),
             provenance=dict(provenance or {}),
             calibration=choice.calibration.to_dict(),
+            model_file=dict(model_file) if model_file else None,
+            data_file=dict(data_file) if data_file else None,
         )
 
     @property
@@ -145,7 +161,9 @@ class Recipe:
         pruning["exclude"] = list(self.exclude)
         pruning["seed"] = self.seed
         pruning["calibration"] = self.calibration_object.to_dict()  # always written: the choice, complete
-        model: dict[str, Any] = {"sample": self.model}
+        model: dict[str, Any] = {"file": dict(self.model_file)} if self.model_file else {"sample": self.model}
+        if self.data_file:
+            model["data"] = dict(self.data_file)
         if self.model_description:
             model["description"] = dict(self.model_description)
         return {
@@ -248,7 +266,66 @@ def _check_yaml_events(text: str, loader: type) -> None:
 
 
 _TOP_KEYS = {"version", "model", "pruning", "schedule", "finetune", "provenance"}
-_MODEL_KEYS = {"sample", "description"}
+_MODEL_KEYS = {"sample", "file", "data", "description"}
+OWN_MODEL = "own"  # ``Recipe.model`` of a recipe for a user's model file
+MODEL_FILE_FORMATS = ("onnx", "safetensors", "pt")
+DATA_FILE_FORMATS = ("csv", "npz")
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+_FACTORY = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*")
+
+
+def file_identity(fmt: str, sha256: str, **extra: Any) -> dict[str, Any]:
+    """A file's identity for a recipe: its format and SHA-256 (plus e.g. ``factory`` or
+    ``label_column``; None values are left out). Never a path: the recipe travels."""
+    return {"format": fmt, "sha256": sha256, **{k: v for k, v in extra.items() if v is not None}}
+
+
+def _file_problems(section: Any, where: str, formats: tuple[str, ...], extra: dict[str, Any]) -> list[str]:
+    """What is wrong with ``model.file`` or ``model.data`` (format, sha256, the optional extra keys)."""
+    if not isinstance(section, dict):
+        return [f"'{where}' must be a mapping with 'format' and 'sha256', not {section!r}"]
+    problems = []
+    unknown = sorted(set(map(str, section)) - {"format", "sha256", *extra})
+    if unknown:
+        valid = ", ".join(["format", "sha256", *extra])
+        problems.append(f"unknown key(s) in '{where}': {', '.join(unknown)}; valid: {valid}")
+    if section.get("format") not in formats:
+        problems.append(f"'{where}.format' is {section.get('format')!r}; valid: {', '.join(formats)}")
+    digest = section.get("sha256")
+    if not isinstance(digest, str) or not _SHA256.fullmatch(digest):
+        problems.append(f"'{where}.sha256' must be 64 lowercase hexadecimal digits, not {digest!r}")
+    for key, pattern in extra.items():
+        value = section.get(key)
+        if value is not None and (not isinstance(value, str) or (pattern and not pattern.fullmatch(value))):
+            problems.append(
+                f"'{where}.{key}' is {value!r}; " + ("give package.module:function" if pattern else "give text")
+            )
+    return problems
+
+
+def source_problems(recipe: Recipe, model_sha256: str | None, data_sha256: str | None = None) -> list[str]:
+    """Why the files given do not match the ones a recipe for a user's model was made with (empty
+    when they do, and always for a sample's recipe): the SHA-256 of each is compared."""
+    if not recipe.is_own_model:
+        return []
+    problems = []
+    wanted = (recipe.model_file or {}).get("sha256")
+    if model_sha256 is None:
+        problems.append(
+            f"this recipe is for a {recipe.model_file['format']} model file (SHA-256 {wanted[:12]}...); give it"
+        )
+    elif model_sha256 != wanted:
+        problems.append(
+            f"the model file's SHA-256 is {model_sha256[:12]}..., the recipe's is {wanted[:12]}...: not the same file"
+        )
+    if recipe.data_file and data_sha256 is not None and data_sha256 != recipe.data_file["sha256"]:
+        problems.append(
+            f"the data file's SHA-256 is {data_sha256[:12]}..., the recipe's is {recipe.data_file['sha256'][:12]}...: "
+            "not the same data (the recipe's recorded metrics will differ)"
+        )
+    return problems
+
+
 _PRUNING_KEYS = {
     "method",
     "granularity",
@@ -294,6 +371,7 @@ def from_dict(data: Any) -> Recipe:
 
     model_section = data.get("model")
     model_name, description = None, None
+    fields: dict[str, Any] = {}
     if not isinstance(model_section, dict):
         problems.append("'model' must be a mapping with 'sample: NAME'")
     else:
@@ -304,16 +382,19 @@ def from_dict(data: Any) -> Recipe:
         description = model_section.get("description")
         if description is not None and not isinstance(description, dict):
             problems.append("'model.description' must be a mapping (name, architecture, notes...)")
-        if model_name is None:
+        own = _own_model_fields(model_section, problems)
+        if own:
+            fields.update(own)
+            model_name = OWN_MODEL
+        elif model_name is None and "file" not in model_section:
             problems.append(
-                "'model.sample' is missing: recipes for your own models can be read, but only sample models "
-                f"can be applied here ({', '.join(sample_models.available())})"
+                f"'model' needs 'sample: NAME' ({', '.join(sample_models.available())}) or, for your own model, "
+                "'file: {format, sha256}'"
             )
-        elif model_name not in sample_models.available():
+        elif model_name is not None and model_name not in sample_models.available():
             problems.append(f"unknown model {model_name!r}; valid: {', '.join(sample_models.available())}")
 
     pruning = data.get("pruning")
-    fields: dict[str, Any] = {}
     if not isinstance(pruning, dict):
         problems.append("'pruning' must be a mapping with at least 'method'")
         pruning = {}
@@ -431,6 +512,25 @@ def from_dict(data: Any) -> Recipe:
 
 
 _CALIBRATION_KEYS = {"split", "samples", "order", "seed"}
+
+
+def _own_model_fields(section: dict, problems: list[str]) -> dict[str, Any]:
+    """``model_file``/``data_file`` from a recipe's model section (empty for a sample's recipe);
+    problems are appended."""
+    if "file" not in section:
+        if "data" in section:
+            problems.append("'model.data' is only for your own model ('model.file'); a sample brings its data")
+        return {}
+    if "sample" in section:
+        problems.append("'model' gives both 'sample' and 'file'; give one")
+    found = _file_problems(section["file"], "model.file", MODEL_FILE_FORMATS, {"factory": _FACTORY})
+    data = section.get("data")
+    if data is not None:
+        found += _file_problems(data, "model.data", DATA_FILE_FORMATS, {"label_column": None})
+    problems += found
+    if found:
+        return {}
+    return {"model_file": dict(section["file"]), "data_file": dict(data) if data else None}
 
 
 def _calibration_problems(section: Any, fields: dict[str, Any]) -> list[str]:

@@ -89,6 +89,30 @@ def _finetune() -> dict[str, Any]:
     return {"anyOf": [{"type": "null"}, schema]}
 
 
+def _sample_model(names: list[str]) -> dict[str, Any]:
+    return _closed({"sample": {"enum": names}, "description": {"type": "object"}}, ["sample"])
+
+
+def _own_model() -> dict[str, Any]:
+    """A user's model file and data, by format and SHA-256 (never a path)."""
+    from pruning_core.recipe import DATA_FILE_FORMATS, MODEL_FILE_FORMATS
+
+    digest = {"type": "string", "pattern": "^[0-9a-f]{64}$"}
+    model_file = _closed(
+        {
+            "format": {"enum": list(MODEL_FILE_FORMATS)},
+            "sha256": digest,
+            "factory": {"type": "string", "pattern": r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$"},
+        },
+        ["format", "sha256"],
+    )
+    data_file = _closed(
+        {"format": {"enum": list(DATA_FILE_FORMATS)}, "sha256": digest, "label_column": {"type": "string"}},
+        ["format", "sha256"],
+    )
+    return _closed({"file": model_file, "data": data_file, "description": {"type": "object"}}, ["file"])
+
+
 def recipe_schema() -> dict[str, Any]:
     """The JSON Schema (draft 2020-12) of a PruneLab recipe: the keys, types and enums the loader
     accepts. Cross-field rules (a layer the model has, n_m matching the method) stay in the loader."""
@@ -103,9 +127,7 @@ def recipe_schema() -> dict[str, Any]:
         "required": ["version", "model", "pruning"],
         "properties": {
             "version": {"type": "integer", "minimum": 1, "maximum": RECIPE_VERSION},
-            "model": _closed(
-                {"sample": {"enum": list(sample_models.available())}, "description": {"type": "object"}}, ["sample"]
-            ),
+            "model": {"oneOf": [_sample_model(sample_models.available()), _own_model()]},
             "pruning": _pruning(),
             "schedule": _schedule(),
             "finetune": _finetune(),

@@ -12,5 +12,15 @@ what would be valid; :class:`Limits` bounds what a file may cost (see ``common``
 from pruning_core.loaders.common import Limits, UntrustedFileError
 from pruning_core.loaders.data import LoadedData, load_data
 from pruning_core.loaders.model import LoadedModel, load_model
+from pruning_core.loaders.own import OwnModel, load_own
 
-__all__ = ["Limits", "LoadedData", "LoadedModel", "UntrustedFileError", "load_data", "load_model"]
+__all__ = [
+    "Limits",
+    "LoadedData",
+    "LoadedModel",
+    "OwnModel",
+    "UntrustedFileError",
+    "load_data",
+    "load_model",
+    "load_own",
+]

@@ -52,7 +52,9 @@ def test_the_schema_enums_come_from_the_registries(capsys):
     assert pruning["method"]["anyOf"][0]["enum"] == list(METHODS)
     assert pruning["scope"]["enum"] == list(SCOPES)
     assert schema["properties"]["schedule"]["anyOf"][1]["properties"]["kind"]["enum"] == list(SCHEDULES)
-    assert schema["properties"]["model"]["properties"]["sample"]["enum"] == sample_models.available()
+    sample, own = schema["properties"]["model"]["oneOf"]
+    assert sample["properties"]["sample"]["enum"] == sample_models.available()
+    assert own["properties"]["file"]["properties"]["format"]["enum"] == ["onnx", "safetensors", "pt"]
     assert set(pruning["calibration"]["properties"]) == {"split", "samples", "order", "seed"}
 
 

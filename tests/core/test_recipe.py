@@ -179,3 +179,40 @@ def test_nesting_up_to_the_limit_reaches_validation_and_one_level_more_does_not(
     assert "levels deep" not in str(allowed.value)  # refused for what it says, not for its depth
     with pytest.raises(recipe.RecipeError, match="levels deep"):
         recipe.loads(nested(recipe.MAX_NESTING + 1))
+
+
+def test_a_recipe_for_an_own_model_records_identities_and_checks_them():
+    from pruning_core.choice import PruningChoice
+    from pruning_core.recipe import OWN_MODEL, Recipe, dumps, file_identity, loads, source_problems
+
+    model_file = file_identity("onnx", "a" * 64)
+    data_file = file_identity("csv", "b" * 64, label_column="label")
+    recipe = Recipe.from_choice(OWN_MODEL, PruningChoice("magnitude", "global", 0.7), model_file=model_file,
+                                data_file=data_file)  # fmt: skip
+    text = dumps(recipe)
+    assert "sha256: " + "a" * 64 in text and "/" not in text.split("pruning:")[0]  # no path recorded
+    again = loads(text)
+    assert again == recipe and again.is_own_model and again.model == OWN_MODEL
+    assert source_problems(again, "a" * 64, "b" * 64) == []
+    assert "not the same file" in source_problems(again, "c" * 64)[0]
+    assert "not the same data" in source_problems(again, "a" * 64, "d" * 64)[0]
+    assert "give it" in source_problems(again, None)[0]
+
+
+@pytest.mark.parametrize(
+    ("model", "expected"),
+    [
+        ({"file": {"format": "exe", "sha256": "x"}}, "'model.file.format' is 'exe'"),
+        ({"sample": "digits-mlp", "file": {"format": "onnx", "sha256": "a" * 64}}, "give one"),
+        ({"sample": "digits-mlp", "data": {"format": "csv", "sha256": "a" * 64}}, "only for your own model"),
+        ({"file": {"format": "pt", "sha256": "a" * 64, "factory": "os.system('rm')"}}, "package.module:function"),
+        ({"file": {"format": "onnx", "sha256": "a" * 64, "path": "/home/me/m.onnx"}}, "unknown key(s) in 'model.file'"),
+    ],
+)
+def test_a_bad_own_model_section_is_refused_by_name(model, expected):
+    from pruning_core.recipe import RecipeError, from_dict
+
+    data = {"version": 1, "model": model, "pruning": {"method": "magnitude", "sparsity": 0.5}}
+    with pytest.raises(RecipeError) as info:
+        from_dict(data)
+    assert expected in str(info.value)
