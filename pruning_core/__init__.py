@@ -5,6 +5,8 @@
 >>> masks = pruning_core.compute_masks(sample.model, method="magnitude", scope="global", sparsity=0.9)
 >>> table = pruning_core.sweep(sample.model, sample.data, methods=["magnitude", "random"],
 ...                            sparsities=[0, 0.5, 0.9])
+>>> own = pruning_core.load_own("net.onnx", data="data.csv", label_column="label")  # your own model
+>>> table = pruning_core.sweep(own.model, own.split, ["magnitude"], [0, 0.5, 0.9])
 
 Nothing here modifies the caller's model.
 """
@@ -12,6 +14,7 @@ Nothing here modifies the caller's model.
 from pruning_core.apply import Applied, apply_choice, masks_for
 from pruning_core.choice import Calibration, PruningChoice
 from pruning_core.graph import GraphError, trace_links
+from pruning_core.loaders import Limits, OwnModel, UntrustedFileError, load_own
 from pruning_core.masks import (
     SCOPES,
     MaskPlan,
@@ -40,6 +43,10 @@ __all__ = [
     "METHODS",
     "SCOPES",
     "GraphError",
+    "Limits",
+    "OwnModel",
+    "UntrustedFileError",
+    "load_own",
     "MaskPlan",
     "ModelProfile",
     "PruningMethod",

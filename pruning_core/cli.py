@@ -1,16 +1,17 @@
 """Command line: ``python -m pruning_core models | methods | sweep | study ...``.
 
 Every mistake a user can make on the command line ends in one line on stderr that names the bad
-value and the valid choices, and exit status 2; never a traceback.
+value and the valid choices, and exit status 2; never a traceback. Commands that take a sample's
+``--model NAME`` take the user's own ``--model-file PATH`` instead (see ``cli_own``).
 """
 
 from __future__ import annotations
 
 import argparse
-import functools
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import sample_models
 from pruning_core import cli_help, cli_output
@@ -18,6 +19,9 @@ from pruning_core.choice import Calibration
 from pruning_core.masks import SCOPES, check_sparsity
 from pruning_core.methods import METHODS, get_method
 from pruning_core.sweep import choice_at, sweep
+
+if TYPE_CHECKING:
+    from pruning_core.cli_own import Subject
 
 
 class UsageError(Exception):
@@ -92,8 +96,10 @@ def cmd_methods(args) -> int:
 
 
 def cmd_layers(args) -> int:
-    sample = sample_models.load_sample(args.model)
-    emit_table(cli_output.layer_table(sample.model, sample.data.X_test[:1]), args)
+    from pruning_core import cli_own
+
+    subject = cli_own.subject(args, args.model)
+    emit_table(cli_output.layer_table(subject.model, subject.example_input), args)
     return 0
 
 
@@ -120,65 +126,110 @@ def read_recipe(path: str):
 
 
 def cmd_sweep(args) -> int:
+    from pruning_core import cli_own
+
     if args.recipe:
         recipe = read_recipe(args.recipe)
-        if args.model and args.model != recipe.model:
-            raise UsageError(
-                f"--model {args.model!r} contradicts the recipe's model {recipe.model!r}; give one of them"
-            )
-        print_notes(recipe_override_notes(args, recipe))
-        args.model, args.scope, args.seed = recipe.model, recipe.scope, recipe.seed
-        methods = [recipe.method]
-        exclude = list(recipe.exclude)
-        if recipe.scope == "per-layer":
-            sparsities = [recipe.sparsity_argument]
-        elif args.sparsities_given:
-            sparsities = parse_sparsities(args.sparsities)
-        else:
-            sparsities = sorted({0.0, recipe.sparsity})  # the dense reference and the recipe's level
+        methods, sparsities, exclude = recipe_request(args, recipe)
+        subject = cli_own.subject(args, None if recipe.is_own_model else recipe.model, recipe)
+        print_notes(own_source_notes(recipe, subject, args.recipe))
     else:
-        if not args.model:
-            raise UsageError("give --model NAME or --recipe FILE")
-        check_model(args.model)
+        recipe = None
+        cli_own.check_model_options(args, args.model)
+        if not args.model and not args.model_file:
+            raise UsageError("give --model NAME, --model-file PATH or --recipe FILE")
         methods = parse_methods(args.methods)
         sparsities = parse_sparsities(args.sparsities)
         exclude = parse_list(args.exclude, "layer") if args.exclude else []
-    sample = sample_models.load_sample(args.model)
-    print_exclude_notes(sample, methods, exclude)
-    calibration = recipe.calibration_object if args.recipe else Calibration()
+        subject = cli_own.subject(args, args.model)
+    subject.require_data("sweep", "measures accuracy at each sparsity")
+    print_exclude_notes(subject, methods, exclude)
+    calibration = recipe.calibration_object if recipe is not None else Calibration()
     try:
-        schedule = schedule_from_args(args, recipe.schedule_object if args.recipe and recipe.trains else None)
+        schedule = schedule_from_args(args, recipe.schedule_object if recipe is not None and recipe.trains else None)
         for method in methods:  # the sweep resolves each choice the same way: say what it adjusts
             for level in sparsities:
                 choice = choice_at(method, args.scope, level, exclude, args.seed, schedule, calibration)
                 print_notes(choice.resolved()[1])
-        with cli_output.make_progress(f"sweep {args.model}", args.quiet) as progress:
+        print_notes(subject.schedule_notes(schedule))
+        with cli_output.make_progress(f"sweep {subject.label}", args.quiet) as progress:
             table = sweep(
-                sample.model, sample.data, methods, sparsities, scope=args.scope, exclude=exclude, seed=args.seed,
-                schedule=schedule, workers=args.workers, init_state=sample_models.initial_state(args.model),
-                reinit=functools.partial(sample_models.initial_state, args.model), calibration=calibration,
-                progress=progress,
+                subject.model, subject.data, methods, sparsities, scope=args.scope, exclude=exclude, seed=args.seed,
+                schedule=schedule, workers=args.workers, init_state=subject.init_state(), reinit=subject.reinit,
+                calibration=calibration, progress=progress,
             )  # fmt: skip
     except ValueError as exc:  # e.g. an excluded layer the model lacks
         raise UsageError(str(exc)) from None
-    table.insert(0, "model", args.model)
-    warn_about_results(table, args.model, schedule, sample.data.y_test)
+    table.insert(0, "model", subject.label)
+    warn_about_results(table, subject, schedule)
     emit_table(table, args, cli_output.SWEEP_TABLE_COLUMNS)
     return 0
 
 
-def warn_about_results(table, model: str, schedule, y_test) -> None:
+def recipe_request(args, recipe) -> tuple[list[str], list, list[str]]:
+    """The methods, sparsities and exclusions of ``sweep --recipe``; the recipe sets the scope and
+    seed (a note says which given flags it overrides) and names the model (``--model`` may repeat
+    it; a recipe for a user's model needs that file as ``--model-file``)."""
+    if recipe.is_own_model:
+        if args.model:
+            raise UsageError(f"--model {args.model!r} contradicts the recipe, which is for {own_recipe_model(recipe)}")
+        if not args.model_file:
+            raise UsageError(give_own_files(recipe))
+    elif args.model_file:
+        raise UsageError(f"--model-file is for a recipe made for your own model; this one is for {recipe.model!r}")
+    elif args.model and args.model != recipe.model:
+        raise UsageError(f"--model {args.model!r} contradicts the recipe's model {recipe.model!r}; give one of them")
+    print_notes(recipe_override_notes(args, recipe))
+    args.scope, args.seed = recipe.scope, recipe.seed
+    if recipe.scope == "per-layer":
+        sparsities: list = [recipe.sparsity_argument]
+    elif args.sparsities_given:
+        sparsities = parse_sparsities(args.sparsities)
+    else:
+        sparsities = sorted({0.0, recipe.sparsity})  # the dense reference and the recipe's level
+    return [recipe.method], sparsities, list(recipe.exclude)
+
+
+def own_recipe_model(recipe) -> str:
+    """How a message names the user's model a recipe was made for: format and SHA-256."""
+    return f"your own {recipe.model_file['format']} model file (SHA-256 {recipe.model_file['sha256']})"
+
+
+def give_own_files(recipe) -> str:
+    """What to pass for a recipe made for the user's model."""
+    data = recipe.data_file
+    with_data = f", and its {data['format']} data (SHA-256 {data['sha256']}) with --data PATH" if data else ""
+    return f"the recipe is for {own_recipe_model(recipe)}: give it with --model-file PATH{with_data}"
+
+
+def own_source_notes(recipe, subject: Subject, path: str) -> list[str]:
+    """Check the user's files are those ``recipe`` was made for (refused with both SHA-256 digests
+    when not); a note when only the measured metrics will differ."""
+    from pruning_core.export import check_own_sources
+
+    if subject.own is None:
+        return []
+    try:
+        return check_own_sources(recipe, subject.own)
+    except ValueError as exc:
+        raise UsageError(f"cannot use {path!r} with these files: {exc}") from None
+
+
+def warn_about_results(table, subject: Subject, schedule) -> None:
     """``warning:`` lines for rows near chance (or below the majority class of the test split) and
     for a fine-tuning budget far below the sample's own training."""
-    spec = sample_models.get_spec(model)
+    if subject.data is None:
+        return
+    y_test = subject.data.y_test
     majority_rate = float(y_test.bincount().max()) / len(y_test)
-    warnings = cli_output.chance_warnings(table, spec.n_classes, majority_rate)
-    cli_output.print_warnings(warnings + budget_warnings(model, schedule))
+    warnings = cli_output.chance_warnings(table, subject.n_classes, majority_rate)
+    cli_output.print_warnings(warnings + budget_warnings(subject.sample, schedule))
 
 
-def budget_warnings(model: str, schedule) -> list[str]:
-    """The short-training warning for a schedule that trains far less than the sample model did."""
-    if schedule is None or schedule.finetune is None:
+def budget_warnings(model: str | None, schedule) -> list[str]:
+    """The short-training warning for a schedule that trains far less than the sample model did
+    (none for a user's model, whose training PruneLab does not know)."""
+    if model is None or schedule is None or schedule.finetune is None:
         return []
     sample_epochs = sample_models.get_spec(model).training.epochs
     budget = cli_output.budget_warning(schedule.finetune_epochs, sample_epochs, True)  # total over rounds
@@ -201,14 +252,14 @@ def recipe_override_notes(args, recipe) -> list[str]:
     ]
 
 
-def print_exclude_notes(sample, methods: list[str], exclude: list[str]) -> None:
+def print_exclude_notes(subject: Subject, methods: list[str], exclude: list[str]) -> None:
     """Say when an --exclude is ignored (an output layer, which structured methods never prune)."""
     from pruning_core.graph import output_layers
 
     if not exclude:
         return
-    granularities = {name: get_method(name).granularity for name in methods}
-    outputs = output_layers(sample.model, sample.data.X_test[:1])
+    granularities: dict[str, str] = {name: get_method(name).granularity for name in methods}
+    outputs = output_layers(subject.model, subject.example_input)
     print_notes(cli_output.ignored_exclude_notes(granularities, exclude, outputs))
 
 
@@ -245,21 +296,23 @@ def schedule_from_args(args, base=None):
 
 
 def cmd_sensitivity(args) -> int:
+    from pruning_core import cli_own
     from pruning_core.sensitivity import layer_sensitivity, propose
 
-    check_model(args.model)
+    cli_own.check_model_options(args, args.model)
     (method,) = parse_methods(args.method)
     sparsities = parse_sparsities(args.sparsities)
     exclude = parse_list(args.exclude, "layer") if args.exclude else []
-    sample = sample_models.load_sample(args.model)
+    subject = cli_own.subject(args, args.model)
+    subject.require_data("sensitivity", "measures each layer's accuracy drop on the validation split")
     try:
-        with cli_output.make_progress(f"sensitivity {args.model}", args.quiet) as progress:
+        with cli_output.make_progress(f"sensitivity {subject.label}", args.quiet) as progress:
             table = layer_sensitivity(
-                sample.model, sample.data, method, sparsities, exclude=exclude, seed=args.seed, progress=progress
+                subject.model, subject.data, method, sparsities, exclude=exclude, seed=args.seed, progress=progress
             )
     except ValueError as exc:
         raise UsageError(str(exc)) from None
-    table.insert(0, "model", args.model)
+    table.insert(0, "model", subject.label)
     fmt = args.format or cli_output.default_format(output=args.output)
     if fmt != "table":
         text = cli_output.render(select_or_fail(table, args.columns), fmt)
@@ -268,15 +321,19 @@ def cmd_sensitivity(args) -> int:
         wide = wide.reindex(table["layer"].unique())
         wide.columns = [f"{c:.0%}" for c in wide.columns]
         split = table["split"].iloc[0] if len(table) else "validation"
-        text = f"{split.capitalize()} accuracy drop (points) with one layer pruned alone by {method}, {args.model}:\n"
+        text = (
+            f"{split.capitalize()} accuracy drop (points) with one layer pruned alone by {method}, {subject.label}:\n"
+        )
         text += (wide * 100).round(2).to_string() + "\n"
     if args.target is not None:
         (target,) = parse_sparsities(args.target, "--target")
-        proposal = propose(sample.model, sample.data, table, target, args.budget / 100, method, exclude, args.seed)
+        proposal = propose(subject.model, subject.data, table, target, args.budget / 100, method, exclude, args.seed)
         per_layer = ", ".join(f"{k}={v:g}" for k, v in proposal.layer_sparsities.items())
+        meets = "meets" if proposal.meets_target else "below"
         text += (
-            f"Proposal for {target:.0%} within {args.budget:g} points: {per_layer}; overall {proposal.overall_sparsity:.1%}"
-            f" ({'meets' if proposal.meets_target else 'below'} the target), measured drop {proposal.measured_drop * 100:.2f} points on {proposal.split}"
+            f"Proposal for {target:.0%} within {args.budget:g} points: {per_layer}; "
+            f"overall {proposal.overall_sparsity:.1%} ({meets} the target), "
+            f"measured drop {proposal.measured_drop * 100:.2f} points on {proposal.split}"
             f" (test: {proposal.test_drop * 100:.2f})\n"
         )
     write_text(text, args.output)
@@ -311,9 +368,17 @@ def cmd_recipe(args) -> int:
         write_text(json.dumps(recipe_schema(), indent=2) + "\n", args.output)
         return 0
     missing = [f"--{k}" for k in ("model", "method", "sparsity") if getattr(args, k) is None]
+    if args.model_file is not None:
+        missing = [m for m in missing if m != "--model"]
+    elif "--model" in missing:
+        missing[0] = "--model NAME (or --model-file PATH)"
     if missing:
         raise UsageError(f"recipe needs {', '.join(missing)} (or --schema)")
-    check_model(args.model)
+    from pruning_core import cli_own
+
+    cli_own.check_model_options(args, args.model)
+    if args.model:
+        check_model(args.model)
     methods = parse_methods(args.method)
     if len(methods) != 1:
         raise UsageError(f"--method takes one method, not {args.method!r}")
@@ -326,19 +391,43 @@ def cmd_recipe(args) -> int:
     try:
         schedule = schedule_from_args(args)
         choice = choice_at(method, args.scope, sparsity, exclude, args.seed, schedule, Calibration())
-        recipe, notes = recipe_for(args.model, choice)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
-    print_notes(notes)
-    cli_output.print_warnings(budget_warnings(args.model, schedule))
+    subject = cli_own.subject(args, args.model)
+    if subject.own is not None and subject.data is None:
+        check_data_free(choice)
+    try:
+        recipe, notes = recipe_for(subject.source, choice)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    print_notes(notes + subject.schedule_notes(schedule))
+    cli_output.print_warnings(budget_warnings(subject.sample, schedule))
     write_text(dumps(recipe, args.format), args.output)
     return 0
 
 
+def check_data_free(choice) -> None:
+    """Refuse a choice that needs data for a user's model given without ``--data``; else a note
+    that only the sizes are measured."""
+    from pruning_core import cli_own
+    from pruning_core.export import data_needed
+
+    needed = data_needed(choice.resolved()[0])
+    if needed:
+        raise UsageError(f"{needed}: {cli_own.DATA_HINT}")
+    print_notes(["no --data: the recipe records sparsity and sizes, not accuracy"])
+
+
 def cmd_apply(args) -> int:
+    from pruning_core import cli_own
     from pruning_core.export import apply_recipe, write_outputs
 
     recipe = read_recipe(args.recipe)
+    if recipe.is_own_model and not args.model_file:
+        raise UsageError(give_own_files(recipe))
+    if not recipe.is_own_model and args.model_file:
+        raise UsageError(f"--model-file is for a recipe made for your own model; this one is for {recipe.model!r}")
+    cli_own.check_model_options(args, None)
     check_out_dir(args.out, args.force)
     schedule = schedule_from_args(args, recipe.schedule_object if recipe.trains else None)
     if schedule is not None:
@@ -349,19 +438,24 @@ def cmd_apply(args) -> int:
             schedule={k: v for k, v in schedule.to_dict().items() if k != "finetune"},
             finetune=schedule.finetune.to_dict() if schedule.finetune else None,
         )
+    if recipe.is_own_model and args.data is None:
+        refuse_without_data(recipe)
+    subject = cli_own.subject(args, None, recipe) if recipe.is_own_model else cli_own.Subject.of_sample(recipe.model)
+    print_notes(subject.schedule_notes(recipe.schedule_object if recipe.trains else None))
     try:
-        applied = apply_recipe(recipe)
-        print_notes(applied.notes)
+        applied = apply_recipe(recipe, subject.own)
         report = write_outputs(applied, args.out)
     except ValueError as exc:
         raise UsageError(f"cannot apply {args.recipe!r}: {exc}") from None
     except OSError as exc:
         raise UsageError(f"cannot write to --out {args.out!r}: {exc.strerror}") from None
+    print_notes(applied.notes)
     measured = report["measured"]
     print(
-        f"{applied_summary(recipe, measured)}; wrote {', '.join(report['files_bytes'])} and report.json to {args.out}"
+        f"{applied_summary(recipe, measured, subject.label)}; wrote {', '.join(report['files_bytes'])} and "
+        f"report.json to {args.out}"
     )
-    warn_about_applied(recipe, measured["accuracy"])
+    warn_about_applied(subject, recipe, measured)
     if report.get("matches_recorded") is False:
         print(
             "warning: the measured metrics differ from those recorded in the recipe (see report.json)", file=sys.stderr
@@ -369,21 +463,37 @@ def cmd_apply(args) -> int:
     return 0
 
 
-def applied_summary(recipe, measured: dict) -> str:
+def refuse_without_data(recipe) -> None:
+    """Refuse a recipe for a user's model that reads data (a data-driven method, training) when
+    ``--data`` is missing, naming the data it was made with."""
+    from pruning_core.export import data_needed
+
+    needed = data_needed(recipe.to_choice().resolved()[0])
+    if needed:
+        data = recipe.data_file
+        made_with = f" (the recipe was made with a {data['format']} file, SHA-256 {data['sha256']})" if data else ""
+        raise UsageError(f"{needed}: give it with --data PATH{made_with}")
+
+
+def applied_summary(recipe, measured: dict, label: str) -> str:
     """One line with the names and precision the app's Export page uses for the same numbers."""
+    accuracy = (
+        f"test accuracy {measured['accuracy']:.2%}" if "accuracy" in measured else "accuracy not measured (no --data)"
+    )
     return (
-        f"{recipe.model} · {recipe.method} · {recipe.scope}: test accuracy {measured['accuracy']:.2%}, "
+        f"{label} · {recipe.method} · {recipe.scope}: {accuracy}, "
         f"effective sparsity {measured['effective_sparsity']:.1%} (direct {measured['actual_sparsity']:.1%})"
     )
 
 
-def warn_about_applied(recipe, accuracy: float) -> None:
+def warn_about_applied(subject: Subject, recipe, measured: dict) -> None:
     """The sweep's warnings for one applied recipe: near chance, or a far too short fine-tuning."""
     import pandas as pd
 
-    sample = sample_models.load_sample(recipe.model)
-    table = pd.DataFrame([{"method": recipe.method, "target_sparsity": recipe.sparsity, "accuracy": accuracy}])
-    warn_about_results(table, recipe.model, recipe.schedule_object, sample.data.y_test)
+    if "accuracy" not in measured:
+        return
+    row = {"method": recipe.method, "target_sparsity": recipe.sparsity, "accuracy": measured["accuracy"]}
+    warn_about_results(pd.DataFrame([row]), subject, recipe.schedule_object)
 
 
 def check_out_dir(out: str, force: bool) -> None:
@@ -483,6 +593,8 @@ def _choice_flags(p: argparse.ArgumentParser) -> None:
 
 
 def _add_listings(sub) -> None:
+    from pruning_core import cli_own
+
     for name, help_text, run in (
         ("models", "list the sample models", cmd_models),
         ("methods", "list the pruning methods", cmd_methods),
@@ -492,12 +604,15 @@ def _add_listings(sub) -> None:
         p.set_defaults(run=run)
     cli_help.add_command(sub, "schedules", "list the pruning schedules").set_defaults(run=cmd_schedules)
     p = cli_help.add_command(sub, "layers", "list a model's prunable layers: shapes, parameters, output layers")
-    p.add_argument("model", choices=sample_models.available(), metavar="MODEL", help=MODEL_HELP)
+    p.add_argument("model", nargs="?", choices=sample_models.available(), metavar="MODEL", help=MODEL_HELP)
     _output_flags(p)
+    cli_own.add_flags(p)
     p.set_defaults(run=cmd_layers)
 
 
 def _add_sweep(sub) -> None:
+    from pruning_core import cli_own
+
     p = cli_help.add_command(sub, "sweep", "sweep sparsity levels and print the results table")
     p.add_argument("--model", metavar="MODEL", help=f"sample model, one of: {', '.join(sample_models.available())}")
     p.add_argument("--recipe", metavar="FILE", help="sweep what a recipe describes (its level and 0, or --sparsities)")
@@ -512,10 +627,13 @@ def _add_sweep(sub) -> None:
         default=1,
         help="processes for sweeps that train, levels in parallel (default: %(default)s)",
     )
+    cli_own.add_flags(p)
     p.set_defaults(run=cmd_sweep)
 
 
 def _add_recipe(sub) -> None:
+    from pruning_core import cli_own
+
     p = cli_help.add_command(sub, "recipe", "print the recipe (YAML or JSON) for one pruning choice, or its schema")
     p.add_argument("--model", metavar="MODEL", help=f"sample model, one of: {', '.join(sample_models.available())}")
     p.add_argument("--method", help=METHOD_HELP)
@@ -525,10 +643,13 @@ def _add_recipe(sub) -> None:
     p.add_argument("--output", metavar="FILE", help="write to this file instead of standard output")
     p.add_argument("--schema", action="store_true", help="print the JSON Schema every recipe file follows, and exit")
     _schedule_flags(p)
+    cli_own.add_flags(p)
     p.set_defaults(run=cmd_recipe)
 
 
 def _add_apply(sub) -> None:
+    from pruning_core import cli_own
+
     p = cli_help.add_command(sub, "apply", "apply a recipe: write pruned weights, report.json and (structured) ONNX")
     p.add_argument("recipe", help="recipe file (.yaml or .json)")
     p.add_argument("--out", required=True, metavar="DIR", help="output directory (new or empty, unless --force)")
@@ -536,14 +657,15 @@ def _add_apply(sub) -> None:
         "--force", action="store_true", help="write into a non-empty --out, replacing files of the same name"
     )
     _schedule_flags(p)
+    cli_own.add_flags(p)
     p.set_defaults(run=cmd_apply)
 
 
 def _add_sensitivity(sub) -> None:
+    from pruning_core import cli_own
+
     p = cli_help.add_command(sub, "sensitivity", "per-layer sensitivity table, and a per-layer proposal")
-    p.add_argument(
-        "--model", required=True, metavar="MODEL", help=f"sample model, one of: {', '.join(sample_models.available())}"
-    )
+    p.add_argument("--model", metavar="MODEL", help=f"sample model, one of: {', '.join(sample_models.available())}")
     p.add_argument("--method", default="magnitude", help=f"{METHOD_HELP} (default: %(default)s)")
     p.add_argument(
         "--sparsities",
@@ -555,6 +677,7 @@ def _add_sensitivity(sub) -> None:
     p.add_argument("--target", help="overall sparsity to propose per-layer sparsities for, e.g. 0.8")
     p.add_argument("--budget", type=float, default=1.0, help="accuracy drop allowed, in points (default: %(default)s)")
     _output_flags(p, progress=True)
+    cli_own.add_flags(p)
     p.set_defaults(run=cmd_sensitivity)
 
 

@@ -271,7 +271,7 @@ OWN_MODEL = "own"  # ``Recipe.model`` of a recipe for a user's model file
 MODEL_FILE_FORMATS = ("onnx", "safetensors", "pt")
 DATA_FILE_FORMATS = ("csv", "npz")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
-_FACTORY = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*")
+_FACTORY = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*")  # package.module:function, or a sample's name
 
 
 def file_identity(fmt: str, sha256: str, **extra: Any) -> dict[str, Any]:
@@ -298,7 +298,8 @@ def _file_problems(section: Any, where: str, formats: tuple[str, ...], extra: di
         value = section.get(key)
         if value is not None and (not isinstance(value, str) or (pattern and not pattern.fullmatch(value))):
             problems.append(
-                f"'{where}.{key}' is {value!r}; " + ("give package.module:function" if pattern else "give text")
+                f"'{where}.{key}' is {value!r}; "
+                + ("give a sample architecture's name or package.module:function" if pattern else "give text")
             )
     return problems
 
@@ -523,7 +524,10 @@ def _own_model_fields(section: dict, problems: list[str]) -> dict[str, Any]:
         return {}
     if "sample" in section:
         problems.append("'model' gives both 'sample' and 'file'; give one")
-    found = _file_problems(section["file"], "model.file", MODEL_FILE_FORMATS, {"factory": _FACTORY})
+    import sample_models
+
+    factory = re.compile("|".join([_FACTORY.pattern, *map(re.escape, sample_models.available())]))
+    found = _file_problems(section["file"], "model.file", MODEL_FILE_FORMATS, {"factory": factory})
     data = section.get("data")
     if data is not None:
         found += _file_problems(data, "model.data", DATA_FILE_FORMATS, {"label_column": None})

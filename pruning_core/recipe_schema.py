@@ -95,6 +95,7 @@ def _sample_model(names: list[str]) -> dict[str, Any]:
 
 def _own_model() -> dict[str, Any]:
     """A user's model file and data, by format and SHA-256 (never a path)."""
+    import sample_models
     from pruning_core.recipe import DATA_FILE_FORMATS, MODEL_FILE_FORMATS
 
     digest = {"type": "string", "pattern": "^[0-9a-f]{64}$"}
@@ -102,7 +103,12 @@ def _own_model() -> dict[str, Any]:
         {
             "format": {"enum": list(MODEL_FILE_FORMATS)},
             "sha256": digest,
-            "factory": {"type": "string", "pattern": r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$"},
+            "factory": {  # a sample architecture's name, or package.module:function
+                "anyOf": [
+                    {"enum": sample_models.available()},
+                    {"type": "string", "pattern": r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$"},
+                ]
+            },
         },
         ["format", "sha256"],
     )

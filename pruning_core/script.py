@@ -66,6 +66,12 @@ def script_spec(recipe: Recipe) -> dict[str, Any]:
     engine refuses (unknown layers, bad sparsity, a model that is not a sample)."""
     import sample_models
 
+    if recipe.is_own_model:
+        raise ValueError(
+            "a standalone script is written for the sample models only (it carries what PruneLab knows of "
+            "their architecture); for your own model run `prunelab apply RECIPE --model-file PATH --out DIR`, "
+            "which writes the pruned weights in your model's format"
+        )
     if recipe.model not in sample_models.available():
         raise ValueError(
             f"a standalone script needs a sample model, not {recipe.model!r}; "

@@ -464,6 +464,10 @@ class Conversion:
     output_name: str  # the graph output the module's result corresponds to
     input_shape: tuple[int, ...] | None  # one sample's declared shape (batch dim dropped)
     notes: list[str] = field(default_factory=list)
+    # Every other tensor of a layer that lives in one initializer of its own: biases ("fc1.bias") and
+    # BatchNorm's scale, bias and statistics, keyed by state-dict name. Pruning zeroes biases and
+    # BatchNorm entries with their neurons, and fine-tuning changes them all: both are written back.
+    param_sources: dict[str, WeightSource] = field(default_factory=dict)
 
 
 def _attrs(node: Any) -> dict[str, Any]:
@@ -590,6 +594,7 @@ def convert(  # noqa: C901, PLR0912, PLR0915 - one branch per ONNX operator; a d
     constants: dict[str, torch.Tensor] = {}
     layers: dict[str, nn.Module] = {}
     sources: dict[str, WeightSource] = {}
+    param_sources: dict[str, WeightSource] = {}
     steps: list[Step] = []
     fused_adds: dict[int, str] = {}  # id(Add node) -> name of the MatMul output it was fused into
     available = {graph_input.name, *initializers}
@@ -666,14 +671,16 @@ def convert(  # noqa: C901, PLR0912, PLR0915 - one branch per ONNX operator; a d
             alpha = float(attrs.get("alpha", 1.0)) if op == "Gemm" else 1.0
             w = weight if trans_b else weight.transpose(0, 1)
             out_features, in_features = w.shape
-            bias, out_name = None, node.output[0]
+            bias, out_name, bias_source = None, node.output[0], None
             bias_name = node.input[2] if op == "Gemm" and len(node.input) > 2 else ""
             if op == "Gemm" and bias_name:
                 c = constant(bias_name)
                 if c is None or c.numel() not in (1, out_features) or uses.get(bias_name) != 1:
                     bias = "not-constant"
                 else:
-                    bias = float(attrs.get("beta", 1.0)) * c.reshape(-1).expand(out_features).to(w.dtype)
+                    beta = float(attrs.get("beta", 1.0))
+                    bias = beta * c.reshape(-1).expand(out_features).to(w.dtype)
+                    bias_source = WeightSource(bias_name, transposed=False, scale=beta)
             elif op == "MatMul":
                 users = consumers.get(out_name, [])
                 if len(users) == 1 and users[0].op_type == "Add" and out_name not in graph_outputs:
@@ -682,6 +689,7 @@ def convert(  # noqa: C901, PLR0912, PLR0915 - one branch per ONNX operator; a d
                     c = constant(other)
                     if c is not None and c.numel() == out_features and c.dim() <= 2 and uses.get(other) == 1:
                         bias = c.reshape(-1).to(w.dtype)
+                        bias_source = WeightSource(other, transposed=False, scale=1.0)
                         fused_adds[id(add)] = out_name
             if isinstance(bias, str):  # a Gemm whose C is computed: run it as a function
                 steps.append(Step("Gemm", step_inputs, tuple(node.output), tuple(attrs.items())))
@@ -700,6 +708,8 @@ def convert(  # noqa: C901, PLR0912, PLR0915 - one branch per ONNX operator; a d
                     linear.bias.copy_(bias)
             layers[name] = linear
             sources[name] = WeightSource(weight_name, transposed=(not trans_b) != flipped, scale=alpha)
+            if bias_source is not None:
+                param_sources[f"{name}.bias"] = bias_source
             steps.append(Step("layer", (node.input[0],), (out_name,), module=name))
             continue
 
@@ -744,6 +754,8 @@ def convert(  # noqa: C901, PLR0912, PLR0915 - one branch per ONNX operator; a d
                     conv.bias.copy_(bias.to(weight.dtype))
             layers[name] = conv
             sources[name] = WeightSource(weight_name, transposed=False, scale=1.0)
+            if bias is not None:
+                param_sources[f"{name}.bias"] = WeightSource(bias_name, transposed=False, scale=1.0)
             source = node.input[0]
             if begin != end:
                 padded = f"{node.name or node.output[0]} (padding)"
@@ -767,6 +779,9 @@ def convert(  # noqa: C901, PLR0912, PLR0915 - one branch per ONNX operator; a d
                 norm.running_mean.copy_(mean)
                 norm.running_var.copy_(var)
             layers[name] = norm.eval()
+            if all(uses.get(i) == 1 for i in node.input[1:5]):  # a shared initializer is not written back
+                for key, initializer in zip(("weight", "bias", "running_mean", "running_var"), node.input[1:5]):
+                    param_sources[f"{name}.{key}"] = WeightSource(initializer, transposed=False, scale=1.0)
             steps.append(Step("layer", (node.input[0],), (node.output[0],), module=name))
             continue
         if op == "BatchNormalization":
@@ -802,7 +817,7 @@ def convert(  # noqa: C901, PLR0912, PLR0915 - one branch per ONNX operator; a d
     wiring = repr([(s.op, s.inputs, s.outputs, s.attrs, s.module) for s in steps]).encode()
     cls = graph_class(f"OnnxGraph_{hashlib.sha256(wiring).hexdigest()[:12]}")
     module = cls(steps, graph_input.name, output_name, constants, layers, input_shape).eval()
-    return Conversion(module, sources, graph_input.name, output_name, input_shape, notes)
+    return Conversion(module, sources, graph_input.name, output_name, input_shape, notes, param_sources)
 
 
 class _AnyRankBatchNorm(nn.modules.batchnorm._BatchNorm):
@@ -907,11 +922,13 @@ def probe(  # noqa: C901 - one limit check per step kind, before the step runs
 
 
 def write_pruned_weights(original: bytes, conversion: Conversion, pruned: nn.Module) -> bytes:
-    """The user's own ONNX graph with the pruned layers' weights written back into its initializers.
+    """The user's own ONNX graph with the pruned (or fine-tuned) layers' tensors written back into its
+    initializers: weights, biases and BatchNorm's scale, bias and statistics.
 
-    Only weights change, so every node, name and attribute of the user's graph is kept. Refuses
-    (ValueError) when a layer's shape changed: a physically shrunk model needs a fresh export
-    (``pruning_core.export.onnx_bytes``).
+    Only initializers change, so every node, name and attribute of the user's graph is kept. Refuses
+    (ValueError) when a layer's shape changed (a physically shrunk model needs a fresh export,
+    ``pruning_core.export.onnx_bytes``) or when a tensor changed that has no initializer of its own
+    to write it to (then the written graph would not compute what ``pruned`` computes).
     """
     import onnx
     from onnx import numpy_helper
@@ -919,18 +936,38 @@ def write_pruned_weights(original: bytes, conversion: Conversion, pruned: nn.Mod
     model = onnx.ModelProto()
     model.ParseFromString(original)
     by_name = {t.name: t for t in model.graph.initializer}
-    modules = dict(pruned.named_modules())
-    for layer, source in conversion.weight_sources.items():
-        weight = modules[layer].weight.detach()
+    state = pruned.state_dict()
+    sources = {f"{layer}.weight": source for layer, source in conversion.weight_sources.items()}
+    sources.update(conversion.param_sources)
+    before = conversion.module.state_dict()
+    unwritable = [
+        key
+        for key, value in state.items()
+        if key not in sources
+        and key in before
+        and not key.endswith("num_batches_tracked")  # a training counter; inference never reads it
+        and not torch.equal(value, before[key])
+    ]
+    if unwritable:
+        raise ValueError(
+            f"{', '.join(unwritable)} changed but {'has' if len(unwritable) == 1 else 'have'} no initializer of "
+            "its own in the ONNX file (shared or computed): the pruned model cannot be written into this graph"
+        )
+    for key, source in sources.items():
         tensor = by_name[source.initializer]
         expected = tuple(tensor.dims)
-        value = weight.transpose(0, 1) if source.transposed else weight
-        if tuple(value.shape) != expected:
-            raise ValueError(
-                f"layer {layer!r} changed shape ({tuple(value.shape)} vs {expected} in the file): write a "
-                "shrunk model with a fresh ONNX export instead"
-            )
+        value = state[key].detach()
+        value = value.transpose(0, 1) if source.transposed else value
         value = value / source.scale if source.scale != 1.0 else value
+        if tuple(value.shape) != expected:
+            if value.numel() == math.prod(expected) or (value.dim() == 1 and math.prod(expected) == 1):
+                # a bias stored as (1, n), or a Gemm C broadcast from one value: written as n values
+                value = value.reshape(expected) if value.numel() == math.prod(expected) else value
+            else:
+                raise ValueError(
+                    f"{key!r} changed shape ({tuple(value.shape)} vs {expected} in the file): write a "
+                    "shrunk model with a fresh ONNX export instead"
+                )
         dtype = onnx.helper.tensor_dtype_to_np_dtype(tensor.data_type)
         tensor.CopyFrom(numpy_helper.from_array(value.contiguous().numpy().astype(dtype), source.initializer))
     return model.SerializeToString()

@@ -6,14 +6,22 @@
 
 Without data, data-free methods and the size and speed views still work; ``split`` is then None
 and :attr:`OwnModel.no_data_reason` says why accuracy cannot be shown.
+
+The lottery schedule rewinds to the weights a model was trained from, which a user's file does not
+hold: :meth:`OwnModel.initial_state` gives the file's own weights (rewinding to pre-trained weights,
+as Chen et al. 2020 do for BERT), and :meth:`OwnModel.reinit` a seeded fresh initialisation for the
+random re-initialisation control, drawn from a private generator (never the global random state).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import copy
+import math
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+import torch
 from torch import nn
 
 from pruning_core.loaders.common import DEFAULT_LIMITS, Limits
@@ -69,6 +77,54 @@ class OwnModel:
         """A short label for tables and titles: the format and the start of the model's digest."""
         return f"{self.loaded.format} model {self.loaded.sha256[:8]}"
 
+    @property
+    def example_input(self) -> torch.Tensor | None:
+        """Inputs to run the model on: the test split's, else one zero sample of the declared input
+        shape (None when neither data nor the model tells the shape)."""
+        if self.data is not None:
+            return self.data.split.X_test
+        from pruning_core.dataflow import guess_input
+
+        return guess_input(self.model)
+
+    def with_data(
+        self, data: Any, *, data_filename: str | None = None, label_column: str | None = None,
+        limits: Limits = DEFAULT_LIMITS,
+    ) -> OwnModel:  # fmt: skip
+        """This model with ``data`` (a path, or bytes with ``data_filename``) loaded and checked
+        against it; refusals raise ``UntrustedFileError``."""
+        data_filename = data_filename or Path(str(data)).name
+        checked = load_data(data, filename=data_filename, model=self.loaded, label_column=label_column, limits=limits)
+        return replace(self, data=checked, label_column=label_column if checked.format == "csv" else None)
+
+    def initial_state(self) -> dict[str, torch.Tensor]:
+        """What the lottery schedule rewinds to: the file's own weights (a copy; see the module docstring)."""
+        return {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+
+    def reinit(self, seed: int) -> dict[str, torch.Tensor]:
+        """A fresh initialisation for the lottery's re-initialisation control (see :func:`seeded_initial_state`)."""
+        return seeded_initial_state(self.model, seed)
+
+
+def seeded_initial_state(model: nn.Module, seed: int) -> dict[str, torch.Tensor]:
+    """``model``'s state with every Linear and Conv layer re-drawn as PyTorch's default
+    ``reset_parameters`` draws it, from a generator seeded with ``seed`` (never the global random
+    state), and every norm layer reset (ones, zeros, fresh statistics). Anything else (a converted
+    graph's constants, a custom module's parameters) keeps its value. ``model`` is not modified."""
+    work = copy.deepcopy(model)
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for module in work.modules():
+            if isinstance(module, nn.Linear | nn.Conv1d | nn.Conv2d | nn.Conv3d):
+                nn.init.kaiming_uniform_(module.weight, a=math.sqrt(5), generator=generator)
+                if module.bias is not None:
+                    fan_in, _ = nn.init._calculate_fan_in_and_fan_out(module.weight)
+                    bound = 1 / math.sqrt(fan_in) if fan_in > 0 else 0
+                    nn.init.uniform_(module.bias, -bound, bound, generator=generator)
+            elif isinstance(module, nn.modules.batchnorm._NormBase | nn.LayerNorm | nn.GroupNorm):
+                module.reset_parameters()  # nothing random
+    return work.state_dict()
+
 
 def load_own(
     model: Any,
@@ -84,13 +140,7 @@ def load_own(
     refusal raises ``UntrustedFileError`` naming the problem and what would be valid."""
     model_filename = model_filename or Path(str(model)).name
     loaded = load_model(model, filename=model_filename, factory=factory, limits=limits)
-    checked = None
-    if data is not None:
-        data_filename = data_filename or Path(str(data)).name
-        checked = load_data(data, filename=data_filename, model=loaded, label_column=label_column, limits=limits)
-    return OwnModel(
-        loaded=loaded,
-        data=checked,
-        factory=factory if isinstance(factory, str) else None,
-        label_column=label_column if checked is not None and checked.format == "csv" else None,
-    )
+    own = OwnModel(loaded=loaded, factory=factory if isinstance(factory, str) else None)
+    if data is None:
+        return own
+    return own.with_data(data, data_filename=data_filename, label_column=label_column, limits=limits)

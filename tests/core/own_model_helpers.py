@@ -113,3 +113,36 @@ def onnxruntime_outputs(onnx_bytes: bytes, x: torch.Tensor) -> list:
     session = onnxruntime.InferenceSession(onnx_bytes, providers=["CPUExecutionProvider"])
     name = session.get_inputs()[0].name
     return session.run(None, {name: x.numpy()})
+
+
+FACTORY_MODULE = "import sample_models\n\n\ndef build():\n    return sample_models.build('digits-cnn')\n"
+
+
+def write_own_files(directory) -> nn.Module:
+    """A user's files in ``directory``, as the command-line tests and the README's examples use
+    them: ``net.onnx`` (a fitted ResidualNet), ``data.npz`` (digits, its own train/test split),
+    ``data.csv`` (every digit, 64 pixel columns and a ``digit`` label column), ``weights.safetensors``
+    (digits-cnn's weights) and ``mymodels.py`` (``build()``: the digits-cnn architecture).
+    Returns the fitted ResidualNet."""
+    from pathlib import Path
+
+    import numpy as np
+    from safetensors.torch import save
+
+    import sample_models
+
+    directory = Path(directory)
+    digits = sample_models.datasets.digits_images()
+    net = fit_readout(residual_net(), digits.X_train, digits.y_train)
+    (directory / "net.onnx").write_bytes(to_onnx(net, digits.X_test))
+    splits = {"X_train": digits.X_train, "y_train": digits.y_train, "X_test": digits.X_test, "y_test": digits.y_test}
+    np.savez(directory / "data.npz", **{k: v.numpy() for k, v in splits.items()})
+    X = torch.cat([digits.X_train, digits.X_test]).reshape(-1, 64).numpy()
+    y = torch.cat([digits.y_train, digits.y_test]).numpy()
+    lines = [",".join(f"p{i}" for i in range(64)) + ",digit"]
+    lines += [",".join(f"{v:.9g}" for v in row) + f",{label}" for row, label in zip(X, y)]
+    (directory / "data.csv").write_text("\n".join(lines) + "\n")
+    cnn = sample_models.load_sample("digits-cnn").model
+    (directory / "weights.safetensors").write_bytes(save({k: v.contiguous() for k, v in cnn.state_dict().items()}))
+    (directory / "mymodels.py").write_text(FACTORY_MODULE)
+    return net

@@ -2,17 +2,22 @@
 
 Placeholders become temporary files: ``RECIPE`` a recipe written by ``prunelab recipe``, ``DIR``
 a new directory (already holding a file when the line passes ``--force``), ``FILE`` a path,
-``STUDY`` a one-cell study. A line whose comment says ``(long)`` is skipped (it serves or runs for
-a long time); every other line must be cheap enough to run here.
+``STUDY`` a one-cell study. A line naming one of the user's files (``net.onnx``, ``data.csv``, ...)
+runs in a directory holding them (``own_model_helpers.write_own_files``, and ``own.yaml``: a recipe
+for ``net.onnx``). A line whose comment says ``(long)`` is skipped (it serves or runs for a long
+time); every other line must be cheap enough to run here.
 """
 
 from __future__ import annotations
 
 import re
 import shlex
+import shutil
+import sys
 
 import pytest
 from core_helpers import REPO_ROOT
+from own_model_helpers import write_own_files
 
 from pruning_core.cli import main
 
@@ -42,6 +47,16 @@ def readme_command_lines() -> list[str]:
 
 
 LINES = readme_command_lines()
+OWN_FILES = ("net.onnx", "data.csv", "data.npz", "weights.safetensors", "mymodels.py", "own.yaml")
+
+
+@pytest.fixture(scope="module")
+def own_files(tmp_path_factory):
+    directory = tmp_path_factory.mktemp("own")
+    write_own_files(directory)
+    recipe = ["recipe", "--model-file", str(directory / "net.onnx"), "--method", "magnitude", "--sparsity", "0.5"]
+    assert main([*recipe, "--output", str(directory / "own.yaml")]) == 0
+    return directory
 
 
 def test_the_readme_shows_command_lines_and_each_uses_the_installed_command():
@@ -73,10 +88,14 @@ def _argv(line: str, tmp_path) -> list[str]:
 
 
 @pytest.mark.parametrize("line", LINES)
-def test_every_readme_command_line_runs(line, tmp_path, capsys, monkeypatch):
+def test_every_readme_command_line_runs(line, tmp_path, capsys, monkeypatch, request):
     if LONG_MARKER in line:
         pytest.skip("marked (long) in the README")
     monkeypatch.chdir(tmp_path)
+    if any(name in line for name in OWN_FILES):
+        for path in request.getfixturevalue("own_files").iterdir():
+            shutil.copy(path, tmp_path / path.name)
+        request.addfinalizer(lambda: sys.modules.pop("mymodels", None))  # imported from tmp_path
     argv = _argv(line, tmp_path)
     code = main(argv)
     captured = capsys.readouterr()
