@@ -121,11 +121,16 @@ class Subject:
         return [LOTTERY_NOTE] if self.own is not None and schedule is not None and schedule.kind == "lottery" else []
 
 
+def sample_option(args: Any) -> str:
+    """How the command names a sample: ``layers MODEL``, elsewhere ``--model NAME``."""
+    return "MODEL" if getattr(args, "command", None) == "layers" else "--model NAME"
+
+
 def check_model_options(args: Any, sample: str | None) -> None:
     """Exactly one of ``--model`` and ``--model-file``; the file options only with ``--model-file``."""
     model_file = getattr(args, "model_file", None)
     if sample and model_file:
-        raise UsageError("give --model NAME (a sample) or --model-file PATH (your model), not both")
+        raise UsageError(f"give {sample_option(args)} (a sample) or --model-file PATH (your model), not both")
     if not model_file:
         given = [f"--{name.replace('_', '-')}" for name in FILE_OPTIONS if getattr(args, name, None) is not None]
         if given:
@@ -142,7 +147,7 @@ def subject(args: Any, sample: str | None, recipe: Any = None) -> Subject:
     model_file = getattr(args, "model_file", None)
     if model_file is None:
         if not sample:
-            raise UsageError("give --model NAME (a sample) or --model-file PATH (your model)")
+            raise UsageError(f"give {sample_option(args)} (a sample) or --model-file PATH (your model)")
         return Subject.of_sample(sample)
     own = load(args, recipe)
     print_notes(own.loaded.notes + (own.data.notes if own.data is not None else []))
