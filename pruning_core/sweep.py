@@ -126,7 +126,7 @@ def choice_at(
     )  # fmt: skip
 
 
-def sweep(
+def sweep(  # noqa: C901 - the public entry point: its signature and docstring document 17 options; the body delegates
     model: nn.Module,
     data,
     methods: Sequence[str] = ("magnitude",),
@@ -192,6 +192,16 @@ def sweep(
             progress, workers, init_state, reinit, should_stop, calibration,
         )  # fmt: skip
 
+    return _oneshot_sweep(
+        model, X_train, y_train, resolved, levels, scope, exclude, seed, calibration, profile, flow, measure, progress
+    )  # fmt: skip
+
+
+def _oneshot_sweep(
+    model, X_train, y_train, resolved, levels, scope, exclude, seed, calibration, profile, flow, measure, progress
+) -> pd.DataFrame:  # fmt: skip
+    """Every method at every level without training: one mask plan per method, masks applied to
+    one working copy in place, one row per distinct resolved level."""
     working = copy.deepcopy(model).eval()
     originals = {n: p.detach() for n, p in model.named_parameters()}
     working_params = dict(working.named_parameters())
