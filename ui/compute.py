@@ -93,7 +93,7 @@ def results() -> ResultCache:
     sessions ask at once (the others wait for it and see its progress). With ``PRUNELAB_CACHE_DIR``
     set, several app processes (behind a proxy) share them too."""
     directory = os.environ.get("PRUNELAB_CACHE_DIR") or None
-    return ResultCache(max_entries=512, directory=directory, name=f"sweeps-{_engine_digest()}")
+    return ResultCache(max_entries=512, directory=directory, name="sweeps", generation=_engine_digest())
 
 
 @st.cache_resource(show_spinner=False)
