@@ -305,9 +305,13 @@ def check_reachable(address: str, timeout_s: float = CONNECT_TIMEOUT_S) -> None:
 def _check_gcs(address: str, hostport: str, check: str) -> None:
     """One request to the GCS, as ``ray.init`` makes first (it retries it for 20 s or more): something
     that accepts connections but is not a Ray GCS (a proxy, another server) answers it at once."""
-    try:
-        from ray._raylet import GcsClient  # Ray's own client: what ray.init connects with
-    except ImportError:  # a Ray without it: ray.init will tell
+    import importlib
+
+    try:  # Ray's own client: what ray.init connects with (not in Ray's type stubs)
+        GcsClient = getattr(importlib.import_module("ray._raylet"), "GcsClient", None)  # noqa: N806
+    except ImportError:
+        GcsClient = None  # noqa: N806
+    if GcsClient is None:  # a Ray without it: ray.init will tell
         return
     try:
         GcsClient(address=hostport)
