@@ -471,3 +471,13 @@ def test_an_unreachable_ray_address_fails_fast_with_what_to_check(tmp_path):
     pytest.importorskip("ray")
     code = main(["study", str(path), "--out", str(tmp_path / "r.csv"), "--backend", "ray", "--address", address])
     assert code == 2 and not (tmp_path / "r.csv").exists()
+
+
+@pytest.mark.slow
+def test_worker_processes_load_an_own_model_from_its_file_and_give_the_same_results(own_study_dir, tmp_path):
+    study = study_mod.load(own_study_dir / "study.yaml")
+    here = run_study(study, tmp_path / "here.parquet", progress=False)
+    spread = run_study(study, tmp_path / "spread.parquet", workers=2, progress=False)
+    assert here.computed == spread.computed == 4 and not spread.failed
+    a, b = read_results(tmp_path / "here.parquet"), read_results(tmp_path / "spread.parquet")
+    pd.testing.assert_frame_equal(a.drop(columns="seconds"), b.drop(columns="seconds"), check_exact=True)
