@@ -481,3 +481,17 @@ def test_worker_processes_load_an_own_model_from_its_file_and_give_the_same_resu
     assert here.computed == spread.computed == 4 and not spread.failed
     a, b = read_results(tmp_path / "here.parquet"), read_results(tmp_path / "spread.parquet")
     pd.testing.assert_frame_equal(a.drop(columns="seconds"), b.drop(columns="seconds"), check_exact=True)
+
+
+def test_the_studies_page_names_an_own_model_by_its_sha256(own_study_dir, tmp_path):
+    from tests.app.test_pages import run_sidebar_app
+
+    run_study(study_mod.load(own_study_dir / "study.yaml"), tmp_path / "r.csv", progress=False)
+    data = (tmp_path / "r.csv").read_bytes()
+    at = run_sidebar_app("studies.py")
+    at.get("file_uploader")[0].set_value(("r.csv", data, "text/csv"))
+    at.run()
+    assert not at.exception
+    digest = hashlib.sha256((own_study_dir / "net.onnx").read_bytes()).hexdigest()
+    assert any(digest in c.value and "onnx file" in c.value for c in at.caption)
+    assert str(own_study_dir) not in data.decode()
