@@ -495,3 +495,29 @@ def test_the_studies_page_names_an_own_model_by_its_sha256(own_study_dir, tmp_pa
     digest = hashlib.sha256((own_study_dir / "net.onnx").read_bytes()).hexdigest()
     assert any(digest in c.value and "onnx file" in c.value for c in at.caption)
     assert str(own_study_dir) not in data.decode()
+
+
+def test_a_state_dict_study_names_its_architecture_and_records_it(tmp_path):
+    from safetensors.torch import save
+
+    import sample_models
+
+    sample = sample_models.load_sample("cancer-mlp")
+    (tmp_path / "w.safetensors").write_bytes(save({k: v.contiguous() for k, v in sample.model.state_dict().items()}))
+    X = torch.cat([sample.data.X_train, sample.data.X_test])
+    y = torch.cat([sample.data.y_train, sample.data.y_test])
+    header = ",".join(f"f{i}" for i in range(X.shape[1])) + ",label\n"
+    rows = "".join(",".join(f"{v:.9g}" for v in row.tolist()) + f",{int(t)}\n" for row, t in zip(X, y))
+    (tmp_path / "d.csv").write_text(header + rows)
+    entry = {"file": "w.safetensors", "data": "d.csv", "factory": "cancer-mlp", "label_column": "label"}
+    study = from_dict({**OWN, "methods": ["magnitude"], "seeds": [0], "model": entry}, base_dir=tmp_path)
+    assert study.cells()[0].describe()["model"]["model"]["factory"] == "cancer-mlp"
+    run_study(study, tmp_path / "r.parquet", progress=False)
+    table = read_results(tmp_path / "r.parquet")
+    assert (table["status"] == "ok").all() and set(table["model_format"]) == {"safetensors"}
+    split = study.loaded[study.models[0]].split
+    with torch.inference_mode():  # the sample's own weights, evaluated by torch on the study's split
+        expected = float((sample.model(split.X_test).argmax(1) == split.y_test).double().mean())
+    assert table[table["target_sparsity"] == 0.0]["accuracy"].iloc[0] == pytest.approx(expected, abs=1e-12)
+    with pytest.raises(StudyError, match="architecture"):
+        from_dict({**OWN, "model": {**entry, "factory": None}}, base_dir=tmp_path)
