@@ -199,15 +199,15 @@ class Study:
     name: str = "study"
     source: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
     specs: tuple[ModelSpec, ...] = ()  # one per model (samples may be left out: made from the name)
-    loaded: dict[str, Any] = field(default_factory=dict, compare=False, hash=False, repr=False)  # label -> OwnModel
+    # own models loaded at validation, as bundles (model and data only: the file's bytes are let go)
+    loaded: dict[str, SampleBundle] = field(default_factory=dict, compare=False, hash=False, repr=False)
 
     def spec(self, model: str) -> ModelSpec:
         return next((s for s in self.specs if s.label == model), ModelSpec(model, sample=model))
 
     def bundle(self, spec: ModelSpec) -> SampleBundle:
         """A model's bundle, reusing an own model already loaded when the study was validated."""
-        own = self.loaded.get(spec.label)
-        return own_bundle(spec, own) if own is not None else spec.load_bundle()
+        return self.loaded.get(spec.label) or spec.load_bundle()
 
     def cells(self) -> list[Cell]:
         """The study's cells in a fixed order (model, schedule, method, scope, seed, sparsity)."""
@@ -373,7 +373,7 @@ def _models(entries: list, base_dir: str | Path | None, problems: list[str]) -> 
     import sample_models
 
     specs: list[ModelSpec] = []
-    loaded: dict[str, Any] = {}
+    loaded: dict[str, SampleBundle] = {}
     for entry in entries:
         if not isinstance(entry, dict):
             problems.append(
@@ -388,7 +388,7 @@ def _models(entries: list, base_dir: str | Path | None, problems: list[str]) -> 
             spec, own = _own_model(entry, Path(base_dir or "."), problems)
             if spec is None:
                 continue
-            loaded[spec.label] = own
+            loaded[spec.label] = own_bundle(spec, own)
         else:
             sample = entry.get("sample")
             if sample not in sample_models.available():

@@ -393,7 +393,7 @@ def test_an_own_onnx_model_study_records_the_files_sha256_never_their_path(own_s
     assert set(table["data_sha256"]) == {hashlib.sha256((own_study_dir / "data.csv").read_bytes()).hexdigest()}
     assert set(table["model_format"]) == {"onnx"} and set(table["data_format"]) == {"csv"}
     assert str(own_study_dir) not in table.to_csv() and "net.onnx" not in table.to_csv()
-    split = study.loaded[study.models[0]].split
+    split = study.loaded[study.models[0]].data
     (logits,) = onnxruntime_outputs(model_bytes, split.X_test)
     reference = float((logits.argmax(1) == split.y_test.numpy()).mean())
     dense = table[table["target_sparsity"] == 0.0]["accuracy"]
@@ -515,7 +515,7 @@ def test_a_state_dict_study_names_its_architecture_and_records_it(tmp_path):
     run_study(study, tmp_path / "r.parquet", progress=False)
     table = read_results(tmp_path / "r.parquet")
     assert (table["status"] == "ok").all() and set(table["model_format"]) == {"safetensors"}
-    split = study.loaded[study.models[0]].split
+    split = study.loaded[study.models[0]].data
     with torch.inference_mode():  # the sample's own weights, evaluated by torch on the study's split
         expected = float((sample.model(split.X_test).argmax(1) == split.y_test).double().mean())
     assert table[table["target_sparsity"] == 0.0]["accuracy"].iloc[0] == pytest.approx(expected, abs=1e-12)
