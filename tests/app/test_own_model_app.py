@@ -1,0 +1,206 @@
+""""Your model" in the app: an uploaded model and data drive every explorer page, for one session only.
+
+Rules checked here (AppTest drives the real sidebar's file uploaders):
+- an ONNX model no sample resembles, with NPZ data, gives a trade-off chart whose accuracy at 0 %
+  sparsity is onnxruntime's on the same test samples;
+- Layers, Size & speed, Sensitivity, Schedules and Export work on it; the recipe records the
+  files' format and SHA-256 (no file name, no path) and the pruned ONNX is the user's own graph;
+- without data, accuracy views say why and Size & speed still works;
+- hostile files are refused with the loader's message, their payload never runs, and the
+  previously loaded model stays in use;
+- a second session sees nothing of the first's upload, and the shared caches hold none of it;
+- ``PRUNELAB_UPLOADS=0`` hides the option; a ``model=upload`` link keeps its settings and asks for the file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from test_pages import APP, figures, run_app, run_sidebar_app
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "tests" / "core"))
+sys.path.insert(0, str(ROOT))
+from own_model_helpers import fit_readout, onnxruntime_outputs, residual_net, to_onnx  # noqa: E402
+
+from tests.hostile.make_hostile import build_corpus  # noqa: E402
+
+ONNX_MIME, NPZ_MIME = "application/octet-stream", "application/octet-stream"
+
+
+@pytest.fixture(scope="module")
+def files() -> dict:
+    """A residual/depthwise/concat CNN on digits (readout fitted), as ONNX, and its data as NPZ
+    with explicit train and test splits (so the test samples are known here)."""
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    X = torch.tensor(digits.data / 16, dtype=torch.float32).reshape(-1, 1, 8, 8)
+    y = torch.tensor(digits.target)
+    order = torch.randperm(len(y), generator=torch.Generator().manual_seed(1))
+    X, y = X[order], y[order]
+    train, test = slice(0, 1400), slice(1400, None)
+    model = fit_readout(residual_net(), X[train], y[train])
+    onnx = to_onnx(model, X)
+    buffer = io.BytesIO()
+    np.savez(buffer, X_train=X[train].numpy(), y_train=y[train].numpy(), X_test=X[test].numpy(), y_test=y[test].numpy())
+    (logits,) = onnxruntime_outputs(onnx, X[test])
+    ort_accuracy = float((logits.argmax(1) == y[test].numpy()).mean())
+    return {"onnx": onnx, "npz": buffer.getvalue(), "ort_accuracy": ort_accuracy, "n_test": len(y[test])}
+
+
+def upload(at, files: dict, data: bool = True, model_name: str = "net.onnx", model_bytes: bytes | None = None):
+    at.file_uploader(key="own_model_file").set_value((model_name, model_bytes or files["onnx"], ONNX_MIME))
+    if data:
+        at.file_uploader(key="own_data_file").set_value(("digits.npz", files["npz"], NPZ_MIME))
+    return at.run()
+
+
+def texts(at, kind: str) -> str:
+    return "\n".join(str(element.value) for element in at.get(kind))
+
+
+def dense_line(fig: dict) -> float:
+    (shape,) = [s for s in fig["layout"]["shapes"] if s.get("line", {}).get("dash") == "dash"]
+    return shape["y0"]
+
+
+def test_uploaded_onnx_and_npz_give_a_tradeoff_whose_accuracy_at_zero_is_onnxruntimes(files):
+    from ui import compute
+
+    shared_before = (len(compute.results()), len(compute.figure_cache()))
+    at = run_sidebar_app(model="upload", methods="magnitude,structured-l1", levels="0,0.5,0.9")
+    assert not at.exception
+    assert "upload your model file" in texts(at, "info").lower()
+    at = upload(at, files)
+    assert not at.exception, at.exception
+    assert not at.error, texts(at, "error")
+    (fig,) = figures(at)
+    assert "onnx model" in fig["layout"]["title"]["text"]
+    expected = files["ort_accuracy"] * 100
+    assert dense_line(fig) == pytest.approx(expected, abs=1e-6)
+    for trace in fig["data"]:
+        if trace["name"].startswith("knee"):
+            continue
+        zero = max(range(len(trace["x"])), key=lambda i: trace["x"][i])  # the most parameters: 0 % sparsity
+        assert trace["y"][zero] == pytest.approx(expected, abs=1e-6), trace["name"]
+    assert f"test set of {files['n_test']} samples" in texts(at, "caption")
+    # Nothing of this session's model went into the caches every session reads.
+    assert (len(compute.results()), len(compute.figure_cache())) == shared_before
+    assert all(k[0] != "upload" for k in _session_results(at))
+
+
+def _session_results(at) -> list:
+    return [key[1:] for key in at.session_state["own_results"]] if "own_results" in at.session_state else []
+
+
+def test_a_second_session_does_not_see_the_first_sessions_upload(files):
+    first = upload(run_sidebar_app(model="upload", methods="magnitude", levels="0,0.5"), files)
+    assert figures(first)
+    second = run_sidebar_app(model="upload", methods="magnitude", levels="0,0.5")
+    assert not second.exception
+    assert not figures(second)
+    assert "own_model" not in second.session_state
+    assert "upload your model file" in texts(second, "info").lower()
+
+
+@pytest.mark.parametrize(
+    ("page", "expect"),
+    [("layers.py", "layers_hist"), ("size_speed.py", "size_files"), ("sensitivity.py", "sens_curves")],
+)
+def test_explorer_pages_work_on_the_uploaded_model(files, page, expect):
+    at = upload(run_sidebar_app(page, model="upload", methods="magnitude,structured-l1", levels="0,0.5,0.9"), files)
+    assert not at.exception, at.exception
+    assert not at.error, texts(at, "error")
+    assert any(expect in chart.proto.id for chart in at.get("plotly_chart")), expect
+    names = [c for c in texts(at, "caption").split("\n") if "onnx model" in c]
+    assert names, "the sidebar names the uploaded model"
+
+
+def test_export_records_the_files_by_sha256_and_gives_the_pruned_onnx(files):
+    import onnxruntime
+
+    at = upload(run_sidebar_app("export.py", model="upload", methods="structured-l1", levels="0,0.5"), files)
+    assert not at.exception, at.exception
+    recipe_text = next(c.value for c in at.get("code") if "sha256" in str(c.value))
+    recipe = yaml.safe_load(recipe_text)
+    assert recipe["model"]["file"] == {"format": "onnx", "sha256": hashlib.sha256(files["onnx"]).hexdigest()}
+    assert recipe["model"]["data"] == {"format": "npz", "sha256": hashlib.sha256(files["npz"]).hexdigest()}
+    assert "net.onnx" not in recipe_text and "digits.npz" not in recipe_text
+    assert "No standalone script" in texts(at, "info")
+    bundle = _only_bundle(at)
+    assert bundle.own_onnx is not None
+    session = onnxruntime.InferenceSession(bundle.own_onnx, providers=["CPUExecutionProvider"])
+    assert [i.name for i in session.get_inputs()] == ["input"]  # the user's own graph, rewritten
+
+
+def _only_bundle(at):
+    (bundle,) = [v for k, v in at.session_state["own_results"].items() if k[0] == "export"]
+    return bundle
+
+
+def test_schedules_train_the_uploaded_model_without_offering_the_lottery(files):
+    at = upload(run_sidebar_app("schedules.py", model="upload", methods="magnitude"), files)
+    assert "lottery" not in at.multiselect(key="sched_curves").options
+    at.multiselect(key="sched_curves").set_value(["oneshot", "oneshot+ft"])
+    at.slider(key="sched_levels").set_value(2)
+    at.slider(key="sched_epochs").set_value(1)
+    at.button[0].click()  # the form's Run
+    at.run()
+    assert not at.exception, at.exception
+    assert figures(at)
+
+
+def test_without_data_accuracy_views_say_why_and_size_speed_works(files):
+    at = upload(run_sidebar_app(model="upload", methods="magnitude"), files, data=False)
+    assert not at.exception
+    assert "needs labelled data" in texts(at, "info")
+    assert not figures(at)
+    at = upload(run_sidebar_app("size_speed.py", model="upload", methods="magnitude"), files, data=False)
+    assert not at.exception, at.exception
+    assert figures(at)
+
+
+@pytest.mark.parametrize(
+    ("name", "filename"),
+    [("pickle-runs-command", "weights.pt"), ("lying-safetensors", "lying.safetensors"), ("onnx-garbage", "g.onnx")],
+)
+def test_hostile_files_are_refused_and_the_previous_model_stays(files, tmp_path, name, filename):
+    marker = tmp_path / "PAYLOAD_RAN"
+    corpus = {entry.name: entry for entry in build_corpus(tmp_path / "corpus", marker)}
+    hostile = (tmp_path / "corpus" / corpus[name].filename).read_bytes()
+    at = upload(run_sidebar_app(model="upload", methods="magnitude", levels="0,0.5"), files)
+    (before,) = figures(at)
+    at = upload(at, files, data=False, model_name=filename, model_bytes=hostile)
+    assert not at.exception, at.exception
+    message = texts(at, "error")
+    assert "Refused" in message and corpus[name].expect in message.lower()
+    assert "previous model is still in use" in message
+    assert not marker.exists()
+    (after,) = figures(at)  # the session keeps working on the model it had
+    assert dense_line(after) == dense_line(before)
+
+
+def test_uploads_switched_off_hide_the_option_and_refuse_upload_links(monkeypatch):
+    monkeypatch.setenv("PRUNELAB_UPLOADS", "0")
+    at = run_sidebar_app(model="upload", methods="magnitude", levels="0,0.5")
+    assert not at.exception
+    assert "upload" not in at.selectbox(key="w_model").options
+    assert not at.get("file_uploader")
+    assert "does not accept uploaded models" in texts(at, "warning")
+
+
+def test_a_link_to_an_uploaded_model_keeps_its_settings_and_asks_for_the_file():
+    at = run_app(model="upload", methods="magnitude", scope="layerwise", levels="0,0.5")
+    assert not at.exception
+    assert "asks for the file again" in texts(at, "info")
+    config = at.session_state["config"]
+    assert (config.model, config.scope, config.methods, config.levels) == ("upload", "layerwise", ("magnitude",), (0, 0.5))
+    assert APP.endswith("app.py")
