@@ -547,6 +547,33 @@ def _own_metrics(o, resolved: PruningChoice) -> dict[str, Any]:
     return {k: row[k].item() if hasattr(row[k], "item") else row[k] for k in export.RECORDED_METRICS}
 
 
+OWN_ONNX_TOLERANCE = 1e-3  # largest output difference (relative to the outputs' scale) accepted
+
+
+def _own_onnx(o, pruned: torch.nn.Module) -> tuple[bytes | None, str | None]:
+    """The user's ONNX graph with ``pruned``'s weights, checked with onnxruntime against ``pruned``
+    on the example inputs; (None, why) when it cannot be written or computes something else."""
+    import onnxruntime
+
+    try:
+        written = o.loaded.pruned_onnx(pruned)
+        x = own.example_input(o)
+        session = onnxruntime.InferenceSession(written, providers=["CPUExecutionProvider"])
+        (out, *_) = session.run(None, {session.get_inputs()[0].name: x.numpy()})
+    except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own types; the reason is shown
+        return None, str(exc)
+    with torch.inference_mode():
+        expected = pruned.eval()(x).numpy()
+    difference = float(np.abs(out - expected).max())
+    scale = max(1.0, float(np.abs(expected).max()))
+    if difference > OWN_ONNX_TOLERANCE * scale:
+        return None, (
+            f"onnxruntime's outputs differ from the pruned model's by up to {difference:.3g} (only weights are "
+            "written back, not the biases of removed neurons); take the smaller model's ONNX instead"
+        )
+    return written, None
+
+
 def build_own_export_bundle(o, choice: PruningChoice) -> ExportBundle:
     """The Export page's files for the session's upload: a recipe recording the files' format and
     SHA-256 (never a path), the pruned weights, the user's own ONNX graph with them, and for
@@ -568,9 +595,13 @@ def build_own_export_bundle(o, choice: PruningChoice) -> ExportBundle:
         "pruned, gzip": export.gzip_size(weights),
     }
     all_notes = [*notes, *applied.notes]
-    own_onnx = o.loaded.pruned_onnx(applied.model) if o.loaded.format == "onnx" else None
-    if own_onnx is not None:
-        sizes["pruned, your ONNX graph"] = len(own_onnx)
+    own_onnx = None
+    if o.loaded.format == "onnx":
+        own_onnx, problem = _own_onnx(o, applied.model)
+        if own_onnx is not None:
+            sizes["pruned, your ONNX graph"] = len(own_onnx)
+        else:
+            all_notes.append(f"your ONNX graph with the pruned weights is not offered: {problem}")
     shrunk = onnx_model = difference = None
     if resolved.method_object.granularity == "structured":
         try:

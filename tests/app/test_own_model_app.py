@@ -1,4 +1,4 @@
-""""Your model" in the app: an uploaded model and data drive every explorer page, for one session only.
+""" "Your model" in the app: an uploaded model and data drive every explorer page, for one session only.
 
 Rules checked here (AppTest drives the real sidebar's file uploaders):
 - an ONNX model no sample resembles, with NPZ data, gives a trade-off chart whose accuracy at 0 %
@@ -23,7 +23,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from test_pages import APP, figures, run_app, run_sidebar_app
+from test_pages import figures, run_app, run_sidebar_app
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests" / "core"))
@@ -54,6 +54,13 @@ def files() -> dict:
     (logits,) = onnxruntime_outputs(onnx, X[test])
     ort_accuracy = float((logits.argmax(1) == y[test].numpy()).mean())
     return {"onnx": onnx, "npz": buffer.getvalue(), "ort_accuracy": ort_accuracy, "n_test": len(y[test])}
+
+
+@pytest.fixture(scope="module")
+def hostile_corpus(tmp_path_factory) -> tuple[Path, Path, dict]:
+    directory = tmp_path_factory.mktemp("hostile")
+    marker = tmp_path_factory.mktemp("marker") / "PAYLOAD_RAN"
+    return directory, marker, {entry.name: entry for entry in build_corpus(directory, marker)}
 
 
 def upload(at, files: dict, data: bool = True, model_name: str = "net.onnx", model_bytes: bytes | None = None):
@@ -127,7 +134,11 @@ def test_explorer_pages_work_on_the_uploaded_model(files, page, expect):
 def test_export_records_the_files_by_sha256_and_gives_the_pruned_onnx(files):
     import onnxruntime
 
-    at = upload(run_sidebar_app("export.py", model="upload", methods="structured-l1", levels="0,0.5"), files)
+    from pruning_core.apply import apply_choice
+    from pruning_core.choice import PruningChoice
+    from pruning_core.loaders import load_own
+
+    at = upload(run_sidebar_app("export.py", model="upload", methods="magnitude", levels="0,0.5"), files)
     assert not at.exception, at.exception
     recipe_text = next(c.value for c in at.get("code") if "sha256" in str(c.value))
     recipe = yaml.safe_load(recipe_text)
@@ -139,6 +150,13 @@ def test_export_records_the_files_by_sha256_and_gives_the_pruned_onnx(files):
     assert bundle.own_onnx is not None
     session = onnxruntime.InferenceSession(bundle.own_onnx, providers=["CPUExecutionProvider"])
     assert [i.name for i in session.get_inputs()] == ["input"]  # the user's own graph, rewritten
+    # It computes what the same choice applied to the same files computes, outside the app.
+    mine = load_own(files["onnx"], model_filename="m.onnx", data=files["npz"], data_filename="d.npz")
+    pruned = apply_choice(mine.model, mine.split, PruningChoice("magnitude", "global", 0.5)).model
+    (out,) = session.run(None, {"input": mine.split.X_test.numpy()})
+    with torch.no_grad():
+        np.testing.assert_allclose(out, pruned(mine.split.X_test).numpy(), atol=1e-4)
+    assert (out != onnxruntime_outputs(files["onnx"], mine.split.X_test)[0]).any()  # pruning changed it
 
 
 def _only_bundle(at):
@@ -172,10 +190,9 @@ def test_without_data_accuracy_views_say_why_and_size_speed_works(files):
     ("name", "filename"),
     [("pickle-runs-command", "weights.pt"), ("lying-safetensors", "lying.safetensors"), ("onnx-garbage", "g.onnx")],
 )
-def test_hostile_files_are_refused_and_the_previous_model_stays(files, tmp_path, name, filename):
-    marker = tmp_path / "PAYLOAD_RAN"
-    corpus = {entry.name: entry for entry in build_corpus(tmp_path / "corpus", marker)}
-    hostile = (tmp_path / "corpus" / corpus[name].filename).read_bytes()
+def test_hostile_files_are_refused_and_the_previous_model_stays(files, hostile_corpus, name, filename):
+    directory, marker, corpus = hostile_corpus
+    hostile = (directory / corpus[name].filename).read_bytes()
     at = upload(run_sidebar_app(model="upload", methods="magnitude", levels="0,0.5"), files)
     (before,) = figures(at)
     at = upload(at, files, data=False, model_name=filename, model_bytes=hostile)
@@ -202,5 +219,6 @@ def test_a_link_to_an_uploaded_model_keeps_its_settings_and_asks_for_the_file():
     assert not at.exception
     assert "asks for the file again" in texts(at, "info")
     config = at.session_state["config"]
-    assert (config.model, config.scope, config.methods, config.levels) == ("upload", "layerwise", ("magnitude",), (0, 0.5))
-    assert APP.endswith("app.py")
+    assert (config.model, config.scope, config.methods) == ("upload", "layerwise", ("magnitude",))
+    assert config.levels == (0, 0.5)
+    assert not at.get("plotly_chart")
