@@ -31,13 +31,18 @@ visibility.sidebar_hook()
 st.session_state.explorer = state.config() if visibility.current().sidebar_hidden else state.sidebar()
 st.sidebar.caption("Every setting is in the URL: copy it to share this exact view.")
 # The explorer pages work on an uploaded model; these use the samples whatever the sidebar says.
-SAMPLE_ONLY = {"workshop": "The workshop lessons", "teacher": "Teacher links", "decision-trees": "This page"}
+SAMPLE_ONLY = {
+    "workshop": "The workshop lessons use",
+    "teacher": "Teacher links use",
+    "decision-trees": "This page uses",
+}
+on_upload = st.session_state.explorer.model == own.UPLOAD
 try:
-    if st.session_state.explorer.model == own.UPLOAD:
-        if page.url_path in SAMPLE_ONLY:
-            st.info(f"{SAMPLE_ONLY[page.url_path]} use the sample models, not your uploaded model.", icon="ℹ️")
-        elif page.url_path != "studies":
-            own.require_model()  # asks for the file (a link never carries it) and stops
-    page.run()
+    if on_upload and page.url_path in SAMPLE_ONLY:
+        st.info(f"{SAMPLE_ONLY[page.url_path]} the sample models, not your uploaded model.", icon="ℹ️")
+    if on_upload and page.url_path not in SAMPLE_ONLY and page.url_path != "studies" and own.current() is None:
+        own.ask_for_model()  # a link never carries the file: ask for it again
+    else:
+        page.run()
 finally:  # also when a page stops early (st.stop)
     loading.empty()

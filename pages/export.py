@@ -12,6 +12,7 @@ state.require_router()
 config = st.session_state.explorer
 st.title("Export: take this pruning with you")
 state.show_notices()
+own.require_chosen(config.model)
 
 with st.expander("What am I looking at?"):
     st.markdown(

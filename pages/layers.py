@@ -10,6 +10,7 @@ state.require_router()
 config = st.session_state.explorer
 st.title("Layers: where did the pruning go?")
 state.show_notices()
+own.require_chosen(config.model)
 
 with st.expander("What am I looking at?"):
     st.markdown(

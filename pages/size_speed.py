@@ -9,6 +9,7 @@ state.require_router()
 config = st.session_state.explorer
 st.title("Size & speed: does pruning make the model smaller or faster?")
 state.show_notices()
+own.require_chosen(config.model)
 
 with st.expander("What am I looking at?", expanded=True):
     st.markdown(

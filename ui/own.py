@@ -262,17 +262,28 @@ def describe_split(own: OwnModel) -> str:
 # --- what pages say when the upload cannot serve them ---------------------------------------------------
 
 
+def ask_for_model() -> None:
+    st.info(
+        "This view is for **your model**: upload its file in the sidebar (and data for accuracy). "
+        "A link keeps the settings but never the file, so it asks for the file again.",
+        icon="📤",
+    )
+
+
 def require_model() -> OwnModel:
     """This session's model, or a message asking for the file and ``st.stop()``."""
     own = current()
     if own is None:
-        st.info(
-            "This view is for **your model**: upload its file in the sidebar (and data for accuracy). "
-            "A link keeps the settings but never the file, so it asks for the file again.",
-            icon="📤",
-        )
+        ask_for_model()
         st.stop()
     return own
+
+
+def require_chosen(model: str) -> None:
+    """When the sidebar chose the upload and no file came yet, ask for it and stop (the router does
+    too; a page run on its own checks again)."""
+    if model == UPLOAD:
+        require_model()
 
 
 def require_data(model: str, what: str) -> None:

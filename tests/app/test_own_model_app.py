@@ -222,3 +222,13 @@ def test_a_link_to_an_uploaded_model_keeps_its_settings_and_asks_for_the_file():
     assert (config.model, config.scope, config.methods) == ("upload", "layerwise", ("magnitude",))
     assert config.levels == (0, 0.5)
     assert not at.get("plotly_chart")
+
+
+@pytest.mark.parametrize(
+    "page", ["tradeoff.py", "layers.py", "size_speed.py", "schedules.py", "sensitivity.py", "export.py"]
+)
+def test_every_explorer_page_asks_for_the_file_before_one_is_uploaded(page):
+    at = run_sidebar_app(page, model="upload", methods="magnitude")
+    assert not at.exception, at.exception
+    assert "asks for the file again" in texts(at, "info")
+    assert not at.get("plotly_chart")
