@@ -12,6 +12,9 @@ state.require_router()
 config = st.session_state.explorer
 st.title("Export: take this pruning with you")
 state.show_notices()
+if config.model == UPLOAD and own.current() is None and "import_message" in st.session_state:
+    st.success(st.session_state.pop("import_message"))  # a recipe for a model file: the file is asked for next
+    st.session_state.pop("import_recorded", None)
 own.require_chosen(config.model)
 
 with st.expander("What am I looking at?"):

@@ -188,14 +188,23 @@ def test_without_data_accuracy_views_say_why_and_size_speed_works(files):
 
 @pytest.mark.parametrize(
     ("name", "filename"),
-    [("pickle-runs-command", "weights.pt"), ("lying-safetensors", "lying.safetensors"), ("onnx-garbage", "g.onnx")],
+    [
+        ("pickle-runs-command", "weights.pt"),
+        ("lying-safetensors", "lying.safetensors"),
+        ("onnx-garbage", "g.onnx"),
+        ("npz-object-array", "objects.npz"),
+    ],
 )
 def test_hostile_files_are_refused_and_the_previous_model_stays(files, hostile_corpus, name, filename):
     directory, marker, corpus = hostile_corpus
     hostile = (directory / corpus[name].filename).read_bytes()
     at = upload(run_sidebar_app(model="upload", methods="magnitude", levels="0,0.5"), files)
     (before,) = figures(at)
-    at = upload(at, files, data=False, model_name=filename, model_bytes=hostile)
+    if corpus[name].kind == "model":
+        at = upload(at, files, data=False, model_name=filename, model_bytes=hostile)
+    else:  # the same model with hostile data
+        at.file_uploader(key="own_data_file").set_value((filename, hostile, NPZ_MIME))
+        at.run()
     assert not at.exception, at.exception
     message = texts(at, "error")
     assert "Refused" in message and corpus[name].expect in message.lower()
@@ -232,3 +241,61 @@ def test_every_explorer_page_asks_for_the_file_before_one_is_uploaded(page):
     assert not at.exception, at.exception
     assert "asks for the file again" in texts(at, "info")
     assert not at.get("plotly_chart")
+
+
+class _DeclaredOnly:
+    """An upload that declares its size; reading it fails the test (sizes are checked first)."""
+
+    def __init__(self, name: str, size: int) -> None:
+        self.name, self.size = name, size
+
+    def getvalue(self) -> bytes:
+        raise AssertionError("the file was read before its size was checked")
+
+
+def test_an_oversized_upload_is_refused_before_it_is_read(files):
+    from pruning_core.loaders import UntrustedFileError
+    from ui import own
+
+    limit = own.app_limits().max_model_bytes
+    assert limit <= 50 * 1024 * 1024  # never above .streamlit/config.toml's server.maxUploadSize
+    with pytest.raises(UntrustedFileError, match=r"300\.0 MB; the limit is"):
+        own.load_upload(_DeclaredOnly("huge.onnx", 300 * 1024 * 1024))
+    with pytest.raises(UntrustedFileError, match="data file"):
+        own.load_upload(_Bytes("net.onnx", files["onnx"]), _DeclaredOnly("huge.npz", 300 * 1024 * 1024))
+    with pytest.raises(UntrustedFileError, match="choose its architecture"):
+        own.load_upload(_Bytes("w.safetensors", b"x" * 64))  # a state dict needs a sample architecture
+    with pytest.raises(UntrustedFileError, match="choose its architecture"):  # never code named by the user
+        own.load_upload(_Bytes("w.safetensors", b"x" * 64), architecture="os:system")
+
+
+class _Bytes:
+    def __init__(self, name: str, data: bytes) -> None:
+        self.name, self.size, self._data = name, len(data), data
+
+    def getvalue(self) -> bytes:
+        return self._data
+
+
+def test_fine_tuning_beyond_the_evaluation_budget_is_refused(files):
+    from ui import own
+
+    loaded = own.load_upload(_Bytes("net.onnx", files["onnx"]), _Bytes("d.npz", files["npz"]))
+    assert own.training_cost_problem(loaded, epochs=1, rounds=2, levels=2, curves=2) is None
+    budget = own.app_limits().max_eval_macs
+    per_epoch = 3 * loaded.loaded.macs_per_sample * len(loaded.split.y_train)
+    epochs = budget // per_epoch + 1
+    problem = own.training_cost_problem(loaded, epochs=int(epochs), rounds=1, levels=1, curves=1)
+    assert problem is not None and "shared server allows" in problem
+
+
+def test_a_recipe_for_an_own_model_reopens_its_settings_and_asks_for_that_file(files):
+    first = upload(run_sidebar_app("export.py", model="upload", methods="magnitude", levels="0,0.5"), files)
+    recipe_yaml = _only_bundle(first).recipe_yaml
+    other = run_sidebar_app("export.py", methods="magnitude", levels="0,0.5", n="2")
+    other.file_uploader(key="recipe_upload").set_value(("r.yaml", recipe_yaml.encode(), "application/yaml"))
+    other.run()
+    assert not other.exception, other.exception
+    assert other.session_state["config"].model == "upload"
+    sha = hashlib.sha256(files["onnx"]).hexdigest()
+    assert f"SHA-256 {sha[:12]}" in texts(other, "success") and "upload that file" in texts(other, "success")
