@@ -44,6 +44,7 @@ _RESULTS = "own_results"  # session-state key of the per-session results
 _TRIED = "own_tried"  # the upload signature last tried (a refused one is not retried every rerun)
 _ERROR = "own_error"
 MAX_RESULTS = 48  # results kept per session; the oldest goes first
+MAX_PER_KIND = {"export": 2, "size": 4}  # results holding copies of the model's bytes
 EXAMPLE_BATCH = 64  # inputs made up for latency when there is no data
 
 
@@ -129,6 +130,9 @@ def cached(kind: str, args: tuple, compute: Callable[[OwnModel], Any]) -> Any:
     if key in results:
         return results[key]
     value = compute(own)
+    same_kind = [k for k in results if k[0] == kind]
+    for old in same_kind[: max(0, len(same_kind) - MAX_PER_KIND.get(kind, MAX_RESULTS) + 1)]:
+        results.pop(old)  # files as big as the model: only the latest few
     while len(results) >= MAX_RESULTS:
         results.pop(next(iter(results)))
     results[key] = value

@@ -299,3 +299,50 @@ def test_a_recipe_for_an_own_model_reopens_its_settings_and_asks_for_that_file(f
     assert other.session_state["config"].model == "upload"
     sha = hashlib.sha256(files["onnx"]).hexdigest()
     assert f"SHA-256 {sha[:12]}" in texts(other, "success") and "upload that file" in texts(other, "success")
+
+
+def test_a_state_dict_uses_the_architecture_chosen_and_a_wrong_one_is_refused_then_fixed():
+    import pruning_core
+    import sample_models
+
+    sample = sample_models.load_sample("moons-mlp")
+    weights = (ROOT / "sample_models" / "weights" / "moons-mlp.safetensors").read_bytes()
+    d = sample.data
+    buffer = io.BytesIO()
+    np.savez(
+        buffer, X_train=d.X_train.numpy(), y_train=d.y_train.numpy(), X_test=d.X_test.numpy(), y_test=d.y_test.numpy()
+    )
+    at = run_sidebar_app(model="upload", methods="magnitude", levels="0,0.5")
+    at.file_uploader(key="own_model_file").set_value(("moons.safetensors", weights, ONNX_MIME))
+    at.file_uploader(key="own_data_file").set_value(("moons.npz", buffer.getvalue(), NPZ_MIME))
+    at.run()
+    assert at.selectbox(key="own_architecture").value == "digits-mlp"  # the first sample: the wrong one here
+    assert "Refused" in texts(at, "error") and not figures(at)
+    at.selectbox(key="own_architecture").set_value("moons-mlp").run()
+    assert not at.exception and not at.error, texts(at, "error")
+    (fig,) = figures(at)
+    expected = pruning_core.evaluate(sample.model, d.X_test, d.y_test)["accuracy"] * 100
+    assert dense_line(fig) == pytest.approx(expected, abs=1e-6)
+
+
+def test_session_results_are_bounded_and_files_as_big_as_the_model_few(monkeypatch):
+    """The per-session store keeps at most MAX_PER_KIND exports (each holds the model's bytes)."""
+    from types import SimpleNamespace
+
+    import streamlit as st
+
+    from ui import own
+
+    state: dict = {}
+    monkeypatch.setattr(st, "session_state", SimpleNamespace(get=state.get, setdefault=state.setdefault))
+    fake = SimpleNamespace(loaded=SimpleNamespace(sha256="a" * 64), data=None, label_column=None)
+    monkeypatch.setattr(own, "current", lambda: fake)
+    computed = []
+    for i in range(5):
+        own.cached("export", (i,), lambda o, i=i: computed.append(i) or i)
+    own.cached("export", (4,), lambda o: pytest.fail("recomputed a kept result"))
+    kept = [k[-1] for k in state[own._RESULTS] if k[0] == "export"]
+    assert kept == [(3,), (4,)] and computed == [0, 1, 2, 3, 4]
+    for i in range(own.MAX_RESULTS + 5):
+        own.cached("sweep", (i,), lambda o, i=i: i)
+    assert len(state[own._RESULTS]) == own.MAX_RESULTS
