@@ -70,6 +70,17 @@ def upload(at, files: dict, data: bool = True, model_name: str = "net.onnx", mod
     return at.run()
 
 
+def assert_model_untouched(at, files: dict) -> None:
+    """The session's model still holds the file's weights: pages prune copies, never it."""
+    from pruning_core.loaders import load_own
+
+    fresh = load_own(files["onnx"], model_filename="m.onnx").model.state_dict()
+    held = at.session_state["own_model"].model.state_dict()
+    assert held.keys() == fresh.keys()
+    for name, tensor in fresh.items():
+        assert torch.equal(held[name], tensor), name
+
+
 def texts(at, kind: str) -> str:
     return "\n".join(str(element.value) for element in at.get(kind))
 
@@ -129,6 +140,7 @@ def test_explorer_pages_work_on_the_uploaded_model(files, page, expect):
     assert any(expect in chart.proto.id for chart in at.get("plotly_chart")), expect
     names = [c for c in texts(at, "caption").split("\n") if "onnx model" in c]
     assert names, "the sidebar names the uploaded model"
+    assert_model_untouched(at, files)
 
 
 def test_export_records_the_files_by_sha256_and_gives_the_pruned_onnx(files):
@@ -174,6 +186,7 @@ def test_schedules_train_the_uploaded_model_without_offering_the_lottery(files):
     at.run()
     assert not at.exception, at.exception
     assert figures(at)
+    assert_model_untouched(at, files)
 
 
 def test_without_data_accuracy_views_say_why_and_size_speed_works(files):
