@@ -119,6 +119,10 @@ def _model_ui(sb) -> tuple[str, list[str]]:
     if dropped:
         sb.info(f"Not in your model, no longer excluded: {', '.join(dropped)}.")
         st.session_state[_W + "exclude"] = [n for n in chosen if n in layers]
+    foreign = [n for n, _ in st.session_state.config.allocation if n not in layers]
+    if foreign:  # a link's per-layer proposal made for another model
+        sb.info(f"The per-layer proposal names layers your model lacks ({', '.join(foreign)}); cleared.")
+        _clear_allocation()
     return model, layers
 
 
@@ -158,10 +162,10 @@ def _allocation_ui(sb, previous: ExplorerConfig, model: str) -> bool:
 
 def sidebar() -> ExplorerConfig:
     """Draw the shared sidebar and return the config it describes (also written to the URL)."""
-    previous: ExplorerConfig = st.session_state.config
     sb = st.sidebar
     sb.header("Model & pruning")
     model, layers = _model_ui(sb)
+    previous: ExplorerConfig = st.session_state.config  # after the upload (which may clear a proposal)
     options = list(dict.fromkeys(method_names() + list(st.session_state[_W + "methods"])))
     methods = sb.multiselect(
         "Methods (overlaid)",

@@ -359,3 +359,23 @@ def test_session_results_are_bounded_and_files_as_big_as_the_model_few(monkeypat
     for i in range(own.MAX_RESULTS + 5):
         own.cached("sweep", (i,), lambda o, i=i: i)
     assert len(state[own._RESULTS]) == own.MAX_RESULTS
+
+
+def test_a_per_layer_proposal_in_the_link_applies_to_the_uploaded_model(files):
+    at = run_sidebar_app(model="upload", methods="magnitude", levels="0,0.5", alloc="magnitude|fc1:0.5,fc2:0.25")
+    at = upload(at, files)
+    assert not at.exception, at.exception
+    (fig,) = figures(at)
+    assert any("per-layer proposal" in trace["name"] for trace in fig["data"])
+    assert "fc1 50%, fc2 25%" in texts(at, "caption")
+
+
+def test_a_link_whose_layers_the_uploaded_model_lacks_drops_them_with_a_message(files):
+    at = run_sidebar_app(
+        model="upload", methods="magnitude", levels="0,0.5", exclude="fc1,nope", alloc="magnitude|x:0.5"
+    )
+    at = upload(at, files)
+    assert not at.exception, at.exception
+    assert "no longer excluded: nope" in texts(at, "info") and "lacks (x); cleared" in texts(at, "info")
+    assert at.session_state["config"].exclude == ("fc1",) and not at.session_state["config"].allocation
+    assert figures(at)
