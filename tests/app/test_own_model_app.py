@@ -379,3 +379,22 @@ def test_a_link_whose_layers_the_uploaded_model_lacks_drops_them_with_a_message(
     assert "no longer excluded: nope" in texts(at, "info") and "lacks (x); cleared" in texts(at, "info")
     assert at.session_state["config"].exclude == ("fc1",) and not at.session_state["config"].allocation
     assert figures(at)
+
+
+def test_csv_data_needs_its_label_column_named(files):
+    import pandas as pd
+
+    npz = np.load(io.BytesIO(files["npz"]))
+    X = np.concatenate([npz["X_train"], npz["X_test"]]).reshape(-1, 64)
+    y = np.concatenate([npz["y_train"], npz["y_test"]])
+    frame = pd.DataFrame(X, columns=[f"p{i}" for i in range(64)]).assign(digit=y)
+    at = run_sidebar_app(model="upload", methods="magnitude", levels="0,0.5")
+    at.file_uploader(key="own_model_file").set_value(("net.onnx", files["onnx"], ONNX_MIME))
+    at.file_uploader(key="own_data_file").set_value(("digits.csv", frame.to_csv(index=False).encode(), "text/csv"))
+    at.run()
+    assert "no label column 'label'" in texts(at, "error")  # the default name, refused with the columns it has
+    assert not figures(at)
+    at.text_input(key="own_label_column").set_value("digit").run()
+    assert not at.exception and not at.error, texts(at, "error")
+    assert figures(at)
+    assert at.session_state["own_model"].data_identity["label_column"] == "digit"
