@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from ui import state, visibility
+from ui import own, state, visibility
 
 st.set_page_config(page_title="PruneLab", page_icon="✂️", layout="wide")
 
@@ -30,7 +30,19 @@ state.init()
 visibility.sidebar_hook()
 st.session_state.explorer = state.config() if visibility.current().sidebar_hidden else state.sidebar()
 st.sidebar.caption("Every setting is in the URL: copy it to share this exact view.")
+# The explorer pages work on an uploaded model; these use the samples whatever the sidebar says.
+SAMPLE_ONLY = {
+    "workshop": "The workshop lessons use",
+    "teacher": "Teacher links use",
+    "decision-trees": "This page uses",
+}
+on_upload = st.session_state.explorer.model == own.UPLOAD
 try:
-    page.run()
+    if on_upload and page.url_path in SAMPLE_ONLY:
+        st.info(f"{SAMPLE_ONLY[page.url_path]} the sample models, not your uploaded model.", icon="ℹ️")
+    if on_upload and page.url_path not in SAMPLE_ONLY and page.url_path != "studies" and own.current() is None:
+        own.ask_for_model()  # a link never carries the file: ask for it again
+    else:
+        page.run()
 finally:  # also when a page stops early (st.stop)
     loading.empty()

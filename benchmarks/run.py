@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import sys
 
-from benchmarks import app, engine, finetune, room, sparse, study
+from benchmarks import app, engine, finetune, own_model, room, sparse, study
 
 
 def main() -> int:
@@ -20,6 +20,7 @@ def main() -> int:
     print(app.report(app.run()), flush=True)
     print(flush=True)
     print(study.report(study.run()) + "\n", flush=True)
+    print(own_model.report(own_model.run()) + "\n", flush=True)
     print(room.report(room.run(sessions=30, after_wait_s=30), after_wait_s=30), flush=True)
     return 0
 

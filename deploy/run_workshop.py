@@ -137,6 +137,8 @@ def _backend_env(cache_dir: Path, processes: int, threads: int) -> dict[str, str
     return {
         **os.environ,
         "PRUNELAB_CACHE_DIR": str(cache_dir),
+        # A room's server takes no model files unless asked to (PRUNELAB_UPLOADS=1 make workshop).
+        "PRUNELAB_UPLOADS": os.environ.get("PRUNELAB_UPLOADS", "0"),
         # One secret for all: anything one process signs (st.login cookies) holds on another.
         "STREAMLIT_SERVER_COOKIE_SECRET": secrets.token_hex(32),
         "OMP_NUM_THREADS": str(threads),

@@ -4,14 +4,18 @@ import urllib.parse
 
 import streamlit as st
 
-from ui import compute, figures, state
-from ui.config import ExplorerConfig
+from ui import compute, figures, own, state
+from ui.config import UPLOAD, ExplorerConfig, uploads_enabled
 from ui.engine import RecipeError, load_recipe_text
 
 state.require_router()
 config = st.session_state.explorer
 st.title("Export: take this pruning with you")
 state.show_notices()
+if config.model == UPLOAD and own.current() is None and "import_message" in st.session_state:
+    st.success(st.session_state.pop("import_message"))  # a recipe for a model file: the file is asked for next
+    st.session_state.pop("import_recorded", None)
+own.require_chosen(config.model)
 
 with st.expander("What am I looking at?"):
     st.markdown(
@@ -39,17 +43,28 @@ with st.spinner("Preparing files..."):
     bundle = compute.export_bundle(config.model, config.choice(method, sparsity))
 
 metrics = bundle.metrics
-m1, m2, m3, m4 = st.columns(4)
-m1.metric("Test accuracy", f"{metrics['accuracy']:.2%}")
-m2.metric(
-    "Sparsity, effective (prunable weights)",
-    f"{metrics['effective_sparsity']:.1%}",
-    help=f"Zeros alone (direct): {metrics['actual_sparsity']:.1%}. Effective also counts what dead neurons take with them.",
-)
-m3.metric("Parameters still needed", f"{metrics['effective_params']:,}", help=f"Nonzero: {metrics['nonzero_params']:,}")
-m4.metric("Compression ratio, effective", f"{metrics['compression_ratio']:.2f}×")
+if "accuracy" in metrics:
+    m1, m2, m3, m4 = st.columns(4)
+    m1.metric("Test accuracy", f"{metrics['accuracy']:.2%}")
+    m2.metric(
+        "Sparsity, effective (prunable weights)",
+        f"{metrics['effective_sparsity']:.1%}",
+        help=f"Zeros alone (direct): {metrics['actual_sparsity']:.1%}. "
+        "Effective also counts what dead neurons take with them.",
+    )
+    m3.metric(
+        "Parameters still needed", f"{metrics['effective_params']:,}", help=f"Nonzero: {metrics['nonzero_params']:,}"
+    )
+    m4.metric("Compression ratio, effective", f"{metrics['compression_ratio']:.2f}×")
+else:  # an uploaded model without data: the files are made, nothing is measured
+    st.info(f"No accuracy in the recipe: {own.current().no_data_reason if own.current() else 'no data'}.")
+if config.model == UPLOAD:
+    st.caption(
+        "The recipe records your files by format and SHA-256, never by path: whoever re-applies it "
+        "needs the same files."
+    )
 
-stem = f"prunelab-{config.model}-{method.replace(':', '_')}-{sparsity:g}"
+stem = f"prunelab-{compute.model_label(config.model).replace(' ', '-')}-{method.replace(':', '_')}-{sparsity:g}"
 st.subheader("Download")
 c1, c2, c3 = st.columns(3)
 c1.download_button(
@@ -100,6 +115,17 @@ if bundle.shrunk is not None and bundle.onnx is not None:
     )
 else:
     c2.caption("Structured methods also offer the physically smaller model, as safetensors and ONNX.")
+if bundle.own_onnx is not None:
+    c1.download_button(
+        "Pruned model (your ONNX graph)",
+        bundle.own_onnx,
+        f"{stem}-pruned.onnx",
+        "application/octet-stream",
+        on_click="ignore",
+        key="dl_own_onnx",
+        help="Your uploaded ONNX file with the pruned weights written into its own graph: same inputs, "
+        "outputs and operators, zeros in place.",
+    )
 for note in bundle.notes:
     st.info(note)
 
@@ -126,7 +152,7 @@ if config.allocation:
     pairs = ", ".join(f"{k} {v:.0%}" for k, v in config.allocation)
     st.caption(f"{figures.method_label(config.allocation_method)} with {pairs}.")
     st.download_button(
-        "Per-layer proposal recipe (YAML)", proposal_yaml, f"prunelab-{config.model}-per-layer.yaml",
+        "Per-layer proposal recipe (YAML)", proposal_yaml, f"{stem}-per-layer.yaml",
         "application/yaml", on_click="ignore", key="dl_alloc",
         help="Apply it with `python -m pruning_core apply RECIPE --out DIR`, or get a script with `script RECIPE`.",
     )  # fmt: skip
@@ -144,6 +170,17 @@ st.code(f"{base}?{query}" if query else base, language=None)
 st.caption("Use the copy button on the right of the link; everything on this page is in it.")
 
 st.subheader("Import a recipe")
+
+
+def _recipe_model(recipe) -> str:
+    """What the recipe's model is, and for an own model whether this session holds that file."""
+    if not recipe.is_own_model:
+        return recipe.model
+    wanted = recipe.model_file["sha256"]
+    loaded = own.current()
+    if loaded is not None and loaded.loaded.sha256 == wanted:
+        return f"your model ({recipe.model_file['format']} {wanted[:8]}, the file uploaded here)"
+    return f"the settings for a {recipe.model_file['format']} model file (SHA-256 {wanted[:12]}...): upload that file"
 
 
 def import_recipe() -> None:
@@ -165,11 +202,17 @@ def import_recipe() -> None:
             "nothing was changed. Apply it on the command line: `python -m pruning_core apply RECIPE --out DIR`."
         )
         return
+    if recipe.is_own_model and not uploads_enabled():
+        st.session_state.import_error = (
+            f"**{uploaded.name}** is for your own model file, and this server does not accept uploads. "
+            "Nothing was changed. Re-apply it on the command line."
+        )
+        return
     current: ExplorerConfig = st.session_state.config
     levels = tuple(sorted(set(current.levels) | {recipe.sparsity}))
     state.set_config(
         ExplorerConfig(
-            model=recipe.model,
+            model=UPLOAD if recipe.is_own_model else recipe.model,
             methods=(recipe.method,) + tuple(m for m in current.methods if m != recipe.method),
             scope=recipe.scope,
             s_min=current.s_min,
@@ -183,7 +226,8 @@ def import_recipe() -> None:
     st.session_state.export_method = recipe.method
     st.session_state.export_sparsity = recipe.sparsity
     st.session_state.import_message = (
-        f"Restored {recipe.model} · {recipe.method} · {recipe.scope} · {recipe.sparsity:.0%} from {uploaded.name}."
+        f"Restored {_recipe_model(recipe)} · {recipe.method} · {recipe.scope} · {recipe.sparsity:.0%} "
+        f"from {uploaded.name}."
     )
     st.session_state.import_recorded = recipe.provenance.get("metrics", {})
 

@@ -3,13 +3,14 @@
 import numpy as np
 import streamlit as st
 
-from ui import compute, figures, state
+from ui import compute, figures, own, state
 from ui.engine import get_method
 
 state.require_router()
 config = st.session_state.explorer
 st.title("Layers: where did the pruning go?")
 state.show_notices()
+own.require_chosen(config.model)
 
 with st.expander("What am I looking at?"):
     st.markdown(
@@ -41,6 +42,7 @@ effectively pruned.
 c1, c2, c3 = st.columns([2, 2, 1])
 method, sparsity = state.pick_method_and_sparsity("layers", "l", config.methods[0], 0.9, columns=(c1, c2))
 st.caption(f"**{figures.method_label(method)}**: {get_method(method).description}")
+own.require_method_data(config.model, figures.method_label(method), get_method(method).needs_data)
 if "layers_log" not in st.session_state:
     st.session_state.layers_log = state.page_param("log", "0", ["0", "1"]) == "1"
 log_count = c3.checkbox("Log counts", key="layers_log")
@@ -64,14 +66,17 @@ m1.metric(
 )
 m2.metric("Nonzero after pruning", f"{nonzero:,}")
 m3.metric("Overall sparsity", f"{1 - nonzero / total:.1%}")
-swept = compute.method_sweep(config.model, method, config.scope, config.levels, config.exclude, config.seed)
-at_level = swept.iloc[(swept["target_sparsity"] - sparsity).abs().argsort().iloc[0]]
-m4.metric(
-    "Test accuracy here",
-    f"{at_level['accuracy']:.1%}",
-    f"{(at_level['accuracy'] - compute.dense_metrics(config.model)['accuracy']) * 100:+.1f} points vs dense",
-    delta_color="off",
-)
+if compute.data_of(config.model) is None:
+    m4.metric("Test accuracy here", "no data", help="Upload labelled data in the sidebar to see accuracy.")
+else:
+    swept = compute.method_sweep(config.model, method, config.scope, config.levels, config.exclude, config.seed)
+    at_level = swept.iloc[(swept["target_sparsity"] - sparsity).abs().argsort().iloc[0]]
+    m4.metric(
+        "Test accuracy here",
+        f"{at_level['accuracy']:.1%}",
+        f"{(at_level['accuracy'] - compute.dense_metrics(config.model)['accuracy']) * 100:+.1f} points vs dense",
+        delta_color="off",
+    )
 
 st.plotly_chart(
     figures.layer_histograms(view.weights, view.kept, threshold=view.threshold, log_count=log_count),

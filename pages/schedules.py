@@ -5,13 +5,14 @@ import time
 import pandas as pd
 import streamlit as st
 
-from ui import compute, figures, state
+from ui import compute, figures, own, state
 from ui.engine import get_method, schedule_curve, steps_per_epoch
 
 state.require_router()
 config = st.session_state.explorer
 st.title("Fine-tuning & schedules: recover what pruning costs")
 state.show_notices()
+own.require_data(config.model, "Fine-tuning")
 
 with st.expander("What am I looking at?"):
     st.markdown(
@@ -57,11 +58,15 @@ with st.expander("Pruning before, during or after training; seeds and noise"):
     )
 
 unstructured = [m for m in config.methods if get_method(m).granularity != "n:m"] or ["magnitude"]
+offered = list(compute.SCHEDULE_CURVES)
+if config.model == own.UPLOAD:  # a lottery ticket rewinds to the weights before training: not in the file
+    offered.remove("lottery")
+    st.caption("Lottery tickets need the weights your model started training from, which the file does not hold.")
 with st.form("schedule_settings"):
     c1, c2, c3 = st.columns(3)
     method = c1.selectbox("Method", unstructured, format_func=figures.method_label, key="sched_method")
     curves = c1.multiselect(
-        "Schedules", compute.SCHEDULE_CURVES, default=list(compute.SCHEDULE_CURVES),
+        "Schedules", offered, default=offered,
         format_func=lambda c: figures.SCHEDULE_STYLES[c][0], key="sched_curves",
     )  # fmt: skip
     n_levels = c2.slider("Sparsity levels to train at", 2, 10, 5, key="sched_levels")
@@ -81,6 +86,14 @@ if run:
 if st.session_state.get("sched_settings") != settings:
     st.info("Choose the schedules and settings, then press **Run**. On the digits models a run takes seconds.")
     st.stop()
+
+
+uploaded = own.current() if config.model == own.UPLOAD else None
+if uploaded is not None:
+    too_costly = own.training_cost_problem(uploaded, epochs, rounds, len(levels), len(curves))
+    if too_costly:
+        st.error(f"Not run: {too_costly}.")
+        st.stop()
 
 
 def stop() -> None:
@@ -115,18 +128,18 @@ table = pd.concat(frames, ignore_index=True)
 dense = compute.dense_metrics(config.model)["accuracy"]
 st.plotly_chart(figures.schedules_figure(table, dense), key="sched_accuracy")
 
-sample = compute.shared_sample(config.model)
+data = compute.data_of(config.model)
 curves_to_plot = {}
 for curve in curves:
     schedule = compute.curve_schedule(curve, epochs, lr, rounds)
     if schedule is not None:
-        curves_to_plot[curve] = schedule_curve(schedule, levels[-1], len(sample.data.y_train))
+        curves_to_plot[curve] = schedule_curve(schedule, levels[-1], len(data.y_train))
     else:
         curves_to_plot[curve] = [(0, 0.0), (0, levels[-1])]
 left, right = st.columns(2)
 left.plotly_chart(figures.schedule_curves_figure(curves_to_plot), key="sched_curves_plot")
 left.caption(
-    f"Shown for the highest sparsity, {levels[-1]:.0%}; {steps_per_epoch(len(sample.data.y_train), 64)} steps per epoch."
+    f"Shown for the highest sparsity, {levels[-1]:.0%}; {steps_per_epoch(len(data.y_train), 64)} steps per epoch."
 )
 right.plotly_chart(figures.generalisation_figure(table[table["curve"] != "lottery-reinit"]), key="sched_gap")
 

@@ -4,7 +4,7 @@ from dataclasses import replace
 
 import streamlit as st
 
-from ui import compute, figures, state
+from ui import compute, figures, own, state
 from ui.engine import get_method
 
 state.require_router()
@@ -13,6 +13,7 @@ if st.session_state.pop("goto_tradeoff", False):
 config = st.session_state.explorer
 st.title("Sensitivity: how much can each layer lose?")
 state.show_notices()
+own.require_data(config.model, "Sensitivity")
 
 with st.expander("What am I looking at?"):
     st.markdown(
@@ -80,7 +81,8 @@ def send() -> None:
 
 
 st.button("Send the proposal to the trade-off view", on_click=send, type="primary", key="sens_send")
+source = "--model-file YOUR_MODEL --data YOUR_DATA" if config.model == own.UPLOAD else f"--model {config.model}"
 st.caption(
-    "Or take it away: `python -m pruning_core sensitivity --model "
-    f"{config.model} --method {method} --target {target:g} --budget {budget:g}` prints the same table and proposal."
+    f"Or take it away: `python -m pruning_core sensitivity {source} --method {method} --target {target:g} "
+    f"--budget {budget:g}` prints the same table and proposal."
 )

@@ -2,13 +2,14 @@
 
 import streamlit as st
 
-from ui import compute, figures, state
+from ui import compute, figures, own, state
 from ui.engine import get_method
 
 state.require_router()
 config = st.session_state.explorer
 st.title("Size & speed: does pruning make the model smaller or faster?")
 state.show_notices()
+own.require_chosen(config.model)
 
 with st.expander("What am I looking at?", expanded=True):
     st.markdown(
@@ -45,11 +46,16 @@ methods = list(config.methods)
 structured = [m for m in methods if get_method(m).granularity == "structured"]
 method, sparsity = state.pick_method_and_sparsity("size", "s", structured[0] if structured else methods[0], 0.5)
 st.caption(f"**{figures.method_label(method)}**: {get_method(method).description}")
+own.require_method_data(config.model, figures.method_label(method), get_method(method).needs_data)
 if not structured:
     st.info("Add a structured method (Structured L1 or L2) in the sidebar to see a physically smaller model.")
 
 with st.spinner("Measuring latency on the CPU..."):
-    result = compute.size_speed(config.model, config.choice(method, sparsity))
+    try:
+        result = compute.size_speed(config.model, config.choice(method, sparsity))
+    except ValueError as exc:  # an upload without data whose file does not say its input shape
+        st.info(f"Cannot measure this model: {exc}.", icon="ℹ️")
+        st.stop()
 
 small = result.shrunk
 for note in result.notes:  # how the request was adjusted (an N:M pattern's own sparsity, a scope fallback)
@@ -99,7 +105,7 @@ right.plotly_chart(
     figures.bar_comparison(
         latency_labels,
         latency,
-        f"Measured CPU latency, batch of {len(compute.shared_sample(config.model).data.y_test)}",
+        f"Measured CPU latency, batch of {compute.example_batch(config.model)}",
         "Median latency (ms)",
         fmt="{:.3f} ms",
         colours=[figures.variant_colour(label) for label in latency_labels],
@@ -161,7 +167,7 @@ if small is not None:
 
 st.subheader("When does a sparse kernel pay on this CPU?")
 largest = compute.largest_linear_layer(config.model)
-batch = len(compute.shared_sample(config.model).data.y_test)
+batch = compute.example_batch(config.model)
 choices = {}
 if largest is not None:
     name, out_features, in_features = largest

@@ -16,7 +16,8 @@ training examples and (optionally) the calibration sample change with the seed. 
 lucky; the spread across seeds says how much of a difference between two methods is real.
 
 Run one with `python -m pruning_core study STUDY.yaml --out results.parquet` (add `--backend ray`
-to spread the cells over a Ray cluster), then upload the results file here. Each line is the
+to spread the cells over a Ray cluster), then upload the results file here. A study of your own
+model names it by its format and SHA-256, never by a path on your machine. Each line is the
 **mean** over seeds; the shaded band is the **95 % confidence interval** of that mean (Student t).
 Where two bands overlap a lot, the study cannot tell the methods apart at that sparsity.
 """
@@ -53,6 +54,12 @@ model = st.selectbox("Model", models, key="study_model")
 metrics = [m for m in ("accuracy", "f1", "precision", "recall", "loss") if m in ok]
 metric = st.selectbox("Metric", metrics, key="study_metric")
 rows = ok[ok["model"] == model]
+if "model_sha256" in rows and rows["model_sha256"].notna().any():
+    first = rows.iloc[0]
+    st.caption(
+        f"Your own model: {first['model_format']} file, SHA-256 {first['model_sha256']}; "
+        f"data: {first['data_format']} file, SHA-256 {first['data_sha256']}."
+    )
 summary = summarise(rows, metrics=(metric,))
 st.plotly_chart(figures.study_bands_figure(summary, metric), key="study_bands")
 

@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from ui import compute, figures, state
+from ui import compute, figures, own, state
 from ui.engine import get_method, wilson_half_width
 
 N_SEEDS = 3
@@ -11,6 +11,7 @@ state.require_router()
 config = st.session_state.explorer
 st.title("Trade-off: how far can this model be pruned?")
 state.show_notices()
+own.require_data(config.model, "The trade-off chart")
 
 with st.expander("What am I looking at?"):
     st.markdown(
@@ -112,9 +113,9 @@ table, knees, fig, spread = compute.tradeoff_view(config, x, y, tolerance, inter
 dense = compute.dense_metrics(config.model)
 dense_val = compute.dense_validation_metrics(config.model)
 scale = figures.Y_METRICS[y][1]
-sample = compute.shared_sample(config.model)
+data = compute.data_of(config.model)
 st.plotly_chart(fig, key="tradeoff_chart")
-n_val = len(sample.data.y_val)
+n_val = len(data.y_val)
 noise = wilson_half_width(dense_val["accuracy"], n_val)
 if y == "accuracy" and tolerance / scale < noise:
     st.warning(
@@ -156,8 +157,8 @@ else:
 
 st.subheader("Results")
 st.caption(
-    f"{len(table)} rows · test set of {len(sample.data.y_test)} samples (reports), validation set of "
-    f"{len(sample.data.y_val)} (chooses the knees) · sparsity counts every Linear/Conv weight; "
+    f"{len(table)} rows · test set of {len(data.y_test)} samples (reports), validation set of "
+    f"{len(data.y_val)} (chooses the knees) · sparsity counts every Linear/Conv weight; "
     "sizes are float32 parameters; sparse size is the smallest of dense, CSR and bitmask encodings per pruned tensor."
 )
 # The full table is many columns of every row: converting it costs more server time than the chart,
@@ -189,7 +190,7 @@ if show_table:
     )
 st.download_button(
     "Download results (CSV)",
-    data=lambda: table.assign(model=config.model).to_csv(index=False),
+    data=lambda: table.assign(model=compute.model_label(config.model)).to_csv(index=False),
     file_name=f"prunelab-{config.model}-sweep.csv",
     mime="text/csv",
     on_click="ignore",

@@ -141,7 +141,7 @@ class Recipe:
     @property
     def sparsity_argument(self) -> float | dict[str, float]:
         """What ``compute_masks`` takes as ``sparsity`` for this recipe."""
-        return dict(self.layer_sparsities) if self.scope == "per-layer" else self.sparsity
+        return dict(self.layer_sparsities or {}) if self.scope == "per-layer" else self.sparsity
 
     def to_dict(self) -> dict[str, Any]:
         from pruning_core.methods import get_method
@@ -157,7 +157,7 @@ class Recipe:
         else:
             pruning["sparsity"] = self.sparsity
         if method.granularity == "n:m":
-            pruning["n_m"] = {"n": method.n, "m": method.m}
+            pruning["n_m"] = {"n": getattr(method, "n", None), "m": getattr(method, "m", None)}
         pruning["exclude"] = list(self.exclude)
         pruning["seed"] = self.seed
         pruning["calibration"] = self.calibration_object.to_dict()  # always written: the choice, complete
@@ -310,10 +310,11 @@ def source_problems(recipe: Recipe, model_sha256: str | None, data_sha256: str |
     if not recipe.is_own_model:
         return []
     problems = []
-    wanted = (recipe.model_file or {}).get("sha256")
+    model_file = recipe.model_file or {}
+    wanted = str(model_file.get("sha256"))
     if model_sha256 is None:
         problems.append(
-            f"this recipe is for a {recipe.model_file['format']} model file (SHA-256 {wanted[:12]}...); give it"
+            f"this recipe is for a {model_file.get('format')} model file (SHA-256 {wanted[:12]}...); give it"
         )
     elif model_sha256 != wanted:
         problems.append(
@@ -346,148 +347,24 @@ def _is_number(value: Any) -> bool:
 
 def from_dict(data: Any) -> Recipe:
     """Validate parsed recipe data; raise RecipeError listing every problem found."""
-    import sample_models
-    from pruning_core.masks import SCOPES
-    from pruning_core.methods import get_method, method_names
-    from pruning_core.targets import prunable_layers
-
-    problems: list[str] = []
     if not isinstance(data, dict):
         raise RecipeError([f"a recipe is a mapping of keys to values, not {type(data).__name__}"])
+    problems: list[str] = []
     unknown = sorted(set(map(str, data)) - _TOP_KEYS)
     if unknown:
         problems.append(f"unknown top-level key(s) {', '.join(unknown)}; valid: {', '.join(sorted(_TOP_KEYS))}")
-
-    version = data.get("version")
-    if version is None:
-        problems.append("missing 'version' (this PruneLab writes version 1)")
-    elif not isinstance(version, int) or isinstance(version, bool):
-        problems.append(f"'version' must be an integer, not {version!r}")
-    elif version > RECIPE_VERSION:
-        problems.append(
-            f"recipe version {version} is newer than this PruneLab understands (up to {RECIPE_VERSION}); upgrade PruneLab"
-        )
-    elif version < 1:
-        problems.append(f"'version' {version} is not a recipe version (1 is the first)")
-
-    model_section = data.get("model")
-    model_name, description = None, None
+    problems += _version_problems(data.get("version"))
     fields: dict[str, Any] = {}
-    if not isinstance(model_section, dict):
-        problems.append("'model' must be a mapping with 'sample: NAME'")
-    else:
-        unknown = sorted(set(map(str, model_section)) - _MODEL_KEYS)
-        if unknown:
-            problems.append(f"unknown key(s) in 'model': {', '.join(unknown)}; valid: {', '.join(sorted(_MODEL_KEYS))}")
-        model_name = model_section.get("sample")
-        description = model_section.get("description")
-        if description is not None and not isinstance(description, dict):
-            problems.append("'model.description' must be a mapping (name, architecture, notes...)")
-        own = _own_model_fields(model_section, problems)
-        if own:
-            fields.update(own)
-            model_name = OWN_MODEL
-        elif model_name is None and "file" not in model_section:
-            problems.append(
-                f"'model' needs 'sample: NAME' ({', '.join(sample_models.available())}) or, for your own model, "
-                "'file: {format, sha256}'"
-            )
-        elif model_name is not None and model_name not in sample_models.available():
-            problems.append(f"unknown model {model_name!r}; valid: {', '.join(sample_models.available())}")
-
+    model_name, description = _model_section(data.get("model"), fields, problems)
     pruning = data.get("pruning")
     if not isinstance(pruning, dict):
         problems.append("'pruning' must be a mapping with at least 'method'")
         pruning = {}
-    unknown = sorted(set(map(str, pruning)) - _PRUNING_KEYS)
-    if unknown:
-        problems.append(f"unknown key(s) in 'pruning': {', '.join(unknown)}; valid: {', '.join(sorted(_PRUNING_KEYS))}")
-
-    method = None
-    method_name = pruning.get("method")
-    if method_name is None and pruning:
-        problems.append("'pruning.method' is missing")
-    elif method_name is not None:
-        if not isinstance(method_name, str):
-            problems.append(f"'pruning.method' must be text, not {method_name!r}")
-        else:
-            try:
-                method = get_method(method_name)
-                fields["method"] = method.name
-            except ValueError:
-                problems.append(f"unknown method {method_name!r}; valid: {', '.join(method_names())} or nm-N:M")
-
-    if method is not None and "granularity" in pruning and pruning["granularity"] != method.granularity:
-        problems.append(
-            f"'pruning.granularity' is {pruning['granularity']!r} but {method.name} is {method.granularity!r}"
-        )
-    n_m = pruning.get("n_m")
-    if n_m is not None:
-        if method is None or method.granularity != "n:m":
-            problems.append("'pruning.n_m' is only for N:M methods")
-        elif not isinstance(n_m, dict) or n_m.get("n") != method.n or n_m.get("m") != method.m:
-            problems.append(f"'pruning.n_m' must be {{n: {method.n}, m: {method.m}}} for {method.name}")
-
-    scope = pruning.get("scope", "global")
-    if scope not in SCOPES:
-        problems.append(f"unknown scope {scope!r}; valid: {', '.join(SCOPES)}")
-    else:
-        fields["scope"] = scope
-
-    layers = []
-    if model_name in sample_models.available():
-        layers = prunable_layers(sample_models.get_spec(model_name).build())
-
-    if scope == "per-layer":
-        per_layer = pruning.get("layer_sparsities")
-        if not isinstance(per_layer, dict) or not per_layer:
-            problems.append("scope 'per-layer' needs 'pruning.layer_sparsities': a mapping of layer to fraction")
-        else:
-            for layer, value in per_layer.items():
-                if layers and layer not in layers:
-                    problems.append(
-                        f"layer_sparsities names {layer!r}, not a layer of {model_name}; valid: {', '.join(layers)}"
-                    )
-                if not _is_number(value) or not 0 <= value < 1:
-                    problems.append(f"sparsity of layer {layer!r} is {value!r}; give a fraction in [0, 1)")
-            fields["layer_sparsities"] = {str(k): float(v) for k, v in per_layer.items() if _is_number(v)}
-        if "sparsity" in pruning:
-            problems.append("give either 'sparsity' or, with scope 'per-layer', 'layer_sparsities', not both")
-    else:
-        if "layer_sparsities" in pruning:
-            problems.append("'layer_sparsities' needs scope 'per-layer'")
-        sparsity = pruning.get("sparsity")
-        if sparsity is None:
-            if method is None or method.fixed_sparsity is None:
-                problems.append("'pruning.sparsity' is missing: give a fraction of weights to remove in [0, 1)")
-            else:
-                fields["sparsity"] = method.fixed_sparsity
-        elif not _is_number(sparsity):
-            problems.append(f"'pruning.sparsity' must be a number in [0, 1), not {sparsity!r}")
-        elif not 0 <= sparsity < 1:
-            problems.append(f"'pruning.sparsity' is {sparsity}; give a fraction in [0, 1), e.g. 0.9")
-        else:
-            fields["sparsity"] = float(sparsity)
-
-    exclude = pruning.get("exclude", [])
-    if not isinstance(exclude, list) or not all(isinstance(x, str) for x in exclude):
-        problems.append(f"'pruning.exclude' must be a list of layer names, not {exclude!r}")
-    else:
-        bad = [x for x in exclude if layers and x not in layers]
-        if bad:
-            problems.append(
-                f"cannot exclude {', '.join(map(repr, bad))}: not layers of {model_name}; valid: {', '.join(layers)}"
-            )
-        fields["exclude"] = tuple(exclude)
-
-    seed = pruning.get("seed", 0)
-    if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2**63:
-        problems.append(f"'pruning.seed' must be a non-negative integer, not {seed!r}")
-    else:
-        fields["seed"] = seed
-
+    method = _pruning_method(pruning, fields, problems)
+    layers = _sample_layers(model_name)
+    _sparsity_fields(pruning, method, layers, model_name, fields, problems)
+    _exclude_and_seed(pruning, layers, model_name, fields, problems)
     problems += _calibration_problems(pruning.get("calibration"), fields)
-
     for key in ("schedule", "finetune"):
         value = data.get(key)
         if value is not None and not isinstance(value, dict):
@@ -499,17 +376,169 @@ def from_dict(data: Any) -> Recipe:
     if not isinstance(provenance_section, dict):
         problems.append("'provenance' must be a mapping")
         provenance_section = {}
-
     if problems:
         raise RecipeError(problems)
     return Recipe(
-        model=model_name,
+        model=str(model_name),
         model_description=description,
         schedule=data.get("schedule"),
         finetune=data.get("finetune"),
         provenance=provenance_section,
         **fields,
     )
+
+
+def _version_problems(version: Any) -> list[str]:
+    if version is None:
+        return ["missing 'version' (this PruneLab writes version 1)"]
+    if not isinstance(version, int) or isinstance(version, bool):
+        return [f"'version' must be an integer, not {version!r}"]
+    if version > RECIPE_VERSION:
+        return [
+            f"recipe version {version} is newer than this PruneLab understands (up to {RECIPE_VERSION}); "
+            "upgrade PruneLab"
+        ]
+    if version < 1:
+        return [f"'version' {version} is not a recipe version (1 is the first)"]
+    return []
+
+
+def _model_section(section: Any, fields: dict[str, Any], problems: list[str]) -> tuple[str | None, Any]:
+    """The sample's name (or ``OWN_MODEL``) and the description; own-model identities go to ``fields``."""
+    import sample_models
+
+    samples = ", ".join(sample_models.available())
+    if not isinstance(section, dict):
+        problems.append(f"'model' must be a mapping with 'sample: NAME' ({samples}) or 'file: {{format, sha256}}'")
+        return None, None
+    unknown = sorted(set(map(str, section)) - _MODEL_KEYS)
+    if unknown:
+        problems.append(f"unknown key(s) in 'model': {', '.join(unknown)}; valid: {', '.join(sorted(_MODEL_KEYS))}")
+    model_name = section.get("sample")
+    description = section.get("description")
+    if description is not None and not isinstance(description, dict):
+        problems.append("'model.description' must be a mapping (name, architecture, notes...)")
+    own = _own_model_fields(section, problems)
+    if own:
+        fields.update(own)
+        return OWN_MODEL, description
+    if model_name is None and "file" not in section:
+        problems.append(f"'model' needs 'sample: NAME' ({samples}) or, for your own model, 'file: {{format, sha256}}'")
+    elif model_name is not None and model_name not in sample_models.available():
+        problems.append(f"unknown model {model_name!r}; valid: {samples}")
+    return model_name, description
+
+
+def _pruning_method(pruning: dict, fields: dict[str, Any], problems: list[str]) -> Any:
+    """The recipe's method object (None when missing or unknown), with its granularity and N:M checked."""
+    from pruning_core.methods import get_method, method_names
+
+    unknown = sorted(set(map(str, pruning)) - _PRUNING_KEYS)
+    if unknown:
+        problems.append(f"unknown key(s) in 'pruning': {', '.join(unknown)}; valid: {', '.join(sorted(_PRUNING_KEYS))}")
+    method = None
+    method_name = pruning.get("method")
+    if method_name is None and pruning:
+        problems.append("'pruning.method' is missing")
+    elif method_name is not None and not isinstance(method_name, str):
+        problems.append(f"'pruning.method' must be text, not {method_name!r}")
+    elif method_name is not None:
+        try:
+            method = get_method(method_name)
+            fields["method"] = method.name
+        except ValueError:
+            problems.append(f"unknown method {method_name!r}; valid: {', '.join(method_names())} or nm-N:M")
+    if method is not None and "granularity" in pruning and pruning["granularity"] != method.granularity:
+        problems.append(
+            f"'pruning.granularity' is {pruning['granularity']!r} but {method.name} is {method.granularity!r}"
+        )
+    n_m = pruning.get("n_m")
+    if n_m is not None:
+        pattern = {"n": getattr(method, "n", None), "m": getattr(method, "m", None)}
+        if method is None or method.granularity != "n:m":
+            problems.append("'pruning.n_m' is only for N:M methods")
+        elif not isinstance(n_m, dict) or {"n": n_m.get("n"), "m": n_m.get("m")} != pattern:
+            problems.append(f"'pruning.n_m' must be {{n: {pattern['n']}, m: {pattern['m']}}} for {method.name}")
+    return method
+
+
+def _sample_layers(model_name: str | None) -> list[str]:
+    """A sample's prunable layers (empty for an own model: its layers are checked when it is loaded)."""
+    import sample_models
+    from pruning_core.targets import prunable_layers
+
+    if model_name in sample_models.available():
+        return prunable_layers(sample_models.get_spec(str(model_name)).build())
+    return []
+
+
+def _sparsity_fields(  # noqa: PLR0913 - the section, what was read before it, and where to write
+    pruning: dict, method: Any, layers: list[str], model_name: Any, fields: dict[str, Any], problems: list[str]
+) -> None:
+    """Scope and sparsity (one fraction, or with scope per-layer a fraction per layer)."""
+    from pruning_core.masks import SCOPES
+
+    scope = pruning.get("scope", "global")
+    if scope not in SCOPES:
+        problems.append(f"unknown scope {scope!r}; valid: {', '.join(SCOPES)}")
+    else:
+        fields["scope"] = scope
+    if scope == "per-layer":
+        _layer_sparsities(pruning, layers, model_name, fields, problems)
+        return
+    if "layer_sparsities" in pruning:
+        problems.append("'layer_sparsities' needs scope 'per-layer'")
+    sparsity = pruning.get("sparsity")
+    if sparsity is None:
+        if method is None or method.fixed_sparsity is None:
+            problems.append("'pruning.sparsity' is missing: give a fraction of weights to remove in [0, 1)")
+        else:
+            fields["sparsity"] = method.fixed_sparsity
+    elif not _is_number(sparsity):
+        problems.append(f"'pruning.sparsity' must be a number in [0, 1), not {sparsity!r}")
+    elif not 0 <= sparsity < 1:
+        problems.append(f"'pruning.sparsity' is {sparsity}; give a fraction in [0, 1), e.g. 0.9")
+    else:
+        fields["sparsity"] = float(sparsity)
+
+
+def _layer_sparsities(
+    pruning: dict, layers: list[str], model_name: Any, fields: dict[str, Any], problems: list[str]
+) -> None:
+    per_layer = pruning.get("layer_sparsities")
+    if not isinstance(per_layer, dict) or not per_layer:
+        problems.append("scope 'per-layer' needs 'pruning.layer_sparsities': a mapping of layer to fraction")
+    else:
+        for layer, value in per_layer.items():
+            if layers and layer not in layers:
+                problems.append(
+                    f"layer_sparsities names {layer!r}, not a layer of {model_name}; valid: {', '.join(layers)}"
+                )
+            if not _is_number(value) or not 0 <= value < 1:
+                problems.append(f"sparsity of layer {layer!r} is {value!r}; give a fraction in [0, 1)")
+        fields["layer_sparsities"] = {str(k): float(v) for k, v in per_layer.items() if _is_number(v)}
+    if "sparsity" in pruning:
+        problems.append("give either 'sparsity' or, with scope 'per-layer', 'layer_sparsities', not both")
+
+
+def _exclude_and_seed(
+    pruning: dict, layers: list[str], model_name: Any, fields: dict[str, Any], problems: list[str]
+) -> None:
+    exclude = pruning.get("exclude", [])
+    if not isinstance(exclude, list) or not all(isinstance(x, str) for x in exclude):
+        problems.append(f"'pruning.exclude' must be a list of layer names, not {exclude!r}")
+    else:
+        bad = [x for x in exclude if layers and x not in layers]
+        if bad:
+            problems.append(
+                f"cannot exclude {', '.join(map(repr, bad))}: not layers of {model_name}; valid: {', '.join(layers)}"
+            )
+        fields["exclude"] = tuple(exclude)
+    seed = pruning.get("seed", 0)
+    if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2**63:
+        problems.append(f"'pruning.seed' must be a non-negative integer, not {seed!r}")
+    else:
+        fields["seed"] = seed
 
 
 _CALIBRATION_KEYS = {"split", "samples", "order", "seed"}
@@ -549,9 +578,8 @@ def _calibration_problems(section: Any, fields: dict[str, Any]) -> list[str]:
     problems = []
     unknown = sorted(set(map(str, section)) - _CALIBRATION_KEYS)
     if unknown:
-        problems.append(
-            f"unknown key(s) in 'pruning.calibration': {', '.join(unknown)}; valid: {', '.join(sorted(_CALIBRATION_KEYS))}"
-        )
+        valid = ", ".join(sorted(_CALIBRATION_KEYS))
+        problems.append(f"unknown key(s) in 'pruning.calibration': {', '.join(unknown)}; valid: {valid}")
     split = section.get("split", "train")
     if split not in CALIBRATION_SPLITS:
         problems.append(f"'pruning.calibration.split' is {split!r}; valid: {', '.join(CALIBRATION_SPLITS)}")

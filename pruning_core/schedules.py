@@ -1,4 +1,5 @@
-"""Pruning schedules, one class each behind one registry (``SCHEDULES``), as methods are: one-shot, iterative prune-and-fine-tune, gradual (Zhu & Gupta), lottery tickets.
+"""Pruning schedules, one class each behind one registry (``SCHEDULES``), as methods are: one-shot,
+iterative prune-and-fine-tune, gradual (Zhu & Gupta), lottery tickets.
 
 Every schedule starts from the caller's trained model (never modified: work happens on a copy),
 prunes with the chosen method and scope, and fine-tunes on the train split only.
@@ -138,7 +139,7 @@ class ScheduleRun:
 
     def train(self, model: nn.Module, masks: Mapping[str, torch.Tensor], on_step=None, epochs: int | None = None):
         """Masked fine-tuning of ``model`` with the schedule's settings (``epochs`` overrides them)."""
-        ft = self.schedule.finetune
+        ft = self.schedule.finetune or FineTuneConfig()
         if epochs is not None:
             ft = FineTuneConfig(**{**ft.to_dict(), "epochs": epochs})
         return masked_steps(model, masks, self.X_train, self.y_train, ft, on_step=on_step, should_stop=self.should_stop)
@@ -357,7 +358,8 @@ class Lottery(_RoundsSchedule):
     def _rewound(run: ScheduleRun, init_state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """The weights to rewind to: the initial ones, or those after ``rewind_iteration`` steps of dense training."""
         iteration = run.schedule.rewind_iteration
-        epochs = -(-iteration // steps_per_epoch(len(run.X_train), run.schedule.finetune.batch_size))
+        batch_size = (run.schedule.finetune or FineTuneConfig()).batch_size
+        epochs = -(-iteration // steps_per_epoch(len(run.X_train), batch_size))
         return kernels.rewound_state(
             copy.deepcopy(run.model),
             dict(init_state),

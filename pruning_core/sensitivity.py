@@ -49,7 +49,7 @@ def _plan(model, X_train, y_train, method, exclude, seed, calibration: Calibrati
 def selection_split(data) -> tuple[torch.Tensor, torch.Tensor, str]:
     """(X, y, name) of the split that selects: validation when ``data`` has one, else test."""
     X_val, y_val = validation_data(data)
-    if X_val is not None:
+    if X_val is not None and y_val is not None:
         return X_val, y_val, "validation"
     _, _, X_test, y_test = split_data(data)
     return X_test, y_test, "test"

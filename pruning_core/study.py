@@ -14,12 +14,20 @@ A cell's id is a hash of its canonical description (everything that determines i
 study that is interrupted resumes where it stopped and a finished cell is never computed twice,
 even after the study file gains seeds or sparsities.
 
+Models: a sample (``{sample: digits-mlp}``) or the user's own file with its data
+(``{file: model.onnx, data: data.csv, label_column: label}``, and ``factory:`` naming the
+architecture of a state dict: ``package.module:function`` or a sample architecture). Paths are
+relative to the study file's directory; the file is loaded (without running code from it) when the
+study is validated, and cells and results record its format and SHA-256, never its path. Lottery
+schedules rewind to the weights a model was trained *from*, which a model file does not hold, so
+they are refused for own models at validation (a re-initialisation is not that model's ticket).
+
 Randomness: every stochastic part takes the cell's seed: random methods (``sweep(seed=)``),
 fine-tuning shuffling (``FineTuneConfig(seed=)``), the lottery control's re-initialisation
-(``reinit(seed + 1)`` inside the engine). Calibration batches (Taylor, Wanda, ...) are the first
-256 train samples in the engine, which is deterministic and the same for every seed; with
-``calibration: seeded`` the study shuffles the train split with the cell's seed first, so the
-calibration sample differs per seed too (the fine-tuning data stay the same set).
+(``reinit(seed + 1)`` inside the engine). Calibration samples (Taylor, Wanda, ...) are the first
+256 train samples by default (``calibration: first``), the same for every seed; with
+``calibration: seeded`` each cell draws them with the engine's
+``Calibration(order="shuffled", seed=<cell seed>)``, so the calibration sample differs per seed.
 """
 
 from __future__ import annotations
@@ -49,7 +57,7 @@ _TOP_KEYS = {
     "version", "name", "model", "models", "methods", "scopes", "sparsities", "exclude", "schedules", "seeds",
     "calibration",
 }  # fmt: skip
-_MODEL_KEYS = {"sample"}  # {file: ..., sha256: ...} will join when studies take your own models
+_MODEL_KEYS = {"sample", "file", "data", "factory", "label_column"}
 _SCHEDULE_KEYS = {"name", "kind", "rounds", "initial_sparsity", "pruning_steps", "rewind_iteration", "finetune"}
 _FINETUNE_KEYS = {"epochs", "lr", "optimizer", "batch_size", "momentum", "weight_decay"}
 
@@ -89,6 +97,49 @@ class StudySchedule:
 
 
 @dataclass(frozen=True)
+class ModelSpec:
+    """Where a study's model comes from: a sample by name, or a user's file and its data. The
+    paths are where *this* machine finds the files; they are neither compared nor described, so a
+    cell's id and its results depend on the files' contents (format and SHA-256) only."""
+
+    label: str  # the results' "model" column: the sample's name, or "onnx model 1a2b3c4d"
+    sample: str | None = None
+    identity: str = ""  # own model: canonical JSON of {"model": {format, sha256, ...}, "data": {...}}
+    file: str | None = field(default=None, compare=False)
+    data: str | None = field(default=None, compare=False)
+    factory: str | None = field(default=None, compare=False)  # in the identity already
+    label_column: str | None = field(default=None, compare=False)
+
+    def describe(self) -> dict[str, Any]:
+        return {"sample": self.sample} if self.sample is not None else json.loads(self.identity)
+
+    def load_own(self) -> Any:
+        """Load the user's model and data (an OwnModel); UntrustedFileError when a file is refused."""
+        from pruning_core.loaders import load_own
+
+        return load_own(self.file, data=self.data, factory=self.factory, label_column=self.label_column)
+
+    def load_bundle(self) -> SampleBundle:
+        """The model and data every cell of this model shares (loaded once per process)."""
+        if self.sample is not None:
+            return SampleBundle.load(self.sample)
+        own = self.load_own()
+        if own_identity(own) != self.identity:
+            raise StudyError([f"{self.file!r} changed since the study was validated: run the study again"])
+        return own_bundle(self, own)
+
+
+def own_identity(own: Any) -> str:
+    """An own model's identity as canonical JSON: the model's and data's format and SHA-256."""
+    return json.dumps({"model": own.model_identity, "data": own.data_identity}, sort_keys=True)
+
+
+def own_bundle(spec: ModelSpec, own: Any) -> SampleBundle:
+    """An own model as a bundle: no initial weights (lottery schedules are refused for it)."""
+    return SampleBundle(spec.label, own.model, own.split, None)
+
+
+@dataclass(frozen=True)
 class Cell:
     """One unit of work: a model, method, scope, schedule and seed, at one or more sparsities."""
 
@@ -100,20 +151,25 @@ class Cell:
     sparsities: tuple[float, ...]
     exclude: tuple[str, ...] = ()
     calibration: str = "first"
+    spec: ModelSpec | None = None  # None: the sample named ``model``
+
+    @property
+    def model_spec(self) -> ModelSpec:
+        return self.spec if self.spec is not None else ModelSpec(self.model, sample=self.model)
 
     def describe(self) -> dict[str, Any]:
         """Everything that determines the cell's result, in a canonical form (the id hashes it).
         The schedule's display name is left out: renaming a schedule does not change its results."""
         return {
             "format": CELL_FORMAT,
-            "model": {"sample": self.model},
+            "model": self.model_spec.describe(),
             "method": self.method,
             "scope": self.scope,
             "schedule": self.schedule.describe(),
             "seed": self.seed,
             "sparsities": [float(s) for s in self.sparsities],
             "exclude": sorted(self.exclude),
-            "calibration": self.calibration,
+            "calibration": _describe_calibration(self.calibration),
         }
 
     @functools.cached_property
@@ -121,6 +177,11 @@ class Cell:
         """A stable id: the first 16 hex digits of the SHA-256 of the canonical description."""
         text = json.dumps(self.describe(), sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _describe_calibration(calibration: str) -> Any:
+    """ "first" as it always was; "seeded" as the engine's shuffled draw (its seed is the cell's)."""
+    return calibration if calibration == "first" else {"order": "shuffled", "samples": 256}
 
 
 @dataclass(frozen=True)
@@ -137,11 +198,22 @@ class Study:
     calibration: str = "first"
     name: str = "study"
     source: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+    specs: tuple[ModelSpec, ...] = ()  # one per model (samples may be left out: made from the name)
+    # own models loaded at validation, as bundles (model and data only: the file's bytes are let go)
+    loaded: dict[str, SampleBundle] = field(default_factory=dict, compare=False, hash=False, repr=False)
+
+    def spec(self, model: str) -> ModelSpec:
+        return next((s for s in self.specs if s.label == model), ModelSpec(model, sample=model))
+
+    def bundle(self, spec: ModelSpec) -> SampleBundle:
+        """A model's bundle, reusing an own model already loaded when the study was validated."""
+        return self.loaded.get(spec.label) or spec.load_bundle()
 
     def cells(self) -> list[Cell]:
         """The study's cells in a fixed order (model, schedule, method, scope, seed, sparsity)."""
         cells = []
         for model in self.models:
+            spec = self.spec(model)
             for schedule in self.schedules:
                 level_groups = [(s,) for s in self.sparsities] if schedule.trains else [self.sparsities]
                 for method in self.methods:
@@ -149,7 +221,17 @@ class Study:
                         for seed in self.seeds:
                             for levels in level_groups:
                                 cells.append(
-                                    Cell(model, method, scope, schedule, seed, levels, self.exclude, self.calibration)
+                                    Cell(
+                                        model,
+                                        method,
+                                        scope,
+                                        schedule,
+                                        seed,
+                                        levels,
+                                        self.exclude,
+                                        self.calibration,
+                                        None if spec.sample else spec,
+                                    )  # fmt: skip
                                 )
         return cells
 
@@ -173,8 +255,11 @@ def _list_of(data: Mapping, key: str, what: str, problems: list[str], default: l
     return value
 
 
-def from_dict(data: Any) -> Study:  # noqa: C901, PLR0912, PLR0915 - one check per field, every problem listed
-    """Validate parsed study data; raise StudyError listing every problem found."""
+def from_dict(  # noqa: C901, PLR0912, PLR0915 - one check per field, every problem listed
+    data: Any, base_dir: str | Path | None = None
+) -> Study:
+    """Validate parsed study data; raise StudyError listing every problem found. Own models' paths
+    are relative to ``base_dir`` (the study file's directory; default: the working directory)."""
     import sample_models
     from pruning_core.masks import SCOPES
     from pruning_core.methods import get_method, method_names
@@ -209,23 +294,8 @@ def from_dict(data: Any) -> Study:  # noqa: C901, PLR0912, PLR0915 - one check p
     if not isinstance(model_entries, list) or not model_entries:
         problems.append(f"'models' must be a non-empty list of mappings like {{sample: NAME}}, not {model_entries!r}")
         model_entries = []
-    models: list[str] = []
-    for entry in model_entries:
-        if not isinstance(entry, dict):
-            problems.append(f"a model is a mapping like {{sample: digits-mlp}}, not {entry!r}")
-            continue
-        unknown = sorted(set(map(str, entry)) - _MODEL_KEYS)
-        if unknown:
-            problems.append(
-                f"unknown key(s) in a model: {', '.join(unknown)}; valid: sample (your own models come later)"
-            )
-        sample = entry.get("sample")
-        if sample not in sample_models.available():
-            problems.append(f"unknown sample model {sample!r}; valid: {', '.join(sample_models.available())}")
-        elif sample in models:
-            problems.append(f"model {sample!r} is listed twice")
-        else:
-            models.append(sample)
+    specs, loaded = _models(model_entries, base_dir, problems)
+    models = [spec.label for spec in specs]
 
     methods: list[str] = []
     for name_ in _list_of(data, "methods", "method names", problems):
@@ -263,15 +333,21 @@ def from_dict(data: Any) -> Study:  # noqa: C901, PLR0912, PLR0915 - one check p
     if not isinstance(exclude, list) or not all(isinstance(x, str) for x in exclude):
         problems.append(f"'exclude' must be a list of layer names, not {exclude!r}")
         exclude = []
-    for model in models:
-        layers = prunable_layers(sample_models.get_spec(model).build())
+    for spec in specs:
+        module = loaded[spec.label].model if spec.sample is None else sample_models.get_spec(spec.sample).build()
+        layers = prunable_layers(module)
         bad = [x for x in exclude if x not in layers]
         if bad:
             problems.append(
-                f"cannot exclude {', '.join(map(repr, bad))}: not layers of {model}; valid: {', '.join(layers)}"
+                f"cannot exclude {', '.join(map(repr, bad))}: not layers of {spec.label}; valid: {', '.join(layers)}"
             )
 
     schedules = _schedules(data.get("schedules", [{"kind": "oneshot"}]), problems)
+    if loaded and any(s.kind == "lottery" for s in schedules):
+        problems.append(
+            "a lottery schedule rewinds to the weights a model was trained from, which your model file does not "
+            "hold: use oneshot, iterative or gradual schedules with your own model (lottery works on the samples)"
+        )
     seeds = _seeds(data.get("seeds"), problems)
 
     calibration = data.get("calibration", "first")
@@ -288,8 +364,83 @@ def from_dict(data: Any) -> Study:  # noqa: C901, PLR0912, PLR0915 - one check p
     return Study(
         models=tuple(models), methods=tuple(methods), sparsities=tuple(sparsities), seeds=tuple(seeds),
         scopes=tuple(scopes), schedules=tuple(schedules), exclude=tuple(exclude), calibration=calibration,
-        name=name, source=dict(data),
+        name=name, source=dict(data), specs=tuple(specs), loaded=loaded,
     )  # fmt: skip
+
+
+def _models(entries: list, base_dir: str | Path | None, problems: list[str]) -> tuple[list[ModelSpec], dict[str, Any]]:
+    """Each model entry checked: a known sample, or an own model file and data that load."""
+    import sample_models
+
+    specs: list[ModelSpec] = []
+    loaded: dict[str, SampleBundle] = {}
+    for entry in entries:
+        if not isinstance(entry, dict):
+            problems.append(
+                f"a model is a mapping like {{sample: digits-mlp}} or {{file: model.onnx, ...}}, not {entry!r}"
+            )
+            continue
+        unknown = sorted(set(map(str, entry)) - _MODEL_KEYS)
+        if unknown:
+            problems.append(f"unknown key(s) in a model: {', '.join(unknown)}; valid: {', '.join(sorted(_MODEL_KEYS))}")
+            continue
+        if "file" in entry:
+            spec, own = _own_model(entry, Path(base_dir or "."), problems)
+            if spec is None:
+                continue
+            loaded[spec.label] = own_bundle(spec, own)
+        else:
+            sample = entry.get("sample")
+            if sample not in sample_models.available():
+                problems.append(f"unknown sample model {sample!r}; valid: {', '.join(sample_models.available())}")
+                continue
+            spec = ModelSpec(sample, sample=sample)
+        if any(s.label == spec.label for s in specs):
+            problems.append(f"model {spec.label!r} is listed twice")
+        else:
+            specs.append(spec)
+    return specs, loaded
+
+
+def _own_model(entry: Mapping, base_dir: Path, problems: list[str]) -> tuple[ModelSpec | None, Any]:
+    """An own model entry's files found, loaded and checked (once: the runner reuses the result)."""
+    from pruning_core.loaders import UntrustedFileError
+
+    if "sample" in entry:
+        problems.append(
+            f"a model is either a sample ({{sample: NAME}}) or your own file ({{file: ..., data: ...}}), "
+            f"not both: {entry!r}"
+        )
+        return None, None
+    texts = {k: entry.get(k) for k in ("file", "data", "factory", "label_column")}
+    bad = [k for k, v in texts.items() if v is not None and (not isinstance(v, str) or not v)]
+    if bad or texts["data"] is None:
+        why = "give data: a study measures accuracy" if texts["data"] is None else f"not {dict(entry)!r}"
+        problems.append(
+            "an own model is {file: MODEL, data: DATA} (paths relative to the study file) with optional "
+            "factory: package.module:function or a sample architecture (for a state dict) and label_column: NAME "
+            f"(for a CSV); {why}"
+        )
+        return None, None
+    paths = {k: base_dir / str(texts[k]) for k in ("file", "data")}
+    missing = [f"{k} {str(p)!r}" for k, p in paths.items() if not p.is_file()]
+    if missing:
+        problems.append(f"cannot find the own model's {' and '.join(missing)} (paths are relative to the study file)")
+        return None, None
+    spec = ModelSpec(
+        "", file=str(paths["file"].resolve()), data=str(paths["data"].resolve()), factory=texts["factory"],
+        label_column=texts["label_column"],
+    )  # fmt: skip
+    try:
+        own = spec.load_own()
+    except (UntrustedFileError, OSError) as exc:
+        problems.append(f"cannot use the own model {texts['file']!r} with data {texts['data']!r}: {exc}")
+        return None, None
+    return ModelSpec(own.name, identity=own_identity(own), **_paths(spec)), own
+
+
+def _paths(spec: ModelSpec) -> dict[str, Any]:
+    return {"file": spec.file, "data": spec.data, "factory": spec.factory, "label_column": spec.label_column}
 
 
 def _schedules(  # noqa: C901, PLR0912 - one check per schedule key, every problem listed
@@ -396,7 +547,7 @@ def _seeds(value: Any, problems: list[str]) -> list[int]:
     return seeds
 
 
-def loads(text: str | bytes, fmt: str | None = None) -> Study:
+def loads(text: str | bytes, fmt: str | None = None, base_dir: str | Path | None = None) -> Study:
     """Parse and validate a study from YAML (or JSON) text, with the recipe reader's bounds: size
     and nesting checked before any object is built, safe loader, anchors and aliases refused."""
     from pruning_core.recipe import RecipeError, _parse
@@ -407,7 +558,7 @@ def loads(text: str | bytes, fmt: str | None = None) -> Study:
         data = _parse(text, fmt)
     except RecipeError as exc:
         raise StudyError([p.replace("a recipe", "a study") for p in exc.problems]) from None
-    return from_dict(data)
+    return from_dict(data, base_dir)
 
 
 def load(path: str | Path) -> Study:
@@ -417,7 +568,7 @@ def load(path: str | Path) -> Study:
         data = path.read_bytes()
     except OSError as exc:
         raise StudyError([f"cannot read {str(path)!r}: {exc.strerror}"]) from None
-    return loads(data, "json" if path.suffix.lower() == ".json" else None)
+    return loads(data, "json" if path.suffix.lower() == ".json" else None, base_dir=path.parent)
 
 
 # --- running one cell --------------------------------------------------------------------------
@@ -433,7 +584,7 @@ class SampleBundle:
     name: str
     model: nn.Module
     data: Any
-    init_state: dict[str, torch.Tensor]
+    init_state: dict[str, torch.Tensor] | None  # None for an own model (no lottery schedules)
 
     @classmethod
     def load(cls, name: str) -> SampleBundle:
@@ -443,32 +594,45 @@ class SampleBundle:
         return cls(name, sample.model, sample.data, sample_models.initial_state(name))
 
 
-def _seeded_split(data: Any, seed: int) -> Any:
-    """The split with its train part shuffled by ``seed``: the engine calibrates on the first
-    samples of the train split, so this makes the calibration sample depend on the seed."""
-    order = torch.randperm(len(data.X_train), generator=torch.Generator().manual_seed(seed))
-    return data._replace(X_train=data.X_train[order], y_train=data.y_train[order])
+def calibration_for(cell: Cell) -> Any:
+    """The engine's calibration for a cell: the first train samples, or a draw seeded by the cell."""
+    from pruning_core.choice import Calibration
+
+    return Calibration(order="shuffled", seed=cell.seed) if cell.calibration == "seeded" else Calibration()
 
 
 def run_cell(cell: Cell, bundle: SampleBundle) -> pd.DataFrame:
-    """Compute one cell through the public ``sweep`` API: its rows, with the identity columns first."""
+    """Compute one cell through the public ``sweep`` API: its rows, with the identity columns first
+    (and, for an own model, the model's and data's format and SHA-256)."""
     import sample_models
     from pruning_core.sweep import sweep
 
-    data = _seeded_split(bundle.data, cell.seed) if cell.calibration == "seeded" else bundle.data
+    spec = cell.model_spec
+    reinit = functools.partial(sample_models.initial_state, cell.model) if spec.sample is not None else None
     table = sweep(
-        bundle.model, data, [cell.method], list(cell.sparsities), scope=cell.scope, exclude=cell.exclude,
-        seed=cell.seed, schedule=cell.schedule.build(cell.seed), init_state=bundle.init_state,
-        reinit=functools.partial(sample_models.initial_state, cell.model),
+        bundle.model, bundle.data, [cell.method], list(cell.sparsities), scope=cell.scope, exclude=cell.exclude,
+        seed=cell.seed, schedule=cell.schedule.build(cell.seed), init_state=bundle.init_state, reinit=reinit,
+        calibration=calibration_for(cell),
     )  # fmt: skip
     identity = {
         "cell_id": cell.cell_id, "status": "ok", "error": "", "model": cell.model,
-        "schedule_name": cell.schedule.name, "calibration": cell.calibration,
+        "schedule_name": cell.schedule.name, "calibration": cell.calibration, **_file_columns(spec),
     }  # fmt: skip
     for i, (column, value) in enumerate(identity.items()):
         table.insert(i, column, value)
     table["seed"] = cell.seed
     return table
+
+
+def _file_columns(spec: ModelSpec) -> dict[str, str]:
+    """An own model's format and SHA-256 (and its data's) as result columns; nothing for a sample."""
+    if spec.sample is not None:
+        return {}
+    identity = spec.describe()
+    return {
+        "model_format": identity["model"]["format"], "model_sha256": identity["model"]["sha256"],
+        "data_format": identity["data"]["format"], "data_sha256": identity["data"]["sha256"],
+    }  # fmt: skip
 
 
 def failed_rows(cell: Cell, error: str) -> pd.DataFrame:
@@ -482,6 +646,7 @@ def failed_rows(cell: Cell, error: str) -> pd.DataFrame:
                 "model": cell.model,
                 "schedule_name": cell.schedule.name,
                 "calibration": cell.calibration,
+                **_file_columns(cell.model_spec),
                 "method": cell.method,
                 "scope": cell.scope,
                 "target_sparsity": level,

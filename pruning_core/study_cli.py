@@ -56,7 +56,10 @@ def cmd_study(args: argparse.Namespace) -> int:
         print(f"interrupted: finished cells are kept in {args.out}.parts/; run again to resume", file=sys.stderr)
         return 130
     except ConnectionError as exc:  # an OSError too: Ray could not reach the cluster
-        raise UsageError(f"cannot reach the Ray cluster ({args.address or 'RAY_ADDRESS'}): {exc}") from None
+        where = args.address or "RAY_ADDRESS"
+        raise UsageError(
+            str(exc) if str(exc).startswith("cannot reach") else f"cannot reach the Ray cluster ({where}): {exc}"
+        ) from None
     except OSError as exc:
         raise UsageError(f"cannot write --out {args.out!r}: {exc.strerror}") from None
     print(

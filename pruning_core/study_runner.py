@@ -22,11 +22,12 @@ from pathlib import Path
 
 import pandas as pd
 
-from pruning_core.study import Cell, SampleBundle, Study, execute_cell
+from pruning_core.study import Cell, ModelSpec, SampleBundle, Study, execute_cell
 
 BACKENDS = ("local", "ray")
 OUTPUT_FORMATS = (".parquet", ".csv")
 CellFunction = Callable[[Cell, SampleBundle, int], pd.DataFrame]
+BundleFunction = Callable[[ModelSpec], SampleBundle]
 
 
 @dataclass
@@ -151,6 +152,8 @@ def run_study(
         raise ValueError(f"unknown backend {backend!r}; valid: {', '.join(BACKENDS)}")
     if not isinstance(workers, int) or workers < 1:
         raise ValueError(f"workers must be a positive integer, not {workers!r}")
+    if backend == "ray":
+        _check_cluster(address)  # before anything is written: a wrong address leaves no trace
     store = ResultStore(output)
     cells = study.cells()
     todo = [cell for cell in cells if not store.done(cell.cell_id)]
@@ -173,11 +176,11 @@ def run_study(
 
     try:
         if todo and backend == "ray":
-            _run_ray(todo, finished, workers, address, cell_function, max_retries)
+            _run_ray(todo, finished, workers, address, cell_function, max_retries, study.bundle)
         elif todo and workers > 1:
             _run_processes(todo, finished, workers, cell_function)
         elif todo:
-            _run_here(todo, finished, cell_function)
+            _run_here(todo, finished, cell_function, study.bundle)
     finally:
         bar.close()
         store.combine(cells)
@@ -185,7 +188,7 @@ def run_study(
     return report
 
 
-def _run_here(todo: list[Cell], finished, cell_function: CellFunction) -> None:
+def _run_here(todo: list[Cell], finished, cell_function: CellFunction, bundle_for: BundleFunction) -> None:
     """Cells one after the other in this process, with one torch thread (restored afterwards):
     torch's reductions add up in another order with two threads, and a study's results must not
     depend on where its cells ran. A study is not per-request code: it owns its process meanwhile."""
@@ -197,7 +200,7 @@ def _run_here(todo: list[Cell], finished, cell_function: CellFunction) -> None:
         bundles: dict[str, SampleBundle] = {}
         for cell in todo:
             if cell.model not in bundles:
-                bundles[cell.model] = SampleBundle.load(cell.model)
+                bundles[cell.model] = bundle_for(cell.model_spec)
             finished(cell, cell_function(cell, bundles[cell.model], 0))
     finally:
         torch.set_num_threads(threads)
@@ -209,9 +212,10 @@ _WORKER_BUNDLES: dict[str, SampleBundle] = {}
 
 
 def _process_cell(cell: Cell, cell_function: CellFunction) -> pd.DataFrame:
-    """In a worker process: load each model once per process, run the cell with one torch thread."""
+    """In a worker process: load each model once per process (an own model from its file, checked
+    against the SHA-256 it had when the study was validated), run the cell with one torch thread."""
     if cell.model not in _WORKER_BUNDLES:
-        _WORKER_BUNDLES[cell.model] = SampleBundle.load(cell.model)
+        _WORKER_BUNDLES[cell.model] = cell.model_spec.load_bundle()
     return cell_function(cell, _WORKER_BUNDLES[cell.model], 1)
 
 
@@ -248,13 +252,91 @@ def ray_available() -> bool:
     return True
 
 
+def _check_cluster(address: str | None) -> None:
+    """The cluster at ``address`` (or ``RAY_ADDRESS``) answers, unless Ray is already connected."""
+    address = address or os.environ.get("RAY_ADDRESS")
+    if address and ray_available():
+        import ray
+
+        if not ray.is_initialized():
+            check_reachable(address)
+
+
+CONNECT_TIMEOUT_S = 5.0
+RAY_CLIENT_PORT = 10001  # ``ray://HOST`` without a port
+RAY_GCS_PORT = 6379  # ``HOST`` without a port
+
+
+def check_reachable(address: str, timeout_s: float = CONNECT_TIMEOUT_S) -> None:
+    """Fail within ``timeout_s`` when nothing listens at a cluster address (``ray.init`` would
+    retry for about two minutes): raise ConnectionError naming the address and what to check.
+    ``auto`` and ``local`` are Ray's own words, not addresses: left to Ray."""
+    import socket
+
+    if address in ("auto", "local"):
+        return
+    client = address.startswith("ray://")
+    hostport = address.removeprefix("ray://").split("/", 1)[0]
+    host, sep, port_text = hostport.rpartition(":")
+    if not sep:
+        host, port_text = hostport, str(RAY_CLIENT_PORT if client else RAY_GCS_PORT)
+    host = host.strip("[]")  # an IPv6 literal
+    if not host or not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        raise ConnectionError(
+            f"{address!r} is not a Ray address: give HOST:PORT (e.g. 10.0.0.5:6379) or ray://HOST:PORT"
+        )
+    what = "the Ray client server (port 10001 by default)" if client else "the head node's GCS port (6379 by default)"
+    check = (
+        f"check that the cluster is running (`ray status` on the head node), that {hostport} is {what} as printed "
+        "by `ray start --head`, and that no firewall blocks it"
+    )
+    try:
+        with socket.create_connection((host, int(port_text)), timeout=timeout_s):
+            pass
+    except OSError as exc:
+        reason = "timed out" if isinstance(exc, TimeoutError) else (exc.strerror or str(exc))
+        raise ConnectionError(
+            f"cannot reach a Ray cluster at {address} ({reason} within {timeout_s:g} s): {check}"
+        ) from None
+    if not client:
+        _check_gcs(address, hostport, check)
+
+
+def _check_gcs(address: str, hostport: str, check: str) -> None:
+    """One request to the GCS, as ``ray.init`` makes first (it retries it for 20 s or more): something
+    that accepts connections but is not a Ray GCS (a proxy, another server) answers it at once."""
+    import importlib
+
+    try:  # Ray's own client: what ray.init connects with (not in Ray's type stubs)
+        GcsClient = getattr(importlib.import_module("ray._raylet"), "GcsClient", None)  # noqa: N806
+    except ImportError:
+        GcsClient = None  # noqa: N806
+    if GcsClient is None:  # a Ray without it: ray.init will tell
+        return
+    try:
+        GcsClient(address=hostport)
+    except Exception as exc:  # noqa: BLE001 - Ray raises its own RpcError types; any failure means no cluster here
+        detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ConnectionError(
+            f"cannot reach a Ray cluster at {address}: something accepts connections there but does not answer as "
+            f"a Ray GCS ({detail}); {check}; a cluster started with token authentication needs RAY_AUTH_MODE and "
+            "its token set here too (see the README's studies section)"
+        ) from None
+
+
 def _ray_cell(cell: Cell, bundle: SampleBundle, cell_function: CellFunction) -> pd.DataFrame:
     """The body of a Ray task: one torch thread (the task was given one CPU)."""
     return cell_function(cell, bundle, 1)
 
 
-def _run_ray(
-    todo: list[Cell], finished, workers: int, address: str | None, cell_function: CellFunction, max_retries: int
+def _run_ray(  # noqa: PLR0913 - the run's settings, passed through from run_study
+    todo: list[Cell],
+    finished,
+    workers: int,
+    address: str | None,
+    cell_function: CellFunction,
+    max_retries: int,
+    bundle_for: BundleFunction,
 ) -> None:
     """One task per cell; each model and its data go into the object store once; a bounded number
     of tasks in flight (so Ctrl-C has little to cancel and results stream back in order of finishing)."""
@@ -270,7 +352,8 @@ def _run_ray(
         started_here = True
     try:
         remote = ray.remote(num_cpus=1, max_retries=max_retries, retry_exceptions=False)(_ray_cell)
-        bundle_refs = {name: ray.put(SampleBundle.load(name)) for name in dict.fromkeys(c.model for c in todo)}
+        specs = {c.model: c.model_spec for c in todo}
+        bundle_refs = {name: ray.put(bundle_for(spec)) for name, spec in specs.items()}
         function_ref = ray.put(cell_function)
         cpus = max(1, int(ray.cluster_resources().get("CPU", workers)))
         window = max(2 * cpus, 4)

@@ -87,7 +87,7 @@ def split_data(data) -> tuple[torch.Tensor | None, torch.Tensor | None, torch.Te
         return data.X_train, data.y_train, data.X_test, data.y_test
     items = tuple(data)
     if len(items) == 4:
-        return items  # type: ignore[return-value]
+        return items
     if len(items) == 2:
         return None, None, items[0], items[1]
     raise ValueError("data must be a DataSplit, (X_train, y_train, X_test, y_test) or (X_test, y_test)")
@@ -113,20 +113,20 @@ def choice_at(
     calibration: Calibration | None = None,
 ) -> PruningChoice:
     """The choice one sweep level stands for (a mapping level is a per-layer allocation)."""
-    common = {
-        "exclude": tuple(exclude),
-        "seed": seed,
-        "schedule": schedule,
-        "calibration": calibration if calibration is not None else Calibration(),
-    }
+    calibration = calibration if calibration is not None else Calibration()
     if isinstance(level, Mapping):
         if scope != "per-layer":
             raise ValueError(f"a per-layer sparsity mapping needs scope 'per-layer', not {scope!r}")
-        return PruningChoice.per_layer(method, level, **common)
-    return PruningChoice(method=method, scope=scope, sparsity=float(level), **common)
+        return PruningChoice.per_layer(
+            method, level, exclude=tuple(exclude), seed=seed, schedule=schedule, calibration=calibration
+        )
+    return PruningChoice(
+        method=method, scope=scope, sparsity=float(level), exclude=tuple(exclude), seed=seed, schedule=schedule,
+        calibration=calibration,
+    )  # fmt: skip
 
 
-def sweep(
+def sweep(  # noqa: C901 - the public entry point: its signature and docstring document 17 options; the body delegates
     model: nn.Module,
     data,
     methods: Sequence[str] = ("magnitude",),
@@ -192,6 +192,16 @@ def sweep(
             progress, workers, init_state, reinit, should_stop, calibration,
         )  # fmt: skip
 
+    return _oneshot_sweep(
+        model, X_train, y_train, resolved, levels, scope, exclude, seed, calibration, profile, flow, measure, progress
+    )  # fmt: skip
+
+
+def _oneshot_sweep(
+    model, X_train, y_train, resolved, levels, scope, exclude, seed, calibration, profile, flow, measure, progress
+) -> pd.DataFrame:  # fmt: skip
+    """Every method at every level without training: one mask plan per method, masks applied to
+    one working copy in place, one row per distinct resolved level."""
     working = copy.deepcopy(model).eval()
     originals = {n: p.detach() for n, p in model.named_parameters()}
     working_params = dict(working.named_parameters())
@@ -284,7 +294,7 @@ def _measure(model, X_test, y_test, X_train, y_train, noisy, batch_size, X_val=N
 
 
 def _schedule_level(
-    model, X_train, y_train, choice: PruningChoice, init_state, reinit, threads, should_stop=None
+    model, X_train, y_train, choice: PruningChoice, init_state, reinit, *, threads: int, should_stop=None
 ):  # fmt: skip
     """One level of a scheduled sweep (a resolved choice that trains), through the one apply path;
     runs in a worker process when the sweep is parallel."""
@@ -346,29 +356,34 @@ def _scheduled_sweep(
             )
 
     args = [(model, X_train, y_train, choice, init_state, reinit) for *_, choice in jobs]
-    if workers > 1 and len(jobs) > 1:
-        context = multiprocessing.get_context("fork")
-        with concurrent.futures.ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-            futures = {pool.submit(_schedule_level, *a, 1): job for a, job in zip(args, jobs)}
-            try:
-                for future in concurrent.futures.as_completed(futures):
-                    add_rows(futures[future], future.result())
-                    if should_stop is not None and should_stop():
-                        raise Stopped()
-            except Stopped:
-                for future in futures:
-                    future.cancel()
-    else:
-        try:
-            for a, job in zip(args, jobs):
-                if should_stop is not None and should_stop():
-                    break
-                add_rows(job, _schedule_level(*a, 0, should_stop))
-        except Stopped:
-            pass
+    _run_levels(args, jobs, workers, should_stop, add_rows)
     order = {m.name: i for i, m in enumerate(resolved)}
     rows.sort(key=lambda r: (order[r["method"]], r["schedule"] != schedule.kind, r["target_sparsity"]))
     return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def _run_levels(args: list[tuple], jobs: list[tuple], workers: int, should_stop, on_outcome) -> None:
+    """Run each scheduled level (in ``workers`` forked processes when more than one), handing each
+    outcome to ``on_outcome`` as it arrives; a stop request ends the run with what is done."""
+    stop = should_stop if should_stop is not None else (lambda: False)
+    if workers > 1 and len(jobs) > 1:
+        context = multiprocessing.get_context("fork")
+        with concurrent.futures.ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+            futures = {pool.submit(_schedule_level, *a, threads=1): job for a, job in zip(args, jobs)}
+            for future in concurrent.futures.as_completed(futures):
+                on_outcome(futures[future], future.result())
+                if stop():
+                    for pending in futures:
+                        pending.cancel()
+                    return
+        return
+    try:
+        for a, job in zip(args, jobs):
+            if stop():
+                return
+            on_outcome(job, _schedule_level(*a, threads=0, should_stop=should_stop))
+    except Stopped:
+        return
 
 
 def _nonzero_after(masks, pruned, profile: ModelProfile, working_params) -> dict[str, int]:

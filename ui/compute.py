@@ -5,6 +5,9 @@ may modify it (the engine never does). Results are keyed by the choice that prod
 (``st.cache_data``, or the shared ``ResultCache`` for sweeps and figures, which also makes
 concurrent requests for one key wait for a single computation), so the same choice made by many
 workshop attendees is computed once.
+
+A model a session uploaded (``model == UPLOAD``) never reaches those shared caches: every public
+function here sends it to ``ui.own.cached``, which keeps its results in that session's state only.
 """
 
 from __future__ import annotations
@@ -29,7 +32,8 @@ from pruning_core.latency import BreakEven, csr_layers, csr_model, largest_linea
 from pruning_core.masks import apply_masks
 from pruning_core.recipe import Recipe
 from pruning_core.shrink import compare_latency_ms, count_params, layer_shapes, shrink
-from ui import figures, workers
+from ui import figures, own, workers
+from ui.config import UPLOAD
 from ui.results_cache import ResultCache
 
 
@@ -39,22 +43,60 @@ def shared_sample(name: str) -> sample_models.Sample:
     return sample_models.load_sample(name)
 
 
+def model_of(name: str) -> torch.nn.Module:
+    """The model named ``name``: a shared sample, or this session's upload. Read it; never modify it."""
+    return own.require_model().model if name == UPLOAD else shared_sample(name).model
+
+
+def data_of(name: str) -> Any:
+    """The model's data split (a ``DataSplit``), or None for an upload without data."""
+    return own.require_model().split if name == UPLOAD else shared_sample(name).data
+
+
 @st.cache_data(show_spinner=False)
-def prunable_layers(name: str) -> list[str]:
+def _sample_layers(name: str) -> list[str]:
     return pruning_core.prunable_layers(shared_sample(name).model)
 
 
+def prunable_layers(name: str) -> list[str]:
+    """The model's prunable layers; for an upload not loaded yet, none."""
+    if name == UPLOAD:
+        loaded = own.current()
+        return pruning_core.prunable_layers(loaded.model) if loaded is not None else []
+    return _sample_layers(name)
+
+
+def known_layers(name: str) -> list[str] | None:
+    """The model's prunable layers, or None while an upload is awaited (a link's exclusions are
+    then kept unchecked until the file arrives)."""
+    if name == UPLOAD and own.current() is None:
+        return None
+    return prunable_layers(name)
+
+
 @st.cache_data(show_spinner=False)
-def dense_metrics(name: str) -> dict[str, float]:
+def _sample_dense(name: str, split: str) -> dict[str, float]:
     s = shared_sample(name)
-    return pruning_core.evaluate(s.model, s.data.X_test, s.data.y_test)
+    return pruning_core.evaluate(s.model, getattr(s.data, f"X_{split}"), getattr(s.data, f"y_{split}"))
 
 
-@st.cache_data(show_spinner=False)
+def _dense(name: str, split: str) -> dict[str, float]:
+    if name != UPLOAD:
+        return _sample_dense(name, split)
+
+    def evaluate(o) -> dict[str, float]:
+        return pruning_core.evaluate(o.model, getattr(o.split, f"X_{split}"), getattr(o.split, f"y_{split}"))
+
+    return own.cached("dense", (split,), evaluate)
+
+
+def dense_metrics(name: str) -> dict[str, float]:
+    return _dense(name, "test")
+
+
 def dense_validation_metrics(name: str) -> dict[str, float]:
     """The dense model's metrics on the validation split: the reference knees are selected against."""
-    s = shared_sample(name)
-    return pruning_core.evaluate(s.model, s.data.X_val, s.data.y_val)
+    return _dense(name, "val")
 
 
 def seed_spread(config, methods: list[str], n_seeds: int = 3) -> pd.DataFrame:
@@ -93,7 +135,7 @@ def results() -> ResultCache:
     sessions ask at once (the others wait for it and see its progress). With ``PRUNELAB_CACHE_DIR``
     set, several app processes (behind a proxy) share them too."""
     directory = os.environ.get("PRUNELAB_CACHE_DIR") or None
-    return ResultCache(max_entries=512, directory=directory, name=f"sweeps-{_engine_digest()}")
+    return ResultCache(max_entries=512, directory=directory, name="sweeps", generation=_engine_digest())
 
 
 @st.cache_resource(show_spinner=False)
@@ -118,6 +160,14 @@ def method_sweep(
     """One method's sweep; stored per method so adding a method to the overlay computes only it."""
     key = ("sweep", name, method, scope, tuple(levels), tuple(exclude), seed)
     args = (name, method, scope, tuple(levels), tuple(exclude), seed)
+    if name == UPLOAD:  # this session's own: computed here, kept in the session
+        return own.cached(
+            "sweep",
+            key[2:],
+            lambda o: pruning_core.sweep(
+                o.model, o.split, [method], list(levels), scope=scope, exclude=exclude, seed=seed, progress=progress
+            ),
+        )
     return results().get_or_compute(
         key,
         lambda report: _execute(workers.sample_sweep, *args, progress=report),
@@ -131,10 +181,9 @@ def cached_figure(key: tuple, build):
     return figure_cache().get_or_compute(key, lambda report: build(), what=f"figure {key[0]}")
 
 
-def _masks(name: str, choice: PruningChoice) -> dict[str, torch.Tensor]:
-    """The choice's one-shot masks on the shared sample, through the one apply path."""
-    s = shared_sample(name)
-    return masks_for(s.model, s.data, choice)
+def _masks(model: torch.nn.Module, data: Any, choice: PruningChoice) -> dict[str, torch.Tensor]:
+    """The choice's one-shot masks on the (shared) model, through the one apply path."""
+    return masks_for(model, data, choice)
 
 
 @dataclass(frozen=True)
@@ -149,15 +198,26 @@ class LayerView:
     notes: tuple[str, ...] = ()
 
 
-@st.cache_data(show_spinner=False, max_entries=256)
 def layer_view(name: str, choice: PruningChoice) -> LayerView:
     """Weights, keep-masks and a per-layer table for one choice (one method at one sparsity)."""
+    if name == UPLOAD:
+        return own.cached("layers", (choice,), lambda o: build_layer_view(o.model, o.split, choice))
+    return _sample_layer_view(name, choice)
+
+
+@st.cache_data(show_spinner=False, max_entries=256)
+def _sample_layer_view(name: str, choice: PruningChoice) -> LayerView:
     s = shared_sample(name)
+    return build_layer_view(s.model, s.data, choice)
+
+
+def build_layer_view(model: torch.nn.Module, data: Any, choice: PruningChoice) -> LayerView:
+    """The layer view of ``choice`` on ``model`` (not modified) with its data (None: data-free)."""
     resolved, notes = choice.resolved()
-    masks = _masks(name, resolved)
-    modules = dict(s.model.named_modules())
+    masks = _masks(model, data, resolved)
+    modules = dict(model.named_modules())
     weights, kept, rows = {}, {}, []
-    for layer in pruning_core.prunable_layers(s.model):
+    for layer in pruning_core.prunable_layers(model):
         w = modules[layer].weight.detach()
         mask = masks.get(f"{layer}.weight", torch.ones_like(w, dtype=torch.bool))
         weights[layer] = w.numpy().copy()
@@ -214,23 +274,33 @@ class SizeSpeed:
     notes: tuple[str, ...] = ()
 
 
-@st.cache_data(show_spinner=False, max_entries=64)
 def size_speed(name: str, choice: PruningChoice) -> SizeSpeed:
     """Masked versus physically shrunk: parameters, shapes, file sizes and measured CPU latency."""
+    if name == UPLOAD:
+        return own.cached("size", (choice,), lambda o: build_size_speed(o.model, o.split, own.example_input(o), choice))
+    return _sample_size_speed(name, choice)
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def _sample_size_speed(name: str, choice: PruningChoice) -> SizeSpeed:
     s = shared_sample(name)
+    return build_size_speed(s.model, s.data, s.data.X_test, choice)
+
+
+def build_size_speed(model: torch.nn.Module, data: Any, x: torch.Tensor, choice: PruningChoice) -> SizeSpeed:
+    """Size and speed of ``choice`` on ``model`` (not modified), timed on the inputs ``x``."""
     resolved, notes = choice.resolved()
-    masks = _masks(name, resolved)
-    masked = apply_masks(s.model, masks).eval()
-    x = s.data.X_test
-    dense_file, masked_file = export.state_dict_bytes(s.model), export.state_dict_bytes(masked)
-    sparse = csr_model(s.model, masks)  # Linear and plain conv weights in CSR, run by torch.sparse
+    masks = _masks(model, data, resolved)
+    masked = apply_masks(model, masks).eval()
+    dense_file, masked_file = export.state_dict_bytes(model), export.state_dict_bytes(masked)
+    sparse = csr_model(model, masks)  # Linear and plain conv weights in CSR, run by torch.sparse
     with torch.inference_mode():
         reference = masked(x)
         csr_difference = float((sparse(x) - reference).abs().max())
     common = {
-        "params_dense": count_params(s.model),
+        "params_dense": count_params(model),
         "params_nonzero": int(sum(int(torch.count_nonzero(p)) for p in masked.parameters())),
-        "shapes_before": {k: list(v) for k, v in layer_shapes(s.model).items()},
+        "shapes_before": {k: list(v) for k, v in layer_shapes(model).items()},
         "file_dense": len(dense_file),
         "file_dense_gzip": export.gzip_size(dense_file),
         "file_masked": len(masked_file),
@@ -240,9 +310,9 @@ def size_speed(name: str, choice: PruningChoice) -> SizeSpeed:
         "notes": tuple(notes),
     }
     try:
-        small = shrink(s.model, masks)
+        small = shrink(model, masks)
     except ValueError as exc:
-        dense_ms, masked_ms, csr_ms = compare_latency_ms([s.model, masked, sparse], x)
+        dense_ms, masked_ms, csr_ms = compare_latency_ms([model, masked, sparse], x)
         return SizeSpeed(
             **common,
             latency_dense_ms=dense_ms,
@@ -252,7 +322,7 @@ def size_speed(name: str, choice: PruningChoice) -> SizeSpeed:
         )
     with torch.inference_mode():
         difference = float((reference - small(x)).abs().max())
-    dense_ms, masked_ms, csr_ms, small_ms = compare_latency_ms([s.model, masked, sparse, small], x)
+    dense_ms, masked_ms, csr_ms, small_ms = compare_latency_ms([model, masked, sparse, small], x)
     shrunk = Shrunk(
         params=count_params(small),
         shapes={k: list(v) for k, v in layer_shapes(small).items()},
@@ -265,9 +335,13 @@ def size_speed(name: str, choice: PruningChoice) -> SizeSpeed:
     )
 
 
-@st.cache_data(show_spinner=False)
 def largest_linear_layer(name: str) -> tuple[str, int, int] | None:
-    return largest_linear(shared_sample(name).model)
+    return largest_linear(model_of(name))
+
+
+def example_batch(name: str) -> int:
+    """How many inputs the Size & speed page times the model on."""
+    return len(own.example_input(own.require_model())) if name == UPLOAD else len(shared_sample(name).data.y_test)
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
@@ -328,14 +402,26 @@ def tradeoff_view(
         x_title = figures.X_AXES[x][1].split(" (")[0].lower()
         fig = figures.tradeoff_figure(
             table, x=x, y=y, dense=dense[y], knees=knees,
-            title=f"{config.model}: {figures.Y_METRICS[y][0].split(' (')[0]} vs {x_title} ({config.scope} scope)",
+            title=f"{model_label(config.model)}: {figures.Y_METRICS[y][0].split(' (')[0]} vs {x_title} "
+            f"({config.scope} scope)",
             intervals=intervals, spread=spread,
         )  # fmt: skip
         return knees, fig
 
     key = ("tradeoff", dataclasses.astuple(config), x, y, tolerance_points, intervals, seeds)
-    knees, fig = cached_figure(key, build)
+    if config.model == UPLOAD:  # never in the shared figure cache
+        knees, fig = own.cached("figure", key, lambda o: build())
+    else:
+        knees, fig = cached_figure(key, build)
     return table, knees.copy(), fig, spread
+
+
+def model_label(name: str) -> str:
+    """A model's name for titles: the sample's, or the upload's format and digest."""
+    if name != UPLOAD:
+        return name
+    loaded = own.current()
+    return loaded.name if loaded is not None else "your model"
 
 
 def warm_views(config) -> None:
@@ -389,12 +475,13 @@ class ExportBundle:
     shrunk: bytes | None = None
     onnx: bytes | None = None
     onnx_max_abs_difference: float | None = None
+    own_onnx: bytes | None = None  # an uploaded ONNX model's own graph with the pruned weights
 
     @property
     def downloads(self) -> tuple[str, ...]:
         """The downloads this bundle offers, by kind."""
         offered = ["recipe_yaml", "recipe_json", "weights"]
-        offered += [kind for kind in ("script", "shrunk", "onnx") if getattr(self, kind) is not None]
+        offered += [kind for kind in ("script", "shrunk", "onnx", "own_onnx") if getattr(self, kind) is not None]
         return tuple(offered)
 
 
@@ -442,9 +529,109 @@ def build_export_bundle(name: str, choice: PruningChoice) -> ExportBundle:
     )
 
 
-@st.cache_data(show_spinner=False, max_entries=64)
+OWN_SCRIPT_REFUSED = (
+    "the standalone script rebuilds a sample model and cannot rebuild yours; take the pruned weights "
+    "or the pruned ONNX, or re-apply the recipe to your file on the command line"
+)
+
+
+def _own_metrics(o, resolved: PruningChoice) -> dict[str, Any]:
+    """The sweep row of exactly this choice on the upload (nothing without data)."""
+    if o.split is None:
+        return {}
+    table = pruning_core.sweep(
+        o.model, o.split, [resolved.method], [resolved.sparsity_argument], scope=resolved.scope,
+        exclude=resolved.exclude, seed=resolved.seed, calibration=resolved.calibration,
+    )  # fmt: skip
+    row = table.iloc[0]
+    return {k: row[k].item() if hasattr(row[k], "item") else row[k] for k in export.RECORDED_METRICS}
+
+
+OWN_ONNX_TOLERANCE = 1e-3  # largest output difference (relative to the outputs' scale) accepted
+
+
+def _own_onnx(o, pruned: torch.nn.Module) -> tuple[bytes | None, str | None]:
+    """The user's ONNX graph with ``pruned``'s weights, checked with onnxruntime against ``pruned``
+    on the example inputs; (None, why) when it cannot be written or computes something else."""
+    import onnxruntime
+
+    try:
+        written = o.loaded.pruned_onnx(pruned)
+        x = own.example_input(o)
+        session = onnxruntime.InferenceSession(written, providers=["CPUExecutionProvider"])
+        (out, *_) = session.run(None, {session.get_inputs()[0].name: x.numpy()})
+    except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own types; the reason is shown
+        return None, str(exc)
+    with torch.inference_mode():
+        expected = pruned.eval()(x).numpy()
+    difference = float(np.abs(out - expected).max())
+    scale = max(1.0, float(np.abs(expected).max()))
+    if difference > OWN_ONNX_TOLERANCE * scale:
+        return None, (
+            f"onnxruntime's outputs differ from the pruned model's by up to {difference:.3g} (only weights are "
+            "written back, not the biases of removed neurons); take the smaller model's ONNX instead"
+        )
+    return written, None
+
+
+def build_own_export_bundle(o, choice: PruningChoice) -> ExportBundle:
+    """The Export page's files for the session's upload: a recipe recording the files' format and
+    SHA-256 (never a path), the pruned weights, the user's own ONNX graph with them, and for
+    structured methods the smaller model."""
+    from pruning_core.apply import apply_choice
+
+    resolved, notes = choice.resolved()
+    applied = apply_choice(o.model, o.split, resolved)  # a pruned copy: the session's model is untouched
+    metrics = _own_metrics(o, applied.choice)
+    made = Recipe.from_choice(
+        recipe_module.OWN_MODEL, applied.choice, provenance=recipe_module.provenance(metrics),
+        model_file=o.model_identity, data_file=o.data_identity,
+    )  # fmt: skip
+    dense, weights = export.state_dict_bytes(o.model), export.state_dict_bytes(applied.model)
+    sizes = {
+        "dense": len(dense),
+        "dense, gzip": export.gzip_size(dense),
+        "pruned (zeros in place)": len(weights),
+        "pruned, gzip": export.gzip_size(weights),
+    }
+    all_notes = [*notes, *applied.notes]
+    own_onnx = None
+    if o.loaded.format == "onnx":
+        own_onnx, problem = _own_onnx(o, applied.model)
+        if own_onnx is not None:
+            sizes["pruned, your ONNX graph"] = len(own_onnx)
+        else:
+            all_notes.append(f"your ONNX graph with the pruned weights is not offered: {problem}")
+    shrunk = onnx_model = difference = None
+    if resolved.method_object.granularity == "structured":
+        try:
+            small = shrink(applied.model, applied.masks)
+            x = own.example_input(o)
+            shrunk = export.state_dict_bytes(small)
+            onnx_model = export.onnx_bytes(small, x)
+            difference = export.onnx_max_difference(onnx_model, small, x)
+            sizes["neurons removed"] = len(shrunk)
+            sizes["neurons removed, ONNX"] = len(onnx_model)
+        except (ValueError, RuntimeError) as exc:
+            shrunk = onnx_model = difference = None
+            all_notes.append(f"not shrunk physically: {exc}")
+    return ExportBundle(
+        recipe=made, recipe_yaml=recipe_module.dumps(made, "yaml"), recipe_json=recipe_module.dumps(made, "json"),
+        metrics=metrics, weights=weights, sizes=sizes, notes=tuple(dict.fromkeys(all_notes)),
+        script_refused=OWN_SCRIPT_REFUSED, shrunk=shrunk, onnx=onnx_model, onnx_max_abs_difference=difference,
+        own_onnx=own_onnx,
+    )  # fmt: skip
+
+
 def export_bundle(name: str, choice: PruningChoice) -> ExportBundle:
     """Every file the Export page offers for one choice, with its size, built once per choice."""
+    if name == UPLOAD:
+        return own.cached("export", (choice,), lambda o: build_own_export_bundle(o, choice))
+    return _sample_export_bundle(name, choice)
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def _sample_export_bundle(name: str, choice: PruningChoice) -> ExportBundle:
     return build_export_bundle(name, choice)
 
 
@@ -459,6 +646,8 @@ def schedule_sweep(
     """One schedule's sweep (stored like the other sweeps), with a ``curve`` column; with
     ``cached_only``, None unless it was computed before."""
     key = ("schedule", name, method, scope, tuple(levels), tuple(exclude), seed, curve, epochs, lr, rounds)
+    if name == UPLOAD:
+        return _own_schedule_sweep(key[2:], progress, cached_only)
     if cached_only:
         return results().get(key)
     args = (name, method, scope, tuple(levels), tuple(exclude), seed, curve, epochs, lr, rounds)
@@ -469,27 +658,79 @@ def schedule_sweep(
     return results().get_or_compute(key, compute, progress=progress, what=f"schedule sweep {name} {method} {curve}")
 
 
-@st.cache_data(show_spinner=False, max_entries=128)
+def _own_schedule_sweep(args: tuple, progress, cached_only: bool) -> pd.DataFrame | None:
+    """A schedule sweep of this session's upload, trained in this session (no lottery: the weights
+    it was trained from are not in the file)."""
+    method, scope, levels, exclude, seed, curve, epochs, lr, rounds = args
+    if cached_only:
+        return own.peek("schedule", args)
+
+    def compute(o) -> pd.DataFrame:
+        table = pruning_core.sweep(
+            o.model, o.split, [method], list(levels), scope=scope, exclude=exclude, seed=seed, progress=progress,
+            schedule=workers.curve_schedule(curve, epochs, lr, rounds), generalisation=True,
+        )  # fmt: skip
+        table["curve"] = curve
+        return table
+
+    return own.cached("schedule", args, compute)
+
+
 def allocation_row(name: str, method: str, allocation: tuple, exclude: tuple[str, ...], seed: int) -> pd.DataFrame:
     """The sweep row of an explicit per-layer allocation, labelled as a proposal."""
+    if name == UPLOAD:
+        args = (method, allocation, exclude, seed)
+        return own.cached("allocation", args, lambda o: _allocation_row(o.model, o.split, *args))
+    return _sample_allocation_row(name, method, allocation, exclude, seed)
+
+
+@st.cache_data(show_spinner=False, max_entries=128)
+def _sample_allocation_row(name: str, method: str, allocation: tuple, exclude: tuple, seed: int) -> pd.DataFrame:
     s = shared_sample(name)
-    row = pruning_core.sweep(
-        s.model, s.data, [method], [dict(allocation)], scope="per-layer", exclude=exclude, seed=seed
-    )
+    return _allocation_row(s.model, s.data, method, allocation, exclude, seed)
+
+
+def _allocation_row(model, data, method: str, allocation: tuple, exclude: tuple, seed: int) -> pd.DataFrame:
+    row = pruning_core.sweep(model, data, [method], [dict(allocation)], scope="per-layer", exclude=exclude, seed=seed)
     row["method"] = f"{method} (per-layer proposal)"
     return row
 
 
-@st.cache_data(show_spinner="Pruning one layer at a time...", max_entries=64)
 def sensitivity_table(name: str, method: str, exclude: tuple[str, ...], seed: int) -> pd.DataFrame:
+    from pruning_core.sensitivity import layer_sensitivity
+
+    if name == UPLOAD:
+        return own.cached(
+            "sensitivity",
+            (method, exclude, seed),
+            lambda o: layer_sensitivity(o.model, o.split, method, exclude=exclude, seed=seed),
+        )
+    return _sample_sensitivity_table(name, method, exclude, seed)
+
+
+@st.cache_data(show_spinner="Pruning one layer at a time...", max_entries=64)
+def _sample_sensitivity_table(name: str, method: str, exclude: tuple[str, ...], seed: int) -> pd.DataFrame:
     from pruning_core.sensitivity import layer_sensitivity
 
     s = shared_sample(name)
     return layer_sensitivity(s.model, s.data, method, exclude=exclude, seed=seed)
 
 
-@st.cache_data(show_spinner="Checking the proposal with every layer pruned at once...", max_entries=256)
 def sensitivity_proposal(name: str, method: str, exclude: tuple[str, ...], seed: int, target: float, budget: float):
+    from pruning_core.sensitivity import propose
+
+    if name == UPLOAD:
+        table = sensitivity_table(name, method, exclude, seed)
+        return own.cached(
+            "proposal",
+            (method, exclude, seed, target, budget),
+            lambda o: propose(o.model, o.split, table, target, budget, method, exclude, seed),
+        )
+    return _sample_sensitivity_proposal(name, method, exclude, seed, target, budget)
+
+
+@st.cache_data(show_spinner="Checking the proposal with every layer pruned at once...", max_entries=256)
+def _sample_sensitivity_proposal(name: str, method: str, exclude: tuple, seed: int, target: float, budget: float):
     from pruning_core.sensitivity import propose
 
     s = shared_sample(name)
@@ -498,7 +739,13 @@ def sensitivity_proposal(name: str, method: str, exclude: tuple[str, ...], seed:
     )
 
 
-@st.cache_data(show_spinner=False, max_entries=64)
 def allocation_recipe(name: str, choice: PruningChoice) -> str:
     """The YAML recipe of an explicit per-layer allocation (measured, like every export)."""
+    if name == UPLOAD:
+        return own.cached("allocation_recipe", (choice,), lambda o: export_bundle(name, choice).recipe_yaml)
+    return _sample_allocation_recipe(name, choice)
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def _sample_allocation_recipe(name: str, choice: PruningChoice) -> str:
     return recipe_module.dumps(export.recipe_for(name, choice)[0])

@@ -13,6 +13,7 @@ one ``UrlField``.
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
@@ -25,7 +26,21 @@ MAX_LEVELS = 40
 MAX_QUERY_VALUE = 2_000  # no setting needs more; longer values are dropped unread (and not echoed)
 SWEEP_SCOPES = ("global", "layerwise", "erk")
 
-LayersOf = Callable[[str], Any]  # model name -> its prunable layer names
+LayersOf = Callable[[str], Any]  # model name -> its prunable layer names (None when not known yet)
+
+UPLOAD = "upload"  # the model name (selector, config, URL) of the model this session uploaded
+UPLOADS_ENV = "PRUNELAB_UPLOADS"
+
+
+def uploads_enabled() -> bool:
+    """Whether this server accepts users' model files: ``PRUNELAB_UPLOADS=0`` turns them off (a
+    workshop server), and with them every upload widget and the ``model=upload`` link."""
+    return os.environ.get(UPLOADS_ENV, "1").strip().lower() not in ("0", "false", "no", "off")
+
+
+def model_names() -> list[str]:
+    """What the model selector offers: the samples, plus the session's upload when uploads are on."""
+    return sample_models.available() + ([UPLOAD] if uploads_enabled() else [])
 
 
 @dataclass(frozen=True)
@@ -150,8 +165,12 @@ def _float(text: str) -> float | None:
 
 
 def _parse_model(text: str, context: ParseContext) -> str:
-    if text not in sample_models.available():
-        raise BadValue(f"unknown model {text!r} in the link; using {ExplorerConfig.model!r}")
+    if text == UPLOAD and not uploads_enabled():
+        raise BadValue(f"this server does not accept uploaded models; using {ExplorerConfig.model!r}")
+    if text not in model_names():
+        raise BadValue(
+            f"unknown model {text!r} in the link; valid: {', '.join(model_names())}; using {ExplorerConfig.model!r}"
+        )
     context.model = text
     return text
 

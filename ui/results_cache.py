@@ -162,6 +162,11 @@ class ResultCache:
     ``computed`` (calls that ran ``compute``), ``memory_hits``, ``disk_hits`` (results read from the
     directory, including ones another process computed while this one waited) and ``waited`` (calls
     that waited for a computation by another thread or process).
+
+    ``generation`` (e.g. a digest of the code that computes the results) is part of every file's
+    name: files of other generations of the same ``name`` are never read, and are removed once no
+    process has used them for ``retire_after`` seconds (a server still running older code keeps
+    its files while it touches them).
     """
 
     def __init__(
@@ -171,11 +176,15 @@ class ResultCache:
         name: str = "results",
         max_files: int = 4096,
         max_bytes: int = 1 << 30,
+        generation: str = "",
+        retire_after: float = 24 * 3600,
     ):
         if max_entries < 1:
             raise ValueError(f"max_entries must be at least 1, got {max_entries}")
         self.max_entries = max_entries
-        self.name = name
+        self.family = name
+        self.name = f"{name}-{generation}" if generation else name
+        self.retire_after = retire_after
         self.max_files = max_files
         self.max_bytes = max_bytes
         self.directory = None if directory in (None, "") else self._own_directory(Path(directory))
@@ -260,6 +269,7 @@ class ResultCache:
                 info = path.stat()
                 entries.append((info.st_mtime, info.st_size, path))
         entries.sort(reverse=True)
+        self._retire_other_generations()
         stale = time.time() - 3600
         for tmp in self.directory.glob(".tmp-*"):  # left by a process killed while writing
             with contextlib.suppress(OSError):
@@ -278,6 +288,19 @@ class ResultCache:
                 fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 lock_path.unlink()
                 self._path(digest, ".progress").unlink(missing_ok=True)
+
+    def _retire_other_generations(self) -> None:
+        """Remove result files of this cache's other generations not used for ``retire_after`` s."""
+        assert self.directory is not None
+        if self.name == self.family:
+            return
+        retired = time.time() - self.retire_after
+        for path in self.directory.glob(f"{self.family}-*"):
+            if path.name.startswith(self.name + "-"):
+                continue
+            with contextlib.suppress(OSError):
+                if path.stat().st_mtime < retired:
+                    path.unlink()
 
     def _read_progress(self, digest: str) -> tuple[float, str] | None:
         try:

@@ -10,15 +10,17 @@ import streamlit as st
 
 import sample_models
 from pruning_core.methods import get_method, method_names
-from ui import compute
+from ui import compute, own
 from ui.config import (
     MAX_LEVELS,
     MAX_QUERY_VALUE,
     QUERY_KEYS,
     SWEEP_SCOPES,
+    UPLOAD,
     ExplorerConfig,
     W,
     from_query,
+    model_names,
     widget_values,
 )
 from ui.figures import method_label
@@ -55,7 +57,7 @@ def init() -> None:
     """On a session's first run, read the URL into the config (defaults plus notices for bad values)."""
     if "config" in st.session_state:
         return
-    config, notices = from_query(st.query_params.to_dict(), layers_of=compute.prunable_layers)
+    config, notices = from_query(st.query_params.to_dict(), layers_of=compute.known_layers)
     st.session_state.config = config
     st.session_state.notices = notices
     _widgets_from(config)
@@ -88,8 +90,40 @@ def _clear_allocation() -> None:
 
 
 def _on_model_change() -> None:
-    layers = compute.prunable_layers(st.session_state[_W + "model"])
-    st.session_state[_W + "exclude"] = [n for n in st.session_state[_W + "exclude"] if n in layers]
+    layers = compute.known_layers(st.session_state[_W + "model"])
+    if layers is not None:
+        st.session_state[_W + "exclude"] = [n for n in st.session_state[_W + "exclude"] if n in layers]
+
+
+def _model_ui(sb) -> tuple[str, list[str]]:
+    """The model selector (the samples, and the upload when the server allows it), what the chosen
+    model is, and the layers the exclusion list may name."""
+    model = sb.selectbox(
+        "Model",
+        model_names(),
+        key=_W + "model",
+        on_change=_on_model_change,
+        format_func=lambda name: own.LABEL if name == UPLOAD else name,
+        help="A small model shipped with PruneLab, trained on data that ships with scikit-learn "
+        "or is generated locally"
+        + ("; or your own model file, which stays in this session only." if UPLOAD in model_names() else "."),
+    )
+    if model != UPLOAD:
+        sb.caption(sample_models.get_spec(model).description)
+        return model, compute.prunable_layers(model)
+    if own.upload_ui(sb) is None:  # awaiting the file: a link's exclusions stay as they were
+        return model, list(st.session_state[_W + "exclude"])
+    layers = compute.prunable_layers(model)
+    chosen = list(st.session_state[_W + "exclude"])
+    dropped = [n for n in chosen if n not in layers]
+    if dropped:
+        sb.info(f"Not in your model, no longer excluded: {', '.join(dropped)}.")
+        st.session_state[_W + "exclude"] = [n for n in chosen if n in layers]
+    foreign = [n for n, _ in st.session_state.config.allocation if n not in layers]
+    if foreign:  # a link's per-layer proposal made for another model
+        sb.info(f"The per-layer proposal names layers your model lacks ({', '.join(foreign)}); cleared.")
+        _clear_allocation()
+    return model, layers
 
 
 def _levels_ui(sb, previous: ExplorerConfig) -> tuple[float, float, int, tuple[float, ...]]:
@@ -128,18 +162,10 @@ def _allocation_ui(sb, previous: ExplorerConfig, model: str) -> bool:
 
 def sidebar() -> ExplorerConfig:
     """Draw the shared sidebar and return the config it describes (also written to the URL)."""
-    previous: ExplorerConfig = st.session_state.config
     sb = st.sidebar
     sb.header("Model & pruning")
-    model = sb.selectbox(
-        "Model",
-        sample_models.available(),
-        key=_W + "model",
-        on_change=_on_model_change,
-        help="A small model shipped with PruneLab, trained on data that ships with scikit-learn "
-        "or is generated locally.",
-    )
-    sb.caption(sample_models.get_spec(model).description)
+    model, layers = _model_ui(sb)
+    previous: ExplorerConfig = st.session_state.config  # after the upload (which may clear a proposal)
     options = list(dict.fromkeys(method_names() + list(st.session_state[_W + "methods"])))
     methods = sb.multiselect(
         "Methods (overlaid)",
@@ -160,7 +186,7 @@ def sidebar() -> ExplorerConfig:
     s_min, s_max, n_levels, explicit = _levels_ui(sb, previous)
     exclude = sb.multiselect(
         "Layers to leave dense",
-        compute.prunable_layers(model),
+        layers,
         key=_W + "exclude",
         help="Excluded layers are never pruned (the classifier is a common choice).",
     )

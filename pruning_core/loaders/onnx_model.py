@@ -524,6 +524,34 @@ def _value_shape(value: Any) -> list[int | None] | None:
     return [d.dim_value if d.HasField("dim_value") else None for d in value.type.tensor_type.shape.dim]
 
 
+SHAPE_HINT_MAX_ELEMENTS = 4096  # initializers up to this size keep their values for shape inference
+
+
+def _without_weight_data(model: Any) -> Any:
+    """The model for shape inference: large initializers become typed graph inputs (their shapes are
+    what inference reads), so it does not copy the weights (``infer_shapes`` serialises the whole
+    model and parses its answer: about three transient copies of every weight). Small ones, such
+    as a Reshape's target shape, keep their values."""
+    import onnx
+
+    light = onnx.ModelProto(ir_version=model.ir_version, producer_name=model.producer_name)
+    light.opset_import.extend(model.opset_import)
+    light.functions.extend(model.functions)
+    graph = light.graph
+    graph.name = model.graph.name
+    graph.node.extend(model.graph.node)
+    graph.input.extend(model.graph.input)
+    graph.output.extend(model.graph.output)
+    graph.value_info.extend(model.graph.value_info)
+    listed = {v.name for v in model.graph.input}
+    for tensor in model.graph.initializer:
+        if element_count(list(tensor.dims)) <= SHAPE_HINT_MAX_ELEMENTS:
+            graph.initializer.append(tensor)
+        elif tensor.name not in listed:
+            graph.input.append(onnx.helper.make_tensor_value_info(tensor.name, tensor.data_type, list(tensor.dims)))
+    return light
+
+
 def convert(  # noqa: C901, PLR0912, PLR0915 - one branch per ONNX operator; a dispatch table is the fix (to do)
     model: Any, limits: Limits
 ) -> Conversion:
@@ -571,7 +599,7 @@ def convert(  # noqa: C901, PLR0912, PLR0915 - one branch per ONNX operator; a d
         )
 
     try:
-        inferred = shape_inference.infer_shapes(model, check_type=False, strict_mode=False)
+        inferred = shape_inference.infer_shapes(_without_weight_data(model), check_type=False, strict_mode=False)
         ranks = {
             v.name: len(v.type.tensor_type.shape.dim)
             for v in (*inferred.graph.value_info, *inferred.graph.input, *inferred.graph.output)
@@ -703,7 +731,7 @@ def convert(  # noqa: C901, PLR0912, PLR0915 - one branch per ONNX operator; a d
             linear = nn.Linear(in_features, out_features, bias=bias is not None, device="meta")
             linear = linear.to_empty(device="cpu")
             with torch.no_grad():
-                linear.weight.copy_(alpha * w)
+                linear.weight.copy_(w if alpha == 1 else alpha * w)  # no scaled temporary copy
                 if bias is not None:
                     linear.bias.copy_(bias)
             layers[name] = linear

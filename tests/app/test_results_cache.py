@@ -236,6 +236,22 @@ def test_the_directory_keeps_at_most_max_files_results(tmp_path):
     assert fresh.get(("k", 4)) == 4 and fresh.get(("k", 0)) is None
 
 
+def test_files_of_other_generations_are_never_read_and_are_retired_when_unused(tmp_path):
+    old = ResultCache(directory=tmp_path, name="sweeps", generation="old")
+    old.get_or_compute("key", lambda progress: "old result")
+    recent = ResultCache(directory=tmp_path, name="sweeps", generation="recent")
+    recent.get_or_compute("other", lambda progress: 1)
+    new = ResultCache(directory=tmp_path, name="sweeps", generation="new", retire_after=3600)
+    assert new.get("key") is None  # another generation's result is not this code's
+    new.get_or_compute("key", lambda progress: "new result")
+    assert len(list(tmp_path.glob("sweeps-old-*.pkl"))) == 1  # used within the hour: kept
+    for path in tmp_path.glob("sweeps-old-*"):
+        os.utime(path, (time.time() - 7200, time.time() - 7200))
+    new.get_or_compute("another", lambda progress: 2)
+    assert not list(tmp_path.glob("sweeps-old-*")) and len(list(tmp_path.glob("sweeps-recent-*.pkl"))) == 1
+    assert new.get("key") == "new result" and len(list(tmp_path.glob("sweeps-new-*.pkl"))) == 2
+
+
 # -- several processes sharing one directory ---------------------------------------------------
 
 KEY = ("digits-cnn", "structured-l1", (0.25, 0.5, 0.75))

@@ -162,3 +162,18 @@ def test_ctrl_c_cancels_the_tasks_in_flight(ray_session, tmp_path):
         time.sleep(0.2)
     assert not any(map(_alive, pids)), "the cancelled tasks' workers still run"
     assert read_results(tmp_path / "r.parquet").empty
+
+
+def test_an_own_onnx_model_study_gives_the_local_results_on_ray(ray_session, tmp_path):
+    from test_study import OWN, own_files
+
+    from pruning_core.study_runner import check_reachable
+
+    check_reachable(ray_session.get_runtime_context().gcs_address)  # a live cluster passes the probe
+    study = from_dict({**OWN, "model": own_files(tmp_path)}, base_dir=tmp_path)
+    local = run_study(study, tmp_path / "local.parquet", progress=False)
+    remote = run_study(study, tmp_path / "ray.parquet", backend="ray", progress=False)
+    assert local.computed == remote.computed == 4 and not remote.failed and not local.failed
+    a, b = read_results(tmp_path / "local.parquet"), read_results(tmp_path / "ray.parquet")
+    assert len(a) == 8 and a["model_sha256"].str.fullmatch("[0-9a-f]{64}").all()
+    pd.testing.assert_frame_equal(a.drop(columns="seconds"), b.drop(columns="seconds"), check_exact=True)

@@ -181,3 +181,12 @@ def test_the_real_app_computes_the_default_view_in_one_process_and_serves_it_fro
         assert computed_by_b1 == [], "b1 served the default view's sweeps from the shared cache"
         for context in pages.values():
             context.close()
+
+
+def test_workshop_processes_take_no_model_uploads_unless_asked(monkeypatch, tmp_path):
+    from deploy.run_workshop import _backend_env
+
+    monkeypatch.delenv("PRUNELAB_UPLOADS", raising=False)
+    assert _backend_env(tmp_path, 2, 1)["PRUNELAB_UPLOADS"] == "0"
+    monkeypatch.setenv("PRUNELAB_UPLOADS", "1")
+    assert _backend_env(tmp_path, 2, 1)["PRUNELAB_UPLOADS"] == "1"
