@@ -151,7 +151,7 @@ def cmd_sweep(args) -> int:
             for level in sparsities:
                 choice = choice_at(method, args.scope, level, exclude, args.seed, schedule, calibration)
                 print_notes(choice.resolved()[1])
-        print_notes(subject.schedule_notes(schedule))
+        subject.check_schedule(schedule)
         with cli_output.make_progress(f"sweep {subject.label}", args.quiet) as progress:
             table = sweep(
                 subject.model, subject.data, methods, sparsities, scope=args.scope, exclude=exclude, seed=args.seed,
@@ -394,13 +394,14 @@ def cmd_recipe(args) -> int:
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     subject = cli_own.subject(args, args.model)
+    subject.check_schedule(schedule)
     if subject.own is not None and subject.data is None:
         check_data_free(choice)
     try:
         recipe, notes = recipe_for(subject.source, choice)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
-    print_notes(notes + subject.schedule_notes(schedule))
+    print_notes(notes)
     cli_output.print_warnings(budget_warnings(subject.sample, schedule))
     write_text(dumps(recipe, args.format), args.output)
     return 0
@@ -441,7 +442,7 @@ def cmd_apply(args) -> int:
     if recipe.is_own_model and args.data is None:
         refuse_without_data(recipe)
     subject = cli_own.subject(args, None, recipe) if recipe.is_own_model else cli_own.Subject.of_sample(recipe.model)
-    print_notes(subject.schedule_notes(recipe.schedule_object if recipe.trains else None))
+    subject.check_schedule(recipe.schedule_object if recipe.trains else None)
     try:
         applied = apply_recipe(recipe, subject.own)
         report = write_outputs(applied, args.out)

@@ -25,15 +25,12 @@ from torch import nn
 import sample_models
 from pruning_core.cli import UsageError, print_notes
 from pruning_core.loaders import OwnModel, UntrustedFileError, load_own
+from pruning_core.loaders.own import NO_LOTTERY
 
 FILE_OPTIONS = ("data", "model_factory", "label_column")
 DATA_HINT = (
     "add --data PATH (a .csv with a label column, or an .npz with X_train, y_train, X_test, y_test or X, y); "
     "without data, `layers` and data-free methods in `recipe` and `apply` still work"
-)
-LOTTERY_NOTE = (
-    "the lottery ticket rewinds to the weights in your model file (the initial weights it was trained from "
-    "are not in it); its control starts from a seeded re-initialisation"
 )
 
 
@@ -101,24 +98,24 @@ class Subject:
             return self.data.X_test[:1]
         return self.own.example_input if self.own is not None else None
 
-    def init_state(self) -> Mapping[str, torch.Tensor]:
-        """What the lottery schedule rewinds to (see ``OwnModel.initial_state`` for a user's model)."""
-        return self.own.initial_state() if self.own is not None else sample_models.initial_state(str(self.sample))
+    def init_state(self) -> Mapping[str, torch.Tensor] | None:
+        """What the lottery schedule rewinds to: a sample's initial weights (a user's file has none)."""
+        return None if self.own is not None else sample_models.initial_state(str(self.sample))
 
     @property
-    def reinit(self) -> Callable[[int], Mapping[str, torch.Tensor]]:
-        """The lottery's re-initialisation control: a fresh, seeded initialisation."""
-        if self.own is not None:
-            return self.own.reinit
-        return functools.partial(sample_models.initial_state, str(self.sample))
+    def reinit(self) -> Callable[[int], Mapping[str, torch.Tensor]] | None:
+        """The lottery's re-initialisation control: a fresh, seeded initialisation of a sample."""
+        return None if self.own is not None else functools.partial(sample_models.initial_state, str(self.sample))
 
     def require_data(self, command: str, why: str) -> None:
         """Refuse a command that measures accuracy on a user's model given without data."""
         if self.data is None:
             raise UsageError(f"{command} {why}, which needs labelled data: {DATA_HINT}")
 
-    def schedule_notes(self, schedule: Any) -> list[str]:
-        return [LOTTERY_NOTE] if self.own is not None and schedule is not None and schedule.kind == "lottery" else []
+    def check_schedule(self, schedule: Any) -> None:
+        """Refuse the lottery schedule for a user's model (the same refusal as the app and studies)."""
+        if self.own is not None and schedule is not None and schedule.kind == "lottery":
+            raise UsageError(NO_LOTTERY)
 
 
 def sample_option(args: Any) -> str:

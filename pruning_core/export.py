@@ -30,7 +30,7 @@ from torch import nn
 import sample_models
 from pruning_core.apply import apply_choice
 from pruning_core.choice import Calibration, PruningChoice
-from pruning_core.loaders.own import OwnModel
+from pruning_core.loaders.own import NO_LOTTERY, OwnModel
 from pruning_core.recipe import OWN_MODEL, Recipe, provenance, source_problems
 from pruning_core.schedules import Schedule
 from pruning_core.shrink import shrink
@@ -60,9 +60,10 @@ def measure_choice(model: str | OwnModel, choice: PruningChoice) -> dict[str, An
     A user's model without data gets the size metrics only (see :func:`size_only_metrics`)."""
     resolved, _ = choice.resolved()
     if isinstance(model, OwnModel):
+        refuse_lottery(resolved)
         if model.split is None:
             return size_only_metrics(model.model, resolved)
-        network, data, init_state = model.model, model.split, model.initial_state()
+        network, data, init_state = model.model, model.split, None
     else:
         sample = sample_models.load_sample(model)
         network, data, init_state = sample.model, sample.data, sample_models.initial_state(model)
@@ -103,6 +104,12 @@ def size_only_metrics(model: nn.Module, choice: PruningChoice) -> dict[str, Any]
     return {name: metrics[name] for name in RECORDED_METRICS if name in metrics}
 
 
+def refuse_lottery(choice: PruningChoice) -> None:
+    """Refuse the lottery schedule for a user's model (ValueError): see ``NO_LOTTERY``."""
+    if choice.trains and choice.schedule is not None and choice.schedule.kind == "lottery":
+        raise ValueError(NO_LOTTERY)
+
+
 def data_needed(choice: PruningChoice) -> str:
     """Why ``choice`` (resolved) cannot run without data, or "" when it can."""
     if choice.trains:
@@ -130,6 +137,7 @@ def recipe_for(
         metrics = measure_choice(model, resolved)
     recorded = provenance({k: metrics[k] for k in RECORDED_METRICS if k in metrics})
     if isinstance(model, OwnModel):
+        refuse_lottery(resolved)
         recipe = Recipe.from_choice(
             OWN_MODEL, resolved, provenance=recorded, model_file=model.model_identity, data_file=model.data_identity
         )
@@ -139,14 +147,15 @@ def recipe_for(
 
 def check_own_sources(recipe: Recipe, own: OwnModel) -> list[str]:
     """Refuse (ValueError) a model file that is not the one ``recipe`` was made for, data whose
-    difference changes the pruning (the choice reads data), and missing data the choice needs;
-    return a note when other data only changes what is measured."""
+    difference changes the pruning (the choice reads data), missing data the choice needs, and the
+    lottery schedule; return a note when other data only changes what is measured."""
     if not recipe.is_own_model:
         raise ValueError(f"the recipe is for the sample model {recipe.model!r}, not for a model file")
     problems = source_problems(recipe, own.loaded.sha256)
     if problems:
         raise ValueError(problems[0])
     resolved, _ = recipe.to_choice().resolved()
+    refuse_lottery(resolved)
     needed = data_needed(resolved)
     wanted = recipe.data_file or {}
     if own.data is None:
@@ -215,7 +224,7 @@ def apply_recipe(recipe: Recipe, own: OwnModel | None = None) -> AppliedRecipe:
             fmt = (recipe.model_file or {}).get("format", "")
             raise ValueError(f"the recipe is for your own {fmt} model file: load it (load_own) and pass it")
         notes = check_own_sources(recipe, own)
-        model, data, init_state, example = own.model, own.split, own.initial_state(), own.example_input
+        model, data, init_state, example = own.model, own.split, None, own.example_input
     else:
         sample = sample_models.load_sample(recipe.model)
         model, data, example = sample.model, sample.data, sample.data.X_test

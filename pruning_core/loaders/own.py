@@ -8,15 +8,12 @@ Without data, data-free methods and the size and speed views still work; ``split
 and :attr:`OwnModel.no_data_reason` says why accuracy cannot be shown.
 
 The lottery schedule rewinds to the weights a model was trained from, which a user's file does not
-hold: :meth:`OwnModel.initial_state` gives the file's own weights (rewinding to pre-trained weights,
-as Chen et al. 2020 do for BERT), and :meth:`OwnModel.reinit` a seeded fresh initialisation for the
-random re-initialisation control, drawn from a private generator (never the global random state).
+hold: the CLI and ``pruning_core.export`` refuse it for a user's model (:data:`NO_LOTTERY`), as the
+app and studies do.
 """
 
 from __future__ import annotations
 
-import copy
-import math
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -30,6 +27,10 @@ from pruning_core.loaders.model import LoadedModel, load_model
 from pruning_core.loaders.state_dict import Factory
 
 NO_DATA = "no data was given: accuracy needs labelled data (a CSV with a label column, or an NPZ)"
+NO_LOTTERY = (
+    "a lottery schedule rewinds to the weights a model was trained from, which your model file does not hold: "
+    "use oneshot, iterative or gradual schedules with your own model (lottery works on the samples)"
+)
 
 
 @dataclass
@@ -96,34 +97,6 @@ class OwnModel:
         data_filename = data_filename or Path(str(data)).name
         checked = load_data(data, filename=data_filename, model=self.loaded, label_column=label_column, limits=limits)
         return replace(self, data=checked, label_column=label_column if checked.format == "csv" else None)
-
-    def initial_state(self) -> dict[str, torch.Tensor]:
-        """What the lottery schedule rewinds to: the file's own weights (a copy; see the module docstring)."""
-        return {k: v.detach().clone() for k, v in self.model.state_dict().items()}
-
-    def reinit(self, seed: int) -> dict[str, torch.Tensor]:
-        """A fresh initialisation for the lottery's re-initialisation control (see :func:`seeded_initial_state`)."""
-        return seeded_initial_state(self.model, seed)
-
-
-def seeded_initial_state(model: nn.Module, seed: int) -> dict[str, torch.Tensor]:
-    """``model``'s state with every Linear and Conv layer re-drawn as PyTorch's default
-    ``reset_parameters`` draws it, from a generator seeded with ``seed`` (never the global random
-    state), and every norm layer reset (ones, zeros, fresh statistics). Anything else (a converted
-    graph's constants, a custom module's parameters) keeps its value. ``model`` is not modified."""
-    work = copy.deepcopy(model)
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for module in work.modules():
-            if isinstance(module, nn.Linear | nn.Conv1d | nn.Conv2d | nn.Conv3d):
-                nn.init.kaiming_uniform_(module.weight, a=math.sqrt(5), generator=generator)
-                if module.bias is not None:
-                    fan_in, _ = nn.init._calculate_fan_in_and_fan_out(module.weight)
-                    bound = 1 / math.sqrt(fan_in) if fan_in > 0 else 0
-                    nn.init.uniform_(module.bias, -bound, bound, generator=generator)
-            elif isinstance(module, nn.modules.batchnorm._NormBase | nn.LayerNorm | nn.GroupNorm):
-                module.reset_parameters()  # nothing random
-    return work.state_dict()
 
 
 def load_own(

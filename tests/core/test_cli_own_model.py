@@ -34,7 +34,6 @@ import pruning_core
 import sample_models
 from pruning_core.cli import main
 from pruning_core.loaders import load_data, load_model, load_own
-from pruning_core.loaders.own import seeded_initial_state
 from pruning_core.recipe import load as load_recipe
 
 FACTORY = "own_cli_factory:build"  # a module of the user's, in the working directory
@@ -249,30 +248,16 @@ def test_sensitivity_and_layers_of_an_onnx_model(files, capsys):
     assert code == 0 and [r["layer"] for r in json.loads(out)] == layers
 
 
-def test_lottery_on_an_own_model_rewinds_to_its_weights_with_a_seeded_control(files, capsys, monkeypatch, tmp_path):
-    directory, digits, _ = files
-    monkeypatch.chdir(directory)
-    small = tmp_path / "small.npz"  # 300 train samples: the schedule trains, keep it short
-    np.savez(small, X_train=digits.X_train[:300].numpy(), y_train=digits.y_train[:300].numpy(),
-             X_test=digits.X_test[:100].numpy(), y_test=digits.y_test[:100].numpy())  # fmt: skip
-    argv = ["--model-file", "mlp.safetensors", "--model-factory", FACTORY, "--data", small, "--sparsities", "0.5",
-            "--schedule", "lottery", "--finetune-epochs", "1", "--rounds", "2"]  # fmt: skip
-    code, out, err = run(capsys, ["sweep", *argv, "--format", "json", "--quiet"])
-    sys.modules.pop(FACTORY.split(":")[0], None)
-    assert code == 0, err
-    assert [r["schedule"] for r in json.loads(out)] == ["lottery", "lottery-reinit"]
-    assert "rewinds to the weights in your model file" in err
-
-
-def test_seeded_initial_state_is_reproducible_and_leaves_the_global_generator_alone(files):
+def test_lottery_is_refused_for_an_own_model_as_in_the_app_and_studies(files, capsys, tmp_path):
     directory, _, _ = files
-    model = load_model(directory / "net.onnx", filename="net.onnx").model
-    before = torch.random.get_rng_state()
-    first, again, other = (seeded_initial_state(model, seed) for seed in (1, 1, 2))
-    assert torch.equal(torch.random.get_rng_state(), before)
-    assert all(torch.equal(first[k], again[k]) for k in first)
-    assert not torch.equal(first["fc1.weight"], other["fc1.weight"])
-    assert not torch.equal(first["fc1.weight"], model.state_dict()["fc1.weight"])
+    data = ["--model-file", directory / "net.onnx", "--data", directory / "data.npz"]
+    lottery = ["--schedule", "lottery", "--finetune-epochs", "1", "--rounds", "2"]
+    for argv in (["sweep", *data, "--sparsities", "0.5", *lottery],
+                 ["recipe", *data, "--method", "magnitude", "--sparsity", "0.5", *lottery]):  # fmt: skip
+        code, _, err = run(capsys, argv)
+        (line,) = [line for line in err.splitlines() if line.startswith("error:")]
+        assert code == 2 and "lottery schedule rewinds to the weights a model was trained from" in line
+        assert "oneshot, iterative or gradual" in line
 
 
 # --- usage errors and refusals --------------------------------------------------------------------
