@@ -12,7 +12,7 @@ sparsity s is removed at every higher sparsity.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -99,17 +99,23 @@ def removal_order(
     scores: Sequence[torch.Tensor],
     flow: Dataflow | None = None,
     min_fraction: float | None = None,
+    coupled_rows: Mapping[str, int] | None = None,
 ) -> RemovalOrder:
     """Rank the neurons of ``targets`` (scored by ``scores``, higher = more important) globally.
 
     Each layer's lowest-priority neurons may go, down to :func:`min_width`; they are merged into one
     order by :func:`priorities` (ties: earlier layer, then lower index). The weights effectively
     removed after each step are counted exactly: a neuron's row over the producer's neurons still
-    kept, plus its consumer columns over the consumer's neurons still kept.
+    kept, plus its consumer columns over the consumer's neurons still kept. ``coupled_rows``: the
+    weights a layer's removal also takes from the layers coupled to it (``pruning_core.groups``).
     """
     flow = flow if flow is not None else Dataflow.of(model)
     min_fraction = MIN_WIDTH_FRACTION if min_fraction is None else min_fraction
     layers = layer_descriptions(model, targets, flow)
+    for info in layers:
+        extra = (coupled_rows or {}).get(info["name"], 0)
+        info["row"] += extra
+        info["cost"] += extra
     widths = {name: f.out_channels for name, f in flow.layers.items()}
     steps, cumulative = kernels.removal_order(scores, layers, widths, min_fraction, COST_EXPONENT)
     return RemovalOrder(

@@ -42,6 +42,12 @@ class Node:
     target: Any  # module name, function, or method name
     inputs: list[Node] = field(default_factory=list)
     users: dict[Node, None] = field(default_factory=dict)  # ordered set, as in torch.fx
+    # Every tensor argument in order (None: a tensor no recorded op produced, e.g. a constant
+    # buffer), their shapes, and the first output's shape: what channel grouping reads
+    # (``pruning_core.groups``) to tell a concatenation's axis or a flatten's span.
+    args: tuple[Node | None, ...] = ()
+    arg_shapes: tuple[tuple[int, ...], ...] = ()
+    shape: tuple[int, ...] | None = None
 
     def __hash__(self) -> int:
         return id(self)
@@ -110,7 +116,14 @@ class _Recorder(TorchFunctionMode):
 
     def node(self, op: str, target: Any, inputs: list[torch.Tensor], outputs: list[torch.Tensor]) -> Node:
         sources = list(dict.fromkeys(self.producer[id(t)] for t in inputs if id(t) in self.producer))
-        node = Node(op, target, sources)
+        node = Node(
+            op,
+            target,
+            sources,
+            args=tuple(self.producer.get(id(t)) for t in inputs),
+            arg_shapes=tuple(tuple(t.shape) for t in inputs),
+            shape=tuple(outputs[0].shape) if outputs else None,
+        )
         for source in sources:
             source.users[node] = None
         for t in outputs:

@@ -1,0 +1,203 @@
+"""Structured removal on real architectures: channels added, concatenated or passed through a
+depthwise convolution together are removed together (``pruning_core.groups``).
+
+Rules checked, on models built here and the same models loaded back from ONNX and safetensors:
+- every layer of a coupled group gets identical kept channel indices (and its BatchNorm too);
+- the physically smaller model computes what the masked one does (atol 1e-5);
+- a layer that cannot be shrunk is named with the reason, and ``shrink`` refuses rather than
+  computing something else;
+- the smaller model's parameter count equals a count made by hand from the kept channels.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable
+
+import pytest
+import torch
+from safetensors.torch import save
+from torch import nn
+
+from pruning_core.groups import channel_groups, coupling
+from pruning_core.loaders import load_model
+from pruning_core.masks import apply_masks, compute_masks
+from pruning_core.shrink import count_params, shrink, shrink_with_notes
+from tests.core.own_model_helpers import (
+    concat_net,
+    conv_flatten_linear,
+    depthwise_separable,
+    grouped_net,
+    residual_net,
+    to_onnx,
+)
+
+FACTORIES: dict[str, Callable[[], nn.Module]] = {
+    "residual": residual_net,
+    "concat": concat_net,
+    "depthwise-separable": depthwise_separable,
+    "conv-flatten-linear": conv_flatten_linear,
+}
+STRUCTURED = ["structured-l1", "structured-l2", "structured-random"]
+
+
+def example(model: nn.Module, n: int = 16) -> torch.Tensor:
+    return torch.randn((n, *model.input_shape), generator=torch.Generator().manual_seed(1))
+
+
+def load(name: str, source: str) -> nn.Module:
+    """The model ``name`` as built, or as loaded back from an ONNX file (BatchNorm folded, or kept
+    as BatchNormalization nodes) or a safetensors state dict with its factory."""
+    factory = FACTORIES.get(name, grouped_net if name == "grouped" else None)
+    assert factory is not None
+    model = factory()
+    if source == "built":
+        return model
+    if source == "safetensors":
+        data = save({k: v.contiguous() for k, v in model.state_dict().items()})
+        return load_model(data, filename="m.safetensors", factory=factory).model
+    onnx = to_onnx(model, example(model), keep_batchnorm=source == "onnx-bn")
+    return load_model(io.BytesIO(onnx).getvalue(), filename="m.onnx").model
+
+
+def rows_kept(masks: dict[str, torch.Tensor], layer: str) -> torch.Tensor:
+    weight = masks[f"{layer}.weight"]
+    return weight.reshape(weight.shape[0], -1).any(1)
+
+
+def assert_same_outputs(model: nn.Module, masks: dict[str, torch.Tensor], small: nn.Module) -> None:
+    x = example(model)
+    with torch.no_grad():
+        expected, got = apply_masks(model, masks)(x), small(x)
+    assert torch.allclose(got, expected, atol=1e-5), f"max difference {(got - expected).abs().max():.2e}"
+
+
+# --- the groups themselves ---------------------------------------------------------------------------
+
+
+def test_residual_members_share_groups_and_the_depthwise_conv_passes_its_channels_through():
+    groups = channel_groups(residual_net())
+    assert torch.equal(groups.rows["stem"], groups.rows["pointwise"]), "added tensors share channel indices"
+    assert torch.equal(groups.rows["depthwise"], groups.rows["stem"]), "depthwise output c is its input c"
+    assert "depthwise" in groups.passthrough
+    assert torch.equal(groups.norms["stem_bn"], groups.rows["stem"])
+    assert torch.equal(groups.inputs["branch_a"], groups.rows["stem"])
+
+
+def test_concatenation_maps_each_branch_to_an_offset_range_and_flatten_to_blocks():
+    groups = channel_groups(concat_net())
+    assert torch.equal(groups.inputs["mix"], torch.cat([groups.rows["left"], groups.rows["right"]]))
+    assert set(groups.rows["left"].tolist()).isdisjoint(groups.rows["right"].tolist()), "branches stay apart"
+    flat = channel_groups(conv_flatten_linear())
+    assert torch.equal(flat.inputs["fc"], flat.rows["conv2"].repeat_interleave(16))
+
+
+def test_the_output_layer_and_what_feeds_a_grouped_conv_are_blocked_with_reasons():
+    groups = channel_groups(grouped_net())
+    assert groups.layer_reasons("fc") == ["reaches the model's output (its channels are the classes)"]
+    (reason,) = groups.layer_reasons("stem")
+    assert "'grouped'" in reason and "groups=2" in reason
+
+
+def test_a_chain_has_no_coupling_so_its_structured_masks_are_computed_as_before():
+    model = nn.Sequential(nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.Flatten(), nn.Linear(16, 3))
+    model.input_shape = (1, 4, 4)
+    assert coupling(model, ["0"]) is None
+
+
+# --- masks on coupled layers -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("source", ["built", "onnx"])
+@pytest.mark.parametrize("method", STRUCTURED)
+@pytest.mark.parametrize("scope", ["layerwise", "global"])
+def test_members_of_a_coupled_group_keep_identical_channel_indices(source, method, scope):
+    model = load("residual", source)
+    for sparsity in (0.3, 0.6, 0.9):
+        masks = compute_masks(model, method, scope, sparsity)
+        stem = rows_kept(masks, "stem")
+        for member in ("depthwise", "pointwise"):
+            assert torch.equal(rows_kept(masks, member), stem), f"{member} differs from stem at {sparsity}"
+            assert torch.equal(masks[f"{member}.bias"], stem)
+        if "stem_bn.weight" in dict(model.named_parameters()):
+            assert torch.equal(masks["stem_bn.weight"], stem)
+
+
+def test_a_groups_score_is_the_sum_of_its_members_scores():
+    """Structured L1 on the residual block ranks channel c by |stem_c|_1 + |depthwise_c|_1 + |pointwise_c|_1."""
+    model = residual_net()
+    masks = compute_masks(model, "structured-l1", "layerwise", 0.5)
+    total = sum(
+        model.get_submodule(n).weight.detach().abs().flatten(1).sum(1) for n in ("stem", "depthwise", "pointwise")
+    )
+    expected = torch.ones(16, dtype=torch.bool)
+    expected[total.argsort()[:8]] = False
+    assert torch.equal(rows_kept(masks, "stem"), expected)
+
+
+# --- shrinking ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("source", ["built", "onnx", "onnx-bn", "safetensors"])
+@pytest.mark.parametrize("name", list(FACTORIES))
+def test_the_shrunk_model_computes_what_the_masked_model_computes(name, source):
+    model = load(name, source)
+    for method, scope, sparsity in (("structured-l1", "layerwise", 0.5), ("structured-random", "global", 0.7)):
+        masks = compute_masks(model, method, scope, sparsity)
+        small, notes = shrink_with_notes(model, masks)
+        assert_same_outputs(model, masks, small)
+        assert count_params(small) < count_params(model), f"{method}: nothing was removed ({notes})"
+    magnitude = compute_masks(model, "magnitude", "global", 0.8)  # unstructured works on all of them
+    assert_same_outputs(model, magnitude, shrink_with_notes(model, magnitude)[0])
+
+
+def test_a_layer_that_cannot_be_shrunk_is_named_with_its_reason_and_left_whole():
+    model = grouped_net()
+    masks = compute_masks(model, "structured-l1", "layerwise", 0.5)
+    small, notes = shrink_with_notes(model, masks)
+    assert {n.layer for n in notes} == {"stem", "grouped"} and all(n.refused for n in notes)
+    assert all("layer 'grouped' is a grouped convolution (groups=2)" in n.reason for n in notes)
+    assert small.get_submodule("stem").weight.shape == model.get_submodule("stem").weight.shape
+    assert_same_outputs(model, masks, small)
+    with pytest.raises(ValueError, match="'stem'.*grouped convolution"):
+        shrink(model, masks)
+
+
+def test_an_onnx_gelu_decomposed_into_div_erf_mul_leaves_its_layer_whole_and_says_so():
+    model = load("residual", "onnx")
+    masks = compute_masks(model, "structured-l1", "layerwise", 0.5)
+    small, notes = shrink_with_notes(model, masks)
+    by_layer = {n.layer: n.reason for n in notes}
+    assert set(by_layer) == {"fc1"} and "not known to preserve" in by_layer["fc1"]
+    assert_same_outputs(model, masks, small)
+
+
+def test_independent_masks_on_coupled_layers_keep_the_group_and_name_the_partners():
+    model = residual_net()
+    masks = {k: v.clone() for k, v in compute_masks(model, "structured-l1", "layerwise", 0.0).items()}
+    masks["stem.weight"][:4] = False
+    masks["stem.bias"][:4] = False
+    small, notes = shrink_with_notes(model, masks)
+    assert small.get_submodule("stem").weight.shape[0] == 16
+    assert [(n.layer, n.neurons, n.refused) for n in notes] == [("stem", 4, False)]
+    assert "'pointwise'" in notes[0].reason
+    assert_same_outputs(model, masks, small)
+
+
+@pytest.mark.parametrize("sparsity", [0.3, 0.7])
+def test_the_shrunk_residual_nets_parameters_equal_a_count_by_hand(sparsity):
+    model = residual_net()
+    masks = compute_masks(model, "structured-l2", "layerwise", sparsity)
+    c = int(rows_kept(masks, "stem").sum())
+    a, b, h = (int(rows_kept(masks, n).sum()) for n in ("branch_a", "branch_b", "fc1"))
+    expected = (
+        (c * 1 * 9 + c)  # stem
+        + 2 * c  # stem_bn
+        + (c * 9 + c)  # depthwise: one 3x3 filter per kept channel
+        + (c * c + c)  # pointwise
+        + (a * c * 9 + a)  # branch_a
+        + (b * c + b)  # branch_b (1x1)
+        + (h * (a + b) * 4 + h)  # fc1: 4 inputs per kept concatenated channel (2x2 after pooling)
+        + (10 * h + 10)  # fc2
+    )
+    assert count_params(shrink(model, masks)) == expected
