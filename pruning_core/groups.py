@@ -21,7 +21,7 @@ when every layer contributing to it has it fully masked and it is not blocked; s
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import cast
 
@@ -368,6 +368,50 @@ def _finish(state: _Analysis) -> ChannelGroups:
         blocked=blocked,
         owners={g: tuple(names) for g, names in owners.items()},
     )
+
+
+def _alive(entries: torch.Tensor | None, rows: int) -> torch.Tensor:
+    """Per row: some entry is kept (None keeps everything)."""
+    if entries is None:
+        return torch.ones(rows, dtype=torch.bool)
+    return entries.reshape(rows, -1).any(1)
+
+
+def row_alive(
+    groups: ChannelGroups, kept: Mapping[str, torch.Tensor], params: Collection[str]
+) -> dict[str, torch.Tensor]:
+    """Per layer and BatchNorm, which of its neurons still computes something: any weight, bias or
+    norm entry kept. ``kept`` holds a bool per element (a mask, or ``tensor != 0``); a parameter of
+    ``params`` without an entry is kept whole; a norm without affine parameters always outputs."""
+    alive = {}
+    for name, where in [*groups.rows.items(), *groups.norms.items()]:
+        if f"{name}.weight" not in params:
+            alive[name] = torch.ones(len(where), dtype=torch.bool)
+            continue
+        row = _alive(kept.get(f"{name}.weight"), len(where))
+        if f"{name}.bias" in params:
+            row = row | _alive(kept.get(f"{name}.bias"), len(where))
+        alive[name] = row
+    return alive
+
+
+def removable(groups: ChannelGroups, alive: Mapping[str, torch.Tensor]) -> torch.Tensor:
+    """Channel groups that can go (True): no layer or norm contributing to them computes anything
+    there (``alive``, from :func:`row_alive`), they are not blocked, and each layer keeps at least
+    one neuron and one input (a layer with none disconnects the network; it computes zeros)."""
+    counts = torch.zeros(groups.size, dtype=torch.long)
+    for name, row in alive.items():
+        counts.index_add_(0, groups.rows[name] if name in groups.rows else groups.norms[name], row.long())
+    result = counts == 0
+    result[list(groups.blocked)] = False
+    while True:
+        changed = False
+        for where in [*groups.rows.values(), *(w for w in groups.inputs.values() if w is not None)]:
+            if len(where) and bool(result[where].all()):
+                result[where[0]] = False
+                changed = True
+        if not changed:
+            return result
 
 
 def try_channel_groups(model: nn.Module, example_input: torch.Tensor | None = None) -> ChannelGroups | None:

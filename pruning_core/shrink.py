@@ -20,7 +20,7 @@ from torch import nn
 
 from pruning_core.dataflow import DataflowError
 from pruning_core.graph import GraphError
-from pruning_core.groups import OUTPUT_REASON, ChannelGroups, channel_groups
+from pruning_core.groups import OUTPUT_REASON, ChannelGroups, channel_groups, removable, row_alive
 from pruning_core.masks import apply_masks
 
 
@@ -41,64 +41,20 @@ class ShrinkNote:
         return f"layer {self.layer!r}: {self.neurons} fully masked neuron(s) left in place: {self.reason}"
 
 
-def _alive(mask: torch.Tensor | None, rows: int) -> torch.Tensor:
-    """Per row (neuron): some entry of the mask is kept; no mask keeps everything."""
-    if mask is None:
-        return torch.ones(rows, dtype=torch.bool)
-    return mask.reshape(rows, -1).any(1)
-
-
-def _row_alive(model: nn.Module, groups: ChannelGroups, masks: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Per layer and BatchNorm, which of its neurons still computes something: any weight, bias or
-    norm entry unmasked (a norm without affine parameters always outputs something)."""
-    alive = {}
-    for layer, rows in groups.rows.items():
-        module = model.get_submodule(layer)
-        row = _alive(masks.get(f"{layer}.weight"), len(rows))
-        if module.bias is not None:
-            row = row | _alive(masks.get(f"{layer}.bias"), len(rows))
-        alive[layer] = row
-    for norm, channels in groups.norms.items():
-        module = model.get_submodule(norm)
-        if getattr(module, "weight", None) is None:
-            alive[norm] = torch.ones(len(channels), dtype=torch.bool)
-            continue
-        row = _alive(masks.get(f"{norm}.weight"), len(channels))
-        if getattr(module, "bias", None) is not None:
-            row = row | _alive(masks.get(f"{norm}.bias"), len(channels))
-        alive[norm] = row
-    return alive
-
-
 def removable_groups(model: nn.Module, groups: ChannelGroups, masks: Mapping[str, torch.Tensor]) -> torch.Tensor:
-    """Channel groups the smaller model drops (True): every layer and norm contributing to them has
-    them fully masked, they are not blocked, and each layer keeps at least one neuron and one input."""
-    counts = torch.zeros(groups.size, dtype=torch.long)
-    row_alive = _row_alive(model, groups, masks)
-    for name, alive in row_alive.items():
-        where = groups.rows[name] if name in groups.rows else groups.norms[name]
-        counts.index_add_(0, where, alive.long())
-    removable = counts == 0
-    removable[list(groups.blocked)] = False
-    while True:  # a layer needs one neuron and one input to stay connected; it computes zeros
-        changed = False
-        for where in [*groups.rows.values(), *(w for w in groups.inputs.values() if w is not None)]:
-            if len(where) and bool(removable[where].all()):
-                removable[where[0]] = False
-                changed = True
-        if not changed:
-            return removable
+    """Channel groups the smaller model drops (True); see :func:`pruning_core.groups.removable`."""
+    return removable(groups, row_alive(groups, masks, set(dict(model.named_parameters()))))
 
 
 def shrink_notes(
     model: nn.Module, groups: ChannelGroups, masks: Mapping[str, torch.Tensor], removable: torch.Tensor
 ) -> list[ShrinkNote]:
     """Layers with fully masked neurons that stay, with the reason (blocked, or coupled to a kept one)."""
-    row_alive = _row_alive(model, groups, masks)
+    alive = row_alive(groups, masks, set(dict(model.named_parameters())))
     notes: dict[tuple[str, str], int] = {}
     refused: dict[tuple[str, str], bool] = {}
     for layer, where in groups.rows.items():
-        for g in where[~row_alive[layer] & ~removable[where]].tolist():
+        for g in where[~alive[layer] & ~removable[where]].tolist():
             if g in groups.blocked:
                 reason = groups.blocked[g]
             else:

@@ -11,6 +11,7 @@ Rules checked, on models built here and the same models loaded back from ONNX an
 
 from __future__ import annotations
 
+import functools
 import io
 from collections.abc import Callable
 
@@ -19,6 +20,7 @@ import torch
 from safetensors.torch import save
 from torch import nn
 
+from pruning_core.effective import Dataflow, effective_counts
 from pruning_core.groups import channel_groups, coupling
 from pruning_core.loaders import load_model
 from pruning_core.masks import apply_masks, compute_masks
@@ -45,9 +47,11 @@ def example(model: nn.Module, n: int = 16) -> torch.Tensor:
     return torch.randn((n, *model.input_shape), generator=torch.Generator().manual_seed(1))
 
 
+@functools.cache
 def load(name: str, source: str) -> nn.Module:
     """The model ``name`` as built, or as loaded back from an ONNX file (BatchNorm folded, or kept
-    as BatchNormalization nodes) or a safetensors state dict with its factory."""
+    as BatchNormalization nodes) or a safetensors state dict with its factory. Built once per test
+    session: the engine never modifies a caller's model (tests/core/test_masks.py checks it)."""
     factory = FACTORIES.get(name, grouped_net if name == "grouped" else None)
     assert factory is not None
     model = factory()
@@ -201,3 +205,17 @@ def test_the_shrunk_residual_nets_parameters_equal_a_count_by_hand(sparsity):
         + (10 * h + 10)  # fc2
     )
     assert count_params(shrink(model, masks)) == expected
+
+
+@pytest.mark.parametrize("name", ["residual", "concat", "depthwise-separable"])
+def test_effective_counts_of_coupled_models_are_what_shrink_really_removes(name):
+    """Sizes reported for a model that is no chain are those of the physically smaller model."""
+    model = load(name, "built")
+    masks = compute_masks(model, "structured-l1", "layerwise", 0.5)
+    small, _ = shrink_with_notes(model, masks)
+    counts = effective_counts(Dataflow.of(model), dict(apply_masks(model, masks).named_parameters()))
+    small_params = dict(small.named_parameters())
+    assert counts.shapes, "no parameter was counted"
+    for param, shape in counts.shapes.items():
+        assert shape == tuple(small_params[param].shape), param
+        assert counts.nonzero[param] == int(small_params[param].count_nonzero()), param
