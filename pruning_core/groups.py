@@ -45,6 +45,9 @@ _PRESERVING_FUNCTIONS = _CHANNEL_PRESERVING_FUNCTIONS | {
     torch.nn.functional.adaptive_avg_pool2d,
     torch.nn.functional.adaptive_max_pool1d,
     torch.nn.functional.adaptive_max_pool2d,
+    torch.erf,
+    torch.neg,
+    torch.abs,
 }
 _PRESERVING_METHODS = _CHANNEL_PRESERVING_METHODS | {"relu_", "contiguous", "clone", "to", "float", "detach"}
 # Ops that keep dimension 1 when the shapes say so: reductions over the positions (a global
@@ -52,6 +55,11 @@ _PRESERVING_METHODS = _CHANNEL_PRESERVING_METHODS | {"relu_", "contiguous", "clo
 _SHAPE_PRESERVING = {"mean", "amax", "sum", "max", "pad", "squeeze", "unsqueeze"}
 _ADD = {"add", "__add__", "__radd__", "__iadd__", "add_", "sub", "__sub__", "__isub__", "sub_"}
 _CAT = {"cat", "concat", "concatenate"}
+# Elementwise ops that do not map 0 to 0: a zero channel becomes a constant one. Their output is
+# *tainted*: harmless when only multiplied by the same channels (ONNX's GELU is x * 0.5 * (1 +
+# erf(x / sqrt 2)), SiLU x * sigmoid(x)), blocking anywhere else.
+_ELEMENTWISE = {"sigmoid", "exp", "pow", "__pow__", "sqrt", "log", "reciprocal", "softplus", "hardsigmoid", "cos"}
+_ELEMENTWISE_MODULES = (nn.Sigmoid, nn.Hardsigmoid, nn.Softplus)
 _RESHAPE = {"flatten", "reshape", "view"}
 OUTPUT_REASON = "reaches the model's output (its channels are the classes)"
 
@@ -134,10 +142,22 @@ class _Analysis:
     inputs: dict[str, list[int] | None] = field(default_factory=dict)
     norms: dict[str, list[int]] = field(default_factory=dict)
     passthrough: set[str] = field(default_factory=set)
+    tainted: dict[Node, str] = field(default_factory=dict)  # node -> why its zero channels are not zero
+
+    def raw_arg(self, node: Node, i: int = 0) -> tuple[list[int] | None, str | None]:
+        """The slots of argument ``i`` and, if it is tainted, why."""
+        source = node.args[i] if i < len(node.args) else None
+        if source is None:
+            return None, None
+        return self.desc.get(source), self.tainted.get(source)
 
     def arg(self, node: Node, i: int = 0) -> list[int] | None:
-        source = node.args[i] if i < len(node.args) else None
-        return self.desc.get(source) if source is not None else None
+        """The slots of argument ``i`` for an op that needs zero channels to be zero: a tainted
+        argument's slots are blocked with its reason."""
+        slots, taint = self.raw_arg(node, i)
+        if taint is not None:
+            self.uf.block(slots, taint)
+        return slots
 
     def owners_of(self, slots: list[int] | None) -> str:
         names = list(dict.fromkeys(self.owner[s] for s in slots or () if s in self.owner))
@@ -164,8 +184,20 @@ def _preserves(node: Node, modules: Mapping[str, nn.Module]) -> bool:
     return node.op == "call_method" and node.target in _PRESERVING_METHODS and node.target != "flatten"
 
 
+_KIND_BY_NAME = {
+    **dict.fromkeys(_ADD, "add"),
+    **dict.fromkeys(_CAT, "cat"),
+    **dict.fromkeys(_RESHAPE, "reshape"),
+    **dict.fromkeys(_SHAPE_PRESERVING, "shape"),
+    **dict.fromkeys(("mul", "__mul__", "__rmul__", "mul_", "__imul__"), "mul"),
+    **dict.fromkeys(("div", "__truediv__", "div_", "__itruediv__"), "div"),
+    **dict.fromkeys((*_ELEMENTWISE, "__rsub__", "rsub"), "elementwise"),
+}
+
+
 def _kind(node: Node, modules: Mapping[str, nn.Module]) -> str:
-    """What the walk does at ``node``: layer, norm, add, cat, reshape, preserve, shape, or block."""
+    """What the walk does at ``node``: layer, norm, preserve, add, cat, reshape, shape, mul, div,
+    elementwise, or block (an op it does not know)."""
     if node.op == "call_module":
         module = modules[node.target]
         if isinstance(module, PRUNABLE_TYPES):
@@ -174,27 +206,20 @@ def _kind(node: Node, modules: Mapping[str, nn.Module]) -> str:
             return "norm"
         if isinstance(module, nn.Flatten):
             return "reshape"
-    name = _name(node) if node.op != "call_module" else ""
+        if isinstance(module, _ELEMENTWISE_MODULES):
+            return "elementwise"
     if _preserves(node, modules):
         return "preserve"
-    if name in _ADD or node.target is torch.add or node.target is torch.sub:
-        return "add"
-    if name in _CAT:
-        return "cat"
-    if name in _RESHAPE:
-        return "reshape"
-    if name in _SHAPE_PRESERVING:
-        return "shape"
-    if name in {"mul", "__mul__", "__rmul__"}:
-        return "scale"
-    return "block"
+    if node.op == "call_module":
+        return "block"
+    return _KIND_BY_NAME.get(_name(node), "block")
 
 
 def _channels(shape: tuple[int, ...] | None) -> int | None:
     return shape[1] if shape is not None and len(shape) >= 2 else None
 
 
-def _visit(state: _Analysis, node: Node) -> list[int] | None:  # noqa: PLR0911 - one return per kind of op
+def _visit(state: _Analysis, node: Node) -> list[int] | None:  # noqa: PLR0911, C901 - one return per kind of op
     """The slot of each channel of ``node``'s output (None: unknown), merging and blocking on the way."""
     kind = _kind(node, state.modules) if node.op not in ("placeholder", "output") else node.op
     if kind == "placeholder":
@@ -207,8 +232,10 @@ def _visit(state: _Analysis, node: Node) -> list[int] | None:  # noqa: PLR0911 -
         return _visit_layer(state, node)
     if kind == "norm":
         return _visit_norm(state, node)
-    if kind in ("preserve", "shape", "scale"):
+    if kind in ("preserve", "shape", "div", "elementwise"):
         return _visit_preserving(state, node, kind)
+    if kind == "mul":
+        return _visit_mul(state, node)
     if kind == "add":
         return _visit_add(state, node)
     if kind == "cat":
@@ -216,24 +243,60 @@ def _visit(state: _Analysis, node: Node) -> list[int] | None:  # noqa: PLR0911 -
     if kind == "reshape":
         return _visit_reshape(state, node)
     op = _op_name(node, state.modules)
-    state.block_all(node, op + " after {layers} is not known to preserve channels and map 0 to 0")
+    if node.op == "call_module" and isinstance(state.modules[node.target], nn.LayerNorm | nn.GroupNorm):
+        state.block_all(node, op + " after {layers} normalises across channels: removing one would change the others")
+    else:
+        state.block_all(node, op + " after {layers} is not known to preserve channels and map 0 to 0")
     return None
 
 
-def _visit_preserving(state: _Analysis, node: Node, kind: str) -> list[int] | None:
+def _one_tensor(node: Node) -> int | None:
+    """The index of the one recorded argument of ``node`` when every other tensor argument is a
+    one-element constant (a scalar), else None."""
     produced = [i for i, source in enumerate(node.args) if source is not None]
     constants = [shape for source, shape in zip(node.args, node.arg_shapes) if source is None]
-    if len(produced) != 1 or (kind == "scale" and any(math.prod(shape) != 1 for shape in constants)):
-        state.block_all(node, "a product of tensors after {layers} is not known to keep channels apart")
+    return produced[0] if len(produced) == 1 and all(math.prod(shape) == 1 for shape in constants) else None
+
+
+def _visit_preserving(state: _Analysis, node: Node, kind: str) -> list[int] | None:
+    """Ops that keep each channel apart: they map 0 to 0, or taint their output (``elementwise``)."""
+    index = _one_tensor(node)
+    op = _op_name(node, state.modules)
+    if index is None or (kind == "div" and index != 0):
+        state.block_all(node, op + " of tensors after {layers} is not known to keep channels apart")
         return None
-    slots = state.arg(node, produced[0])
-    source = node.arg_shapes[produced[0]]
-    if kind == "shape" and (
+    slots, taint = state.raw_arg(node, index)
+    source = node.arg_shapes[index]
+    if kind in ("shape", "elementwise") and (
         node.shape is None or node.shape[:1] != source[:1] or _channels(node.shape) != _channels(source)
     ):
-        state.block_all(node, _op_name(node, state.modules) + " after {layers} changes the channel axis")
+        state.block_all(node, op + " after {layers} changes the channel axis")
         return None
+    if kind == "elementwise" and taint is None:
+        taint = f"{op} after layer {state.owners_of(slots)} is not known to preserve channels and map 0 to 0"
+    if taint is not None:
+        state.tainted[node] = taint
     return slots
+
+
+def _visit_mul(state: _Analysis, node: Node) -> list[int] | None:
+    """A product is zero where either factor is: times a scalar it keeps channels; of two tensors
+    with the same channels it is as clean as its cleaner factor (x * sigmoid(x)); of two tensors
+    with different channels their channels are joined, as for an addition."""
+    if _one_tensor(node) is not None:
+        return _visit_preserving(state, node, "preserve")
+    (a, taint_a), (b, taint_b) = state.raw_arg(node, 0), state.raw_arg(node, 1)
+    if len(node.args) != 2 or a is None or b is None or node.arg_shapes[0] != node.arg_shapes[1]:
+        state.block_all(node, "a product of differently shaped tensors after {layers}")
+        return None
+    if a == b:
+        if taint_a is not None and taint_b is not None:
+            state.tainted[node] = taint_a
+        return a
+    state.arg(node, 0), state.arg(node, 1)  # different channels: a tainted factor blocks them
+    for x, y in zip(a, b):
+        state.uf.union(x, y)
+    return a
 
 
 def _visit_layer(state: _Analysis, node: Node) -> list[int] | None:
@@ -286,6 +349,8 @@ def _visit_norm(state: _Analysis, node: Node) -> list[int] | None:
 
 
 def _visit_add(state: _Analysis, node: Node) -> list[int] | None:
+    if _one_tensor(node) is not None:  # x + 1: every channel shifted, zeros become a constant
+        return _visit_preserving(state, node, "elementwise")
     first, second = state.arg(node, 0), state.arg(node, 1)
     shapes = node.arg_shapes
     if len(node.args) != 2 or first is None or second is None or len(first) != len(second) or shapes[0] != shapes[1]:

@@ -31,7 +31,9 @@ from tests.core.own_model_helpers import (
     depthwise_separable,
     grouped_net,
     residual_net,
+    seeded,
     to_onnx,
+    wide_mlp,
 )
 
 FACTORIES: dict[str, Callable[[], nn.Module]] = {
@@ -167,12 +169,31 @@ def test_a_layer_that_cannot_be_shrunk_is_named_with_its_reason_and_left_whole()
         shrink(model, masks)
 
 
-def test_an_onnx_gelu_decomposed_into_div_erf_mul_leaves_its_layer_whole_and_says_so():
-    model = load("residual", "onnx")
-    masks = compute_masks(model, "structured-l1", "layerwise", 0.5)
+def test_onnxs_gelu_written_as_div_erf_add_mul_is_understood_and_a_sigmoid_gate_is_named():
+    """x * 0.5 * (1 + erf(x / sqrt 2)) is zero where x is: fc1 of the ONNX residual net shrinks.
+    fc1(x) * sigmoid(gate(x)) joins fc1's and gate's channels, and sigmoid(0) = 0.5: both stay."""
+    onnx_model = load("residual", "onnx")
+    masks = compute_masks(onnx_model, "structured-l1", "layerwise", 0.5)
+    small, notes = shrink_with_notes(onnx_model, masks)
+    assert notes == [] and small.get_submodule("fc1").weight.shape[0] == 64
+    gated = wide_mlp()
+    masks = compute_masks(gated, "structured-l1", "layerwise", 0.5)
+    small, notes = shrink_with_notes(gated, masks)
+    assert {n.layer for n in notes} == {"fc1", "gate"}
+    assert all("sigmoid after layer 'gate' is not known to preserve" in n.reason for n in notes)
+    assert_same_outputs(gated, masks, small)
+
+
+def test_a_layernorm_leaves_the_channels_it_normalises_whole_and_says_why():
+    model = nn.Sequential(nn.Linear(6, 8), nn.LayerNorm(8), nn.ReLU(), nn.Linear(8, 5), nn.ReLU(), nn.Linear(5, 3))
+    model = seeded(model)
+    model.input_shape = (6,)
+    masks = compute_masks(model, "structured-l1", "layerwise", 0.4)
     small, notes = shrink_with_notes(model, masks)
-    by_layer = {n.layer: n.reason for n in notes}
-    assert set(by_layer) == {"fc1"} and "not known to preserve" in by_layer["fc1"]
+    assert [n.layer for n in notes] == ["0"] and "LayerNorm after layer '0' normalises across channels" in notes[
+        0
+    ].reason
+    assert small.get_submodule("3").weight.shape == (3, 8), "the next layer's rows still go"
     assert_same_outputs(model, masks, small)
 
 
