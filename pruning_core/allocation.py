@@ -12,14 +12,17 @@ sparsity s is removed at every higher sparsity.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import cast
 
 import torch
 from torch import nn
 
 from pruning_core import kernels
 from pruning_core.effective import Dataflow
+from pruning_core.groups import ChannelGroups
 from pruning_core.targets import PRUNABLE_TYPES, Target
 
 # Every layer keeps at least max(1, ceil(MIN_WIDTH_FRACTION * width)) neurons under a global
@@ -118,9 +121,48 @@ def removal_order(
         info["cost"] += extra
     widths = {name: f.out_channels for name, f in flow.layers.items()}
     steps, cumulative = kernels.removal_order(scores, layers, widths, min_fraction, COST_EXPONENT)
+    if flow.groups is not None:  # no chain: count each removal over the channel groups instead
+        cumulative = grouped_cumulative(model, flow.groups, [t.layer for t in targets], steps)
     return RemovalOrder(
         tuple(s.numel() for s in scores), tuple(steps), tuple(cumulative), total_prunable_weights(model)
     )
+
+
+def grouped_cumulative(
+    model: nn.Module, groups: ChannelGroups, layers: Sequence[str], steps: Sequence[tuple[int, int]]
+) -> list[int]:
+    """The Linear/Conv weights removed after each step of ``steps`` ((scored layer index, neuron))
+    on a model read as channel groups: a neuron's group takes the rows of every layer it joins
+    (over their inputs still kept) and the input columns it feeds (over their rows still kept)."""
+    modules = dict(model.named_modules())
+    kernel = {name: math.prod(cast(torch.Tensor, modules[name].weight).shape[2:]) for name in groups.rows}
+    kept_rows = {name: len(rows) for name, rows in groups.rows.items()}
+    kept_columns = {
+        name: len(inputs) if inputs is not None and name not in groups.passthrough else 1
+        for name, inputs in groups.inputs.items()
+    }
+    rows_in: dict[int, list[str]] = {}
+    columns_in: dict[int, list[str]] = {}
+    for name, rows in groups.rows.items():
+        for g in rows.tolist():
+            rows_in.setdefault(g, []).append(name)
+        inputs = groups.inputs.get(name)
+        if inputs is not None and name not in groups.passthrough:
+            for g in inputs.tolist():
+                columns_in.setdefault(g, []).append(name)
+    removed, cumulative, gone = 0, [0], set()
+    for layer_index, neuron in steps:
+        group = int(groups.rows[layers[layer_index]][neuron])
+        if group not in gone:
+            gone.add(group)
+            for name in rows_in.get(group, ()):  # rows first, so no weight is counted twice
+                removed += kept_columns[name] * kernel[name]
+                kept_rows[name] -= 1
+            for name in columns_in.get(group, ()):
+                removed += kept_rows[name] * kernel[name]
+                kept_columns[name] -= 1
+        cumulative.append(removed)
+    return cumulative
 
 
 def total_prunable_weights(model: nn.Module) -> int:

@@ -2,9 +2,13 @@
 
 A neuron can be removed when its whole weight row, its bias and its BatchNorm entries are masked:
 the masked model then feeds exact zeros to the next layer, whose matching input columns are
-removed too. The output layer keeps its neurons (they are the classes). We use our own slicing
-rather than Torch-Pruning because the engine's masks decide which neurons go (Torch-Pruning picks
-its own), and because the result must stay a plain module whose state dict saves as safetensors.
+removed too. On a network that is no chain, neurons go by channel group (``pruning_core.groups``):
+channels added together (a residual), passed through a depthwise convolution or normalised
+together go only when every layer contributing to them has them masked; what cannot go safely
+stays in place and is named with the reason (:func:`shrink_with_notes`). The output layer keeps
+its neurons (they are the classes). We use our own slicing rather than Torch-Pruning because the
+engine's masks decide which neurons go (Torch-Pruning picks its own), and because the result must
+stay a plain module whose state dict saves as safetensors.
 """
 
 from __future__ import annotations

@@ -23,7 +23,7 @@ from torch import nn
 from pruning_core.effective import Dataflow, effective_counts
 from pruning_core.groups import channel_groups, coupling
 from pruning_core.loaders import load_model
-from pruning_core.masks import apply_masks, compute_masks
+from pruning_core.masks import MaskPlan, apply_masks, compute_masks
 from pruning_core.shrink import count_params, shrink, shrink_with_notes
 from tests.core.own_model_helpers import (
     concat_net,
@@ -240,3 +240,21 @@ def test_effective_counts_of_coupled_models_are_what_shrink_really_removes(name)
     for param, shape in counts.shapes.items():
         assert shape == tuple(small_params[param].shape), param
         assert counts.nonzero[param] == int(small_params[param].count_nonzero()), param
+
+
+@pytest.mark.parametrize("name", ["residual", "concat"])
+def test_a_global_structured_target_is_met_in_effectively_removed_weights_on_coupled_models(name):
+    """The removal order counts each removal over the channel groups, so the effective sparsity of
+    the masks lands within one removal's weights of the target."""
+    model = load(name, "built")
+    plan = MaskPlan.build(model, "structured-l1")
+    for target in (0.3, 0.6):
+        masks = plan.masks(target, "global")
+        order = plan.removal_order
+        assert order is not None
+        one_step = max(b - a for a, b in zip(order.removed_weights, order.removed_weights[1:])) / order.total_weights
+        counts = effective_counts(Dataflow.of(model), dict(apply_masks(model, masks).named_parameters()))
+        weights = [n for n, m in model.named_modules() if isinstance(m, nn.Linear | nn.Conv2d)]
+        kept = sum(counts.nonzero[f"{n}.weight"] for n in weights)
+        effective = 1 - kept / order.total_weights
+        assert abs(effective - target) <= one_step, f"target {target}, effective {effective:.4f}"
