@@ -110,6 +110,24 @@ class ConvFlattenLinear(nn.Module):
         return self.out(torch.relu(self.fc(torch.flatten(x, 1))))
 
 
+class ConcatAddNet(nn.Module):
+    """Two branches concatenated, then added to a third conv: each branch joins an offset range of it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.input_shape = (2, 6, 6)
+        self.a = nn.Conv2d(2, 5, 3, padding=1)
+        self.b = nn.Conv2d(2, 3, 1)
+        self.c = nn.Conv2d(2, 8, 3, padding=1)
+        self.c_bn = nn.BatchNorm2d(8)
+        self.mix = nn.Conv2d(8, 6, 3, stride=2, padding=1)
+        self.head = nn.Linear(6 * 3 * 3, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = torch.relu(torch.cat([self.a(x), self.b(x)], 1) + self.c_bn(self.c(x)))
+        return self.head(torch.relu(self.mix(x)).flatten(1))
+
+
 class GroupedNet(nn.Module):
     """A stem conv feeding a grouped conv (groups=2): the stem's filters cannot be removed singly."""
 
@@ -149,6 +167,10 @@ def depthwise_separable() -> nn.Module:
 
 def conv_flatten_linear() -> nn.Module:
     return seeded(ConvFlattenLinear())
+
+
+def concat_add_net() -> nn.Module:
+    return seeded(ConcatAddNet())
 
 
 def grouped_net() -> nn.Module:
