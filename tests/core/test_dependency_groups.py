@@ -45,7 +45,6 @@ FACTORIES: dict[str, Callable[[], nn.Module]] = {
     "conv-flatten-linear": conv_flatten_linear,
     "concat-add": concat_add_net,
 }
-STRUCTURED = ["structured-l1", "structured-l2", "structured-random"]
 UNSTRUCTURED = [name for name, m in METHODS.items() if m.granularity == "unstructured"]
 
 
