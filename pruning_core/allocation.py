@@ -152,7 +152,12 @@ def grouped_cumulative(
                 columns_in.setdefault(g, []).append(name)
     removed, cumulative, gone = 0, [0], set()
     for layer_index, neuron in steps:
-        group = int(groups.rows[layers[layer_index]][neuron])
+        where = groups.rows.get(layers[layer_index])
+        if where is None:  # a layer the recorded forward pass never called: only its row is known
+            removed += cast(torch.Tensor, modules[layers[layer_index]].weight)[0].numel()
+            cumulative.append(removed)
+            continue
+        group = int(where[neuron])
         if group not in gone:
             gone.add(group)
             for name in rows_in.get(group, ()):  # rows first, so no weight is counted twice

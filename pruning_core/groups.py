@@ -87,9 +87,6 @@ class ChannelGroups:
     blocked: dict[int, str]
     owners: dict[int, tuple[str, ...]]
 
-    def coupled(self, group: int) -> bool:
-        return len(self.owners.get(group, ())) > 1
-
     def layer_reasons(self, layer: str) -> list[str]:
         """Why some of ``layer``'s channels cannot be removed (empty: all of them could)."""
         groups = self.rows.get(layer)
