@@ -457,14 +457,19 @@ def row_alive(
     return alive
 
 
+def dead_groups(groups: ChannelGroups, alive: Mapping[str, torch.Tensor]) -> torch.Tensor:
+    """Groups no layer or norm computes anything in (True), from :func:`row_alive`."""
+    counts = torch.zeros(groups.size, dtype=torch.long)
+    for name, row in alive.items():
+        counts.index_add_(0, groups.rows[name] if name in groups.rows else groups.norms[name], row.long())
+    return counts == 0
+
+
 def removable(groups: ChannelGroups, alive: Mapping[str, torch.Tensor]) -> torch.Tensor:
     """Channel groups that can go (True): no layer or norm contributing to them computes anything
     there (``alive``, from :func:`row_alive`), they are not blocked, and each layer keeps at least
     one neuron and one input (a layer with none disconnects the network; it computes zeros)."""
-    counts = torch.zeros(groups.size, dtype=torch.long)
-    for name, row in alive.items():
-        counts.index_add_(0, groups.rows[name] if name in groups.rows else groups.norms[name], row.long())
-    result = counts == 0
+    result = dead_groups(groups, alive)
     result[list(groups.blocked)] = False
     while True:
         changed = False

@@ -24,7 +24,7 @@ from torch import nn
 
 from pruning_core.dataflow import DataflowError
 from pruning_core.graph import GraphError
-from pruning_core.groups import OUTPUT_REASON, ChannelGroups, channel_groups, removable, row_alive
+from pruning_core.groups import OUTPUT_REASON, ChannelGroups, channel_groups, dead_groups, removable, row_alive
 from pruning_core.masks import apply_masks
 
 
@@ -55,19 +55,18 @@ def shrink_notes(
 ) -> list[ShrinkNote]:
     """Layers with fully masked neurons that stay, with the reason (blocked, or coupled to a kept one)."""
     alive = row_alive(groups, masks, set(dict(model.named_parameters())))
+    dead = dead_groups(groups, alive)
     notes: dict[tuple[str, str], int] = {}
     refused: dict[tuple[str, str], bool] = {}
     for layer, where in groups.rows.items():
         for g in where[~alive[layer] & ~removable[where]].tolist():
+            partners = [o for o in groups.owners.get(g, ()) if o != layer]
             if g in groups.blocked:
                 reason = groups.blocked[g]
+            elif dead[g]:
+                reason = "kept so that every layer keeps one neuron and one input (it computes zeros)"
             else:
-                partners = [o for o in groups.owners.get(g, ()) if o != layer]
-                reason = (
-                    f"its channels are joined with those of {', '.join(map(repr, partners))}, which stay"
-                    if partners
-                    else "the layer keeps one neuron to stay connected"
-                )
+                reason = f"its channels are joined with those of {', '.join(map(repr, partners))}, which stay"
             notes[(layer, reason)] = notes.get((layer, reason), 0) + 1
             refused[(layer, reason)] = g in groups.blocked and reason != OUTPUT_REASON
     return [ShrinkNote(layer, count, reason, refused[(layer, reason)]) for (layer, reason), count in notes.items()]
