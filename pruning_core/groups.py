@@ -264,9 +264,10 @@ def _visit_preserving(state: _Analysis, node: Node, kind: str) -> list[int] | No
         return None
     slots, taint = state.raw_arg(node, index)
     source = node.arg_shapes[index]
-    if kind in ("shape", "elementwise") and (
-        node.shape is None or node.shape[:1] != source[:1] or _channels(node.shape) != _channels(source)
-    ):
+    same_channels = (
+        node.shape is not None and node.shape[:1] == source[:1] and _channels(node.shape) == _channels(source)
+    )
+    if (kind == "elementwise" and not same_channels) or (kind == "shape" and not _keeps_channels(node, source)):
         state.block_all(node, op + " after {layers} changes the channel axis")
         return None
     if kind == "elementwise" and taint is None:
@@ -274,6 +275,23 @@ def _visit_preserving(state: _Analysis, node: Node, kind: str) -> list[int] | No
     if taint is not None:
         state.tainted[node] = taint
     return slots
+
+
+def _keeps_channels(node: Node, source: tuple[int, ...]) -> bool:
+    """A reduction, padding or (un)squeeze that leaves the batch and channel axes alone, read off
+    its arguments (a shape alone cannot tell ``x.mean(1)`` from ``x.mean(2)`` when C == H)."""
+    rank, name = len(source), _name(node)
+    if node.shape is None or rank < 2 or node.shape[:1] != source[:1] or _channels(node.shape) != source[1]:
+        return False
+    if name == "pad":
+        pad = node.option(1, "pad", ())
+        return len(pad) <= 2 * (rank - 2)
+    dims = node.option(1, "dim")
+    if dims is None:
+        return False  # every axis (a reduction) or every size-1 axis (squeeze): the batch of 1 too
+    dims = [dims] if isinstance(dims, int) else list(dims)
+    width = rank + 1 if name == "unsqueeze" else rank
+    return all(d % width >= 2 for d in dims)
 
 
 def _visit_mul(state: _Analysis, node: Node) -> list[int] | None:

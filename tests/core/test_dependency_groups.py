@@ -108,6 +108,39 @@ def test_the_output_layer_and_what_feeds_a_grouped_conv_are_blocked_with_reasons
     assert "'grouped'" in reason and "groups=2" in reason
 
 
+class PooledHead(nn.Module):
+    """A conv with 8 filters on 8x8 images, reduced by ``reduce``, into a Linear of 8 inputs."""
+
+    def __init__(self, reduce: Callable[[torch.Tensor], torch.Tensor]) -> None:
+        super().__init__()
+        self.conv, self.fc, self.reduce, self.input_shape = (
+            nn.Conv2d(1, 8, 3, padding=1),
+            nn.Linear(8, 3),
+            reduce,
+            (1, 8, 8),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.reduce(torch.relu(self.conv(x))))
+
+
+class SpatialMean(PooledHead):
+    def __init__(self) -> None:
+        super().__init__(lambda t: t.mean(dim=(2, 3)))
+
+
+class ChannelMean(PooledHead):
+    def __init__(self) -> None:
+        super().__init__(lambda t: t.mean(1)[:, 0])  # (N, 8, 8) -> (N, 8): the shapes alone look the same
+
+
+def test_a_reduction_keeps_the_channels_only_when_its_axes_say_so():
+    assert torch.equal(channel_groups(SpatialMean()).inputs["fc"], channel_groups(SpatialMean()).rows["conv"])
+    groups = channel_groups(ChannelMean())
+    assert groups.inputs["fc"] is None
+    assert groups.layer_reasons("conv") == ["mean after layer 'conv' changes the channel axis"]
+
+
 def test_a_chain_has_no_coupling_so_its_structured_masks_are_computed_as_before():
     model = nn.Sequential(nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.Flatten(), nn.Linear(16, 3))
     model.input_shape = (1, 4, 4)
