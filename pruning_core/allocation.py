@@ -12,14 +12,17 @@ sparsity s is removed at every higher sparsity.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import cast
 
 import torch
 from torch import nn
 
 from pruning_core import kernels
 from pruning_core.effective import Dataflow
+from pruning_core.groups import ChannelGroups
 from pruning_core.targets import PRUNABLE_TYPES, Target
 
 # Every layer keeps at least max(1, ceil(MIN_WIDTH_FRACTION * width)) neurons under a global
@@ -99,22 +102,72 @@ def removal_order(
     scores: Sequence[torch.Tensor],
     flow: Dataflow | None = None,
     min_fraction: float | None = None,
+    coupled_rows: Mapping[str, int] | None = None,
 ) -> RemovalOrder:
     """Rank the neurons of ``targets`` (scored by ``scores``, higher = more important) globally.
 
     Each layer's lowest-priority neurons may go, down to :func:`min_width`; they are merged into one
     order by :func:`priorities` (ties: earlier layer, then lower index). The weights effectively
     removed after each step are counted exactly: a neuron's row over the producer's neurons still
-    kept, plus its consumer columns over the consumer's neurons still kept.
+    kept, plus its consumer columns over the consumer's neurons still kept. ``coupled_rows``: the
+    weights a layer's removal also takes from the layers coupled to it (``pruning_core.groups``).
     """
     flow = flow if flow is not None else Dataflow.of(model)
     min_fraction = MIN_WIDTH_FRACTION if min_fraction is None else min_fraction
     layers = layer_descriptions(model, targets, flow)
+    for info in layers:
+        extra = (coupled_rows or {}).get(info["name"], 0)
+        info["row"] += extra
+        info["cost"] += extra
     widths = {name: f.out_channels for name, f in flow.layers.items()}
     steps, cumulative = kernels.removal_order(scores, layers, widths, min_fraction, COST_EXPONENT)
+    if flow.groups is not None:  # no chain: count each removal over the channel groups instead
+        cumulative = grouped_cumulative(model, flow.groups, [t.layer for t in targets], steps)
     return RemovalOrder(
         tuple(s.numel() for s in scores), tuple(steps), tuple(cumulative), total_prunable_weights(model)
     )
+
+
+def grouped_cumulative(
+    model: nn.Module, groups: ChannelGroups, layers: Sequence[str], steps: Sequence[tuple[int, int]]
+) -> list[int]:
+    """The Linear/Conv weights removed after each step of ``steps`` ((scored layer index, neuron))
+    on a model read as channel groups: a neuron's group takes the rows of every layer it joins
+    (over their inputs still kept) and the input columns it feeds (over their rows still kept)."""
+    modules = dict(model.named_modules())
+    kernel = {name: math.prod(cast(torch.Tensor, modules[name].weight).shape[2:]) for name in groups.rows}
+    kept_rows = {name: len(rows) for name, rows in groups.rows.items()}
+    kept_columns = {
+        name: len(inputs) if inputs is not None and name not in groups.passthrough else 1
+        for name, inputs in groups.inputs.items()
+    }
+    rows_in: dict[int, list[str]] = {}
+    columns_in: dict[int, list[str]] = {}
+    for name, rows in groups.rows.items():
+        for g in rows.tolist():
+            rows_in.setdefault(g, []).append(name)
+        inputs = groups.inputs.get(name)
+        if inputs is not None and name not in groups.passthrough:
+            for g in inputs.tolist():
+                columns_in.setdefault(g, []).append(name)
+    removed, cumulative, gone = 0, [0], set()
+    for layer_index, neuron in steps:
+        where = groups.rows.get(layers[layer_index])
+        if where is None:  # a layer the recorded forward pass never called: only its row is known
+            removed += cast(torch.Tensor, modules[layers[layer_index]].weight)[0].numel()
+            cumulative.append(removed)
+            continue
+        group = int(where[neuron])
+        if group not in gone:
+            gone.add(group)
+            for name in rows_in.get(group, ()):  # rows first, so no weight is counted twice
+                removed += kept_columns[name] * kernel[name]
+                kept_rows[name] -= 1
+            for name in columns_in.get(group, ()):
+                removed += kept_rows[name] * kernel[name]
+                kept_columns[name] -= 1
+        cumulative.append(removed)
+    return cumulative
 
 
 def total_prunable_weights(model: nn.Module) -> int:

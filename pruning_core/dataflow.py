@@ -42,6 +42,20 @@ class Node:
     target: Any  # module name, function, or method name
     inputs: list[Node] = field(default_factory=list)
     users: dict[Node, None] = field(default_factory=dict)  # ordered set, as in torch.fx
+    # Every tensor argument in order (None: a tensor no recorded op produced, e.g. a constant
+    # buffer), their shapes, and the first output's shape: what channel grouping reads
+    # (``pruning_core.groups``) to tell a concatenation's axis or a flatten's span.
+    args: tuple[Node | None, ...] = ()
+    arg_shapes: tuple[tuple[int, ...], ...] = ()
+    shape: tuple[int, ...] | None = None
+    # The plain (non-tensor) arguments of a function or method call, by position or keyword
+    # (``x.mean(dim=(2, 3))`` -> (("dim", (2, 3)),)): which axes a reduction or padding touches.
+    options: tuple[tuple[int | str, Any], ...] = ()
+
+    def option(self, position: int, keyword: str, default: Any = None) -> Any:
+        """A plain argument given by ``keyword`` or at ``position`` (counting ``self`` for methods)."""
+        found = dict(self.options)
+        return found.get(keyword, found.get(position, default))
 
     def __hash__(self) -> int:
         return id(self)
@@ -97,6 +111,13 @@ def _functional_macs(func: Callable, args: tuple, output: Any) -> int:
     return output.numel() * first.shape[-1]
 
 
+def _plain(value: Any) -> bool:
+    """An int, float, bool, str or None, or a short tuple/list of ints: kept on the node."""
+    if isinstance(value, list | tuple):
+        return len(value) <= 16 and all(isinstance(v, int) for v in value)
+    return value is None or isinstance(value, int | float | bool | str)
+
+
 class _Recorder(TorchFunctionMode):
     """Builds the op graph while a forward pass runs; see the module docstring."""
 
@@ -108,9 +129,24 @@ class _Recorder(TorchFunctionMode):
         self.depth = 0  # > 0 while inside a leaf module: its internals are one node
         self.other_macs = 0
 
-    def node(self, op: str, target: Any, inputs: list[torch.Tensor], outputs: list[torch.Tensor]) -> Node:
+    def node(
+        self,
+        op: str,
+        target: Any,
+        inputs: list[torch.Tensor],
+        outputs: list[torch.Tensor],
+        options: tuple[tuple[int | str, Any], ...] = (),
+    ) -> Node:
         sources = list(dict.fromkeys(self.producer[id(t)] for t in inputs if id(t) in self.producer))
-        node = Node(op, target, sources)
+        node = Node(
+            op,
+            target,
+            sources,
+            args=tuple(self.producer.get(id(t)) for t in inputs),
+            arg_shapes=tuple(tuple(t.shape) for t in inputs),
+            shape=tuple(outputs[0].shape) if outputs else None,
+            options=options,
+        )
         for source in sources:
             source.users[node] = None
         for t in outputs:
@@ -130,7 +166,10 @@ class _Recorder(TorchFunctionMode):
                 is_method = getattr(torch.Tensor, name, None) is func or (
                     getattr(func, "__objclass__", None) is torch._C.TensorBase
                 )
-                self.node("call_method" if is_method else "call_function", name if is_method else func, inputs, outputs)
+                options = tuple((i, a) for i, a in enumerate(args) if _plain(a))
+                options += tuple((k, v) for k, v in kwargs.items() if _plain(v))
+                op = "call_method" if is_method else "call_function"
+                self.node(op, name if is_method else func, inputs, outputs, options)
             self.other_macs += _functional_macs(func, args, out)
         return out
 

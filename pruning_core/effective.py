@@ -24,8 +24,11 @@ producer's column may now reach only dead rows), so the rules are applied until 
 For structured masks this removes exactly the masked neurons and their consumers' columns: the
 effective counts are those of the physically shrunk model (``pruning_core.shrink``).
 
-Models whose dataflow is not a chain ``torch.fx`` can trace get no propagation: their effective
-numbers equal the direct ones. Pure torch; works on parameter tensors, never copies a model.
+Models that are no chain (residual additions, concatenations, depthwise convolutions) are read as
+channel groups (``pruning_core.groups``) instead: a group every contributing layer has zeroed is
+removed with its consumers' columns, exactly what ``shrink`` removes, with no further propagation.
+Models whose dataflow cannot be recorded get no propagation: their effective numbers equal the
+direct ones. Pure torch; works on parameter tensors, never copies a model.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ import torch
 from torch import nn
 
 from pruning_core.graph import GraphError, trace_links
+from pruning_core.groups import ChannelGroups, removable, row_alive, try_channel_groups
 
 
 @dataclass(frozen=True)
@@ -64,15 +68,26 @@ class Dataflow:
 
     layers: dict[str, LayerFlow]
     producer: dict[str, str] = field(default_factory=dict)  # consumer layer -> producing layer
+    # A model that is no chain: its channel groups (``pruning_core.groups``), counted as
+    # ``shrink`` removes them; None when even those are unknown (effective = direct).
+    groups: ChannelGroups | None = None
+    params: frozenset[str] = frozenset()
 
     @classmethod
     def of(cls, model: nn.Module) -> Dataflow:
-        """Trace ``model`` once (``graph.trace_links``); an untraceable model gets no links at all,
-        so nothing propagates and its effective numbers equal the direct ones."""
+        """Trace ``model`` once (``graph.trace_links``). A model that is no chain (residual additions,
+        concatenations, depthwise convolutions) is read as channel groups instead; one whose
+        dataflow cannot be recorded gets no links at all: its effective numbers equal the direct ones."""
+        grouped_conv = any(
+            getattr(m, "groups", 1) != 1 for m in model.modules() if isinstance(m, nn.Conv1d | nn.Conv2d | nn.Conv3d)
+        )
         try:
+            if grouped_conv:  # a chain with a depthwise convolution couples its input and output channels
+                raise GraphError("grouped convolution")
             links = trace_links(model)
         except GraphError:
-            return cls({})
+            names = frozenset(name for name, _ in model.named_parameters())
+            return cls({}, groups=try_channel_groups(model), params=names)
         modules = dict(model.named_modules())
         layers: dict[str, LayerFlow] = {}
         for name, link in links.items():
@@ -177,6 +192,8 @@ def effective_counts(flow: Dataflow, params: Mapping[str, torch.Tensor]) -> Effe
     One pass over each weight reduces it to nonzero counts per (neuron, input column); the fixed
     point then only multiplies those small matrices by keep-vectors, so a sweep level stays cheap.
     """
+    if flow.groups is not None:
+        return _grouped_counts(flow.groups, flow.params, params)
     nz = _Nonzero.of(flow.layers, params)
     removed, row_dead = _dead_neurons(flow, nz)
     return _remaining(flow, params, nz, removed, row_dead)
@@ -269,4 +286,36 @@ def _remaining(
             if param is not None and mask is not None:
                 nonzero[param] = int((mask & ~dead_entries[param]).sum())
                 shapes[param] = (kept_out,)
+    return EffectiveCounts(nonzero, shapes, removed)
+
+
+@torch.no_grad()
+def _grouped_counts(
+    groups: ChannelGroups, names: frozenset[str], params: Mapping[str, torch.Tensor]
+) -> EffectiveCounts:
+    """What ``shrink`` keeps of a model that is no chain: the channel groups every contributor has
+    zeroed go (rows, biases, norm entries and the consumers' input columns); no further propagation."""
+    nonzero_entries = {name: _nonzero(params[name]) for name in names if name in params}
+    gone = removable(groups, row_alive(groups, nonzero_entries, names))
+    nonzero: dict[str, int] = {}
+    shapes: dict[str, tuple[int, ...]] = {}
+    removed: dict[str, torch.Tensor] = {}
+    for layer, where in groups.rows.items():
+        rows = ~gone[where]
+        inputs = groups.inputs.get(layer)
+        columns = ~gone[inputs] if inputs is not None and layer not in groups.passthrough else None
+        kept = nonzero_entries[f"{layer}.weight"][rows]
+        kept = kept[:, columns] if columns is not None else kept
+        nonzero[f"{layer}.weight"] = int(kept.sum())
+        shapes[f"{layer}.weight"] = tuple(kept.shape)
+        removed[layer] = ~rows
+        if f"{layer}.bias" in nonzero_entries:
+            nonzero[f"{layer}.bias"] = int(nonzero_entries[f"{layer}.bias"][rows].sum())
+            shapes[f"{layer}.bias"] = (int(rows.sum()),)
+    for norm, where in groups.norms.items():
+        rows = ~gone[where]
+        for param in (f"{norm}.weight", f"{norm}.bias"):
+            if param in nonzero_entries:
+                nonzero[param] = int(nonzero_entries[param][rows].sum())
+                shapes[param] = (int(rows.sum()),)
     return EffectiveCounts(nonzero, shapes, removed)

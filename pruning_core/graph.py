@@ -135,10 +135,22 @@ def trace_links(model: nn.Module, example_input: torch.Tensor | None = None) -> 
 
 
 def output_layers(model: nn.Module, example_input: torch.Tensor | None = None) -> set[str]:
-    """Layers whose outputs are the model's outputs; the last prunable layer if tracing fails."""
+    """Layers whose outputs are the model's outputs: read off the chain, or for a model that is no
+    chain off its channel groups (``pruning_core.groups``); the last prunable layer if both fail."""
     try:
         return {name for name, link in trace_links(model, example_input).items() if link.is_output}
     except GraphError:
+        from pruning_core.groups import OUTPUT_REASON, try_channel_groups  # groups reads this module
+
+        groups = try_channel_groups(model, example_input)
+        if groups is not None:
+            found = {
+                n
+                for n, rows in groups.rows.items()
+                if any(groups.blocked.get(g) == OUTPUT_REASON for g in rows.tolist())
+            }
+            if found:
+                return found
         layers = [n for n, m in model.named_modules() if isinstance(m, PRUNABLE_TYPES)]
         return {layers[-1]} if layers else set()
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from pruning_core import allocation, graph, kernels, selection
+from pruning_core import allocation, graph, groups, kernels, selection
 from pruning_core.methods import PruningMethod, ScoringContext, get_method
 from pruning_core.targets import Target, find_targets
 
@@ -100,6 +100,7 @@ class MaskPlan:
     links: dict[str, list[str]]  # layer -> parameter names pruned with its neurons (structured)
     context: ScoringContext | None = None  # what the method saw; its ``masks`` hook sees it again
     removal_order: allocation.RemovalOrder | None = field(default=None, repr=False)  # global structured
+    coupling: groups.Coupling | None = field(default=None, repr=False)  # structured, coupled layers only
 
     @classmethod
     def build(
@@ -113,14 +114,15 @@ class MaskPlan:
     ) -> MaskPlan:
         method = get_method(method)
         targets = find_targets(model, exclude)
-        scored, links = targets, {}
+        scored, links, coupling = targets, {}, None
         if method.granularity == "structured":
             example = X_calib[:1] if X_calib is not None and len(X_calib) else None
             outputs = graph.output_layers(model, example)
             scored = [t for t in targets if t.layer not in outputs]
             if not scored:
                 raise ValueError("structured pruning needs a layer other than the output layer to prune")
-            links = _linked_params(model, scored, example)
+            coupling = groups.coupling(model, [t.layer for t in scored], example)
+            links = _linked_params(model, scored, example, coupling)
         if method.needs_data and X_calib is None:
             raise ValueError(f"method {method.name!r} needs calibration data")
         context = ScoringContext(model=model, seed=seed, X_calib=X_calib, y_calib=y_calib)
@@ -132,7 +134,10 @@ class MaskPlan:
                 raise ValueError(
                     f"{method.name} scored {t.layer} with shape {tuple(s.shape)}, expected {tuple(expected)}"
                 )
-        return cls(model, method, targets, scored, scores, links, context)
+        if coupling is not None:  # one leader per set of coupled layers chooses for all of them
+            scores = coupling.aggregate([t.layer for t in scored], scores)
+            scored = [t for t in scored if t.layer not in coupling.followers]
+        return cls(model, method, targets, scored, scores, links, context, coupling=coupling)
 
     @property
     def granularity(self) -> str:
@@ -244,6 +249,25 @@ class MaskPlan:
             masks[t.param_name] = kernels.neuron_mask(keep, t.weight.shape)
             for linked in self.links.get(t.layer, ()):
                 masks[linked] = keep.clone()
+        if self.coupling is not None:
+            masks.update(self._coupled_masks({t.layer: keep for t, keep in zip(self.scored, channels, strict=False)}))
+        return masks
+
+    def _coupled_masks(self, keep: dict[str, torch.Tensor]) -> Masks:
+        """Followers take their leader's channels, with their biases; BatchNorms follow their groups."""
+        assert self.coupling is not None
+        modules = dict(self.model.named_modules())
+        masks = {}
+        for layer, kept in self.coupling.follower_keep(keep).items():
+            module = modules[layer]
+            masks[f"{layer}.weight"] = kernels.neuron_mask(kept, module.weight.shape)
+            if getattr(module, "bias", None) is not None:
+                masks[f"{layer}.bias"] = kept.clone()
+        kept_groups = self.coupling.group_keep(keep)
+        for norm in self.coupling.norms:
+            for p in ("weight", "bias"):
+                if getattr(modules[norm], p, None) is not None:
+                    masks[f"{norm}.{p}"] = kept_groups[self.coupling.groups.norms[norm]]
         return masks
 
     def _kept_channels(self, fractions, scope: str) -> list[torch.Tensor]:
@@ -261,14 +285,26 @@ class MaskPlan:
         """Cut the plan's one global removal order (``pruning_core.allocation``) at ``sparsity``,
         counted as the fraction of all Linear/Conv weights effectively removed."""
         if self.removal_order is None:  # built once per plan, so every level cuts the same order
-            self.removal_order = allocation.removal_order(self.model, self.scored, self.scores)
+            coupled_rows: dict[str, int] = {}
+            if self.coupling is not None:  # a leader's removal takes its followers' rows too
+                modules = dict(self.model.named_modules())
+                for follower, (leader, _) in self.coupling.followers.items():
+                    row = modules[follower].weight[0].numel()
+                    coupled_rows[leader] = coupled_rows.get(leader, 0) + row
+            self.removal_order = allocation.removal_order(
+                self.model, self.scored, self.scores, coupled_rows=coupled_rows
+            )
         return self.removal_order.kept(sparsity)
 
 
 def _linked_params(
-    model: nn.Module, targets: Sequence[Target], example_input: torch.Tensor | None = None
+    model: nn.Module,
+    targets: Sequence[Target],
+    example_input: torch.Tensor | None = None,
+    coupling: groups.Coupling | None = None,
 ) -> dict[str, list[str]]:
-    norms = graph.norm_of(model, example_input)
+    # With coupled layers the BatchNorms follow their channel groups (``_coupled_masks``).
+    norms = graph.norm_of(model, example_input) if coupling is None else {}
     modules = dict(model.named_modules())
     links = {}
     for t in targets:

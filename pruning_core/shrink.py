@@ -2,9 +2,13 @@
 
 A neuron can be removed when its whole weight row, its bias and its BatchNorm entries are masked:
 the masked model then feeds exact zeros to the next layer, whose matching input columns are
-removed too. The output layer keeps its neurons (they are the classes). We use our own slicing
-rather than Torch-Pruning because the engine's masks decide which neurons go (Torch-Pruning picks
-its own), and because the result must stay a plain module whose state dict saves as safetensors.
+removed too. On a network that is no chain, neurons go by channel group (``pruning_core.groups``):
+channels added together (a residual), passed through a depthwise convolution or normalised
+together go only when every layer contributing to them has them masked; what cannot go safely
+stays in place and is named with the reason (:func:`shrink_with_notes`). The output layer keeps
+its neurons (they are the classes). We use our own slicing rather than Torch-Pruning because the
+engine's masks decide which neurons go (Torch-Pruning picks its own), and because the result must
+stay a plain module whose state dict saves as safetensors.
 """
 
 from __future__ import annotations
@@ -18,7 +22,9 @@ from typing import Any, cast
 import torch
 from torch import nn
 
-from pruning_core.graph import GraphError, trace_links
+from pruning_core.dataflow import DataflowError
+from pruning_core.graph import GraphError
+from pruning_core.groups import OUTPUT_REASON, ChannelGroups, channel_groups, dead_groups, removable, row_alive
 from pruning_core.masks import apply_masks
 
 
@@ -26,23 +32,44 @@ def _weight(module: nn.Module) -> torch.Tensor:
     return cast(torch.Tensor, module.weight)
 
 
-def _kept_neurons(model: nn.Module, layer: str, norm: str | None, masks: Mapping[str, torch.Tensor]) -> torch.Tensor:
-    """Neurons of ``layer`` that must stay: any weight, bias or norm entry still unmasked."""
-    module = model.get_submodule(layer)
-    out = int(_weight(module).shape[0])
-    weight_mask = masks.get(f"{layer}.weight")
-    if weight_mask is None:
-        return torch.ones(out, dtype=torch.bool)
-    kept = weight_mask.reshape(out, -1).any(1)
-    linked = [f"{layer}.bias"] if module.bias is not None else []
-    if norm is not None:
-        linked += [f"{norm}.weight", f"{norm}.bias"]
-    for name in linked:
-        mask = masks.get(name)
-        kept = kept | (torch.ones(out, dtype=torch.bool) if mask is None else mask.reshape(out))
-    if not kept.any():
-        kept[0] = True  # a layer needs one neuron to stay connected; it computes zeros
-    return kept
+@dataclass(frozen=True)
+class ShrinkNote:
+    """Neurons the masks remove entirely that the smaller model still has, and why."""
+
+    layer: str
+    neurons: int
+    reason: str
+    refused: bool  # removal would change what the model computes (not merely the classes or a partner's kept)
+
+    def __str__(self) -> str:
+        return f"layer {self.layer!r}: {self.neurons} fully masked neuron(s) left in place: {self.reason}"
+
+
+def removable_groups(model: nn.Module, groups: ChannelGroups, masks: Mapping[str, torch.Tensor]) -> torch.Tensor:
+    """Channel groups the smaller model drops (True); see :func:`pruning_core.groups.removable`."""
+    return removable(groups, row_alive(groups, masks, set(dict(model.named_parameters()))))
+
+
+def shrink_notes(
+    model: nn.Module, groups: ChannelGroups, masks: Mapping[str, torch.Tensor], removable: torch.Tensor
+) -> list[ShrinkNote]:
+    """Layers with fully masked neurons that stay, with the reason (blocked, or coupled to a kept one)."""
+    alive = row_alive(groups, masks, set(dict(model.named_parameters())))
+    dead = dead_groups(groups, alive)
+    notes: dict[tuple[str, str], int] = {}
+    refused: dict[tuple[str, str], bool] = {}
+    for layer, where in groups.rows.items():
+        for g in where[~alive[layer] & ~removable[where]].tolist():
+            partners = [o for o in groups.owners.get(g, ()) if o != layer]
+            if g in groups.blocked:
+                reason = groups.blocked[g]
+            elif dead[g]:
+                reason = "kept so that every layer keeps one neuron and one input (it computes zeros)"
+            else:
+                reason = f"its channels are joined with those of {', '.join(map(repr, partners))}, which stay"
+            notes[(layer, reason)] = notes.get((layer, reason), 0) + 1
+            refused[(layer, reason)] = g in groups.blocked and reason != OUTPUT_REASON
+    return [ShrinkNote(layer, count, reason, refused[(layer, reason)]) for (layer, reason), count in notes.items()]
 
 
 def _slice_layer(module: Any, out_idx: torch.Tensor | None, in_idx: torch.Tensor | None) -> nn.Module:
@@ -53,25 +80,29 @@ def _slice_layer(module: Any, out_idx: torch.Tensor | None, in_idx: torch.Tensor
         bias = bias[out_idx] if bias is not None else None
     if in_idx is not None:
         weight = weight[:, in_idx]
+    groups = 1
     if isinstance(module, nn.Linear):
-        new = nn.Linear(weight.shape[1], weight.shape[0], bias=bias is not None)
+        new: nn.Module = nn.Linear(weight.shape[1], weight.shape[0], bias=bias is not None)
     else:
-        if module.groups != 1:
-            raise GraphError("grouped convolutions cannot be shrunk yet")
+        if module.groups != 1:  # a depthwise convolution keeps one filter per kept channel
+            if not (module.groups == module.in_channels == module.out_channels) or in_idx is not None:
+                raise GraphError(f"a grouped convolution (groups={module.groups}) cannot be sliced")
+            groups = weight.shape[0]
         new = type(module)(
-            weight.shape[1],
+            weight.shape[1] * groups,
             weight.shape[0],
             kernel_size=module.kernel_size,
             stride=module.stride,
             padding=module.padding,
             dilation=module.dilation,
+            groups=groups,
             bias=bias is not None,
             padding_mode=module.padding_mode,
         )
     with torch.no_grad():
-        new.weight.copy_(weight)
+        _weight(new).copy_(weight)
         if bias is not None:
-            new.bias.copy_(bias)
+            cast(torch.Tensor, new.bias).copy_(bias)
     return new
 
 
@@ -89,44 +120,58 @@ def _slice_norm(norm: Any, idx: torch.Tensor) -> nn.Module:
     return new
 
 
+def _kept_index(removable: torch.Tensor, where: torch.Tensor | None) -> torch.Tensor | None:
+    """Positions whose group stays, or None when all stay (nothing to slice)."""
+    if where is None:
+        return None
+    kept = ~removable[where]
+    return None if bool(kept.all()) else kept.nonzero().squeeze(1)
+
+
+def shrink_with_notes(
+    model: nn.Module, masks: Mapping[str, torch.Tensor], example_input: torch.Tensor | None = None
+) -> tuple[nn.Module, list[ShrinkNote]]:
+    """A physically smaller copy of ``model``, and notes naming the layers left whole and why.
+
+    A channel group (``pruning_core.groups``: the channels added, concatenated or passed through a
+    depthwise convolution together) goes when every layer and BatchNorm contributing to it has it
+    fully masked and nothing between producer and consumer forbids it; its weight rows, biases,
+    norm entries and the consumers' input columns are sliced away. Everything else stays, masked
+    weights as zeros, so the smaller model computes what the masked one does. ``model`` is not
+    modified. Raises GraphError (a ValueError) when the dataflow cannot be recorded.
+    """
+    try:
+        groups = channel_groups(model, example_input)
+    except DataflowError as exc:
+        raise GraphError(f"the model's dataflow cannot be recorded: {exc}") from exc
+    removable = removable_groups(model, groups, masks)
+    notes = shrink_notes(model, groups, masks, removable)
+    pruned = apply_masks(model, masks)
+    for layer, where in groups.rows.items():
+        out_idx = _kept_index(removable, where)
+        in_idx = None if layer in groups.passthrough else _kept_index(removable, groups.inputs.get(layer))
+        if out_idx is not None or in_idx is not None:
+            pruned.set_submodule(layer, _slice_layer(pruned.get_submodule(layer), out_idx, in_idx))
+    for norm, where in groups.norms.items():
+        idx = _kept_index(removable, where)
+        if idx is not None:
+            pruned.set_submodule(norm, _slice_norm(pruned.get_submodule(norm), idx))
+    return pruned.eval(), notes
+
+
 def shrink(model: nn.Module, masks: Mapping[str, torch.Tensor]) -> nn.Module:
     """A physically smaller copy of ``model`` with fully pruned neurons/filters removed.
 
     Other masked weights stay in place as zeros. ``model`` is not modified. Raises GraphError (a
-    ValueError) naming the reason when the architecture is not a chain of layers we can slice.
+    ValueError) naming the layers and the reason when masks remove neurons that cannot be removed
+    without changing the output (e.g. a sigmoid after them); :func:`shrink_with_notes` instead
+    leaves them in place and says so.
     """
-    links = trace_links(model)
-    pruned = apply_masks(model, masks)
-    in_idx: dict[str, torch.Tensor] = {}
-    out_idx: dict[str, torch.Tensor] = {}
-    for layer, link in links.items():
-        if link.is_output or link.consumer is None:
-            continue
-        kept = _kept_neurons(model, layer, link.norm, masks)
-        if bool(kept.all()):
-            continue
-        idx = kept.nonzero().squeeze(1)
-        out_idx[layer] = idx
-        consumer = model.get_submodule(link.consumer)
-        channels = int(_weight(model.get_submodule(layer)).shape[0])
-        fan_in = int(_weight(consumer).shape[1])
-        if fan_in == channels:
-            in_idx[link.consumer] = idx
-        elif isinstance(consumer, nn.Linear) and fan_in % channels == 0:
-            # A flatten between them: each channel is a block of fan_in / channels features.
-            span = fan_in // channels
-            in_idx[link.consumer] = (idx[:, None] * span + torch.arange(span)).reshape(-1)
-        else:
-            raise GraphError(
-                f"cannot match the {channels} outputs of {layer!r} to the {fan_in} inputs of {link.consumer!r}"
-            )
-    for layer, link in links.items():
-        if layer in out_idx or layer in in_idx:
-            module = pruned.get_submodule(layer)
-            pruned.set_submodule(layer, _slice_layer(module, out_idx.get(layer), in_idx.get(layer)))
-        if layer in out_idx and link.norm is not None:
-            pruned.set_submodule(link.norm, _slice_norm(pruned.get_submodule(link.norm), out_idx[layer]))
-    return pruned.eval()
+    small, notes = shrink_with_notes(model, masks)
+    refused = [str(note) for note in notes if note.refused]
+    if refused:
+        raise GraphError("; ".join(refused) + ". Its neurons cannot be removed physically.")
+    return small
 
 
 def count_params(model: nn.Module) -> int:
@@ -180,6 +225,7 @@ class ShrinkReport:
     latency_ms_before: float
     latency_ms_after: float
     max_abs_difference: float  # between the masked and the shrunk model's outputs
+    notes: tuple[ShrinkNote, ...] = ()  # layers with fully masked neurons left in place, and why
 
     @property
     def speedup(self) -> float:
@@ -189,8 +235,9 @@ class ShrinkReport:
 def shrink_report(
     model: nn.Module, masks: Mapping[str, torch.Tensor], x: torch.Tensor, repeats: int = 30
 ) -> tuple[nn.Module, ShrinkReport]:
-    """Shrink ``model`` by ``masks`` and measure both models on the batch ``x``."""
-    small = shrink(model, masks)
+    """Shrink ``model`` by ``masks`` (leaving in place what cannot go, named in ``notes``) and
+    measure both models on the batch ``x``."""
+    small, notes = shrink_with_notes(model, masks, x[:1])
     masked = apply_masks(model, masks).eval()
     with torch.inference_mode():
         difference = float((masked(x) - small(x)).abs().max())
@@ -203,4 +250,5 @@ def shrink_report(
         latency_ms_before=before,
         latency_ms_after=after,
         max_abs_difference=difference,
+        notes=tuple(notes),
     )

@@ -55,6 +55,128 @@ class WideMLP(nn.Module):
         return self.out(torch.tanh(self.fc2(h)))
 
 
+class ConcatNet(nn.Module):
+    """Two conv branches of different widths concatenated, a conv over the concatenation, GAP, linear."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.input_shape = (2, 8, 8)
+        self.left = nn.Conv2d(2, 6, 3, padding=1)
+        self.right = nn.Conv2d(2, 4, 1)
+        self.right_bn = nn.BatchNorm2d(4)
+        self.mix = nn.Conv2d(10, 8, 3, padding=1)
+        self.head = nn.Linear(8, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = torch.cat([torch.relu(self.left(x)), torch.relu(self.right_bn(self.right(x)))], dim=1)
+        x = nn.functional.adaptive_avg_pool2d(torch.relu(self.mix(x)), 1)
+        return self.head(torch.flatten(x, 1))
+
+
+class DepthwiseSeparable(nn.Module):
+    """Conv + BN, a depthwise conv + BN, a pointwise conv, then average pooling and a linear head."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.input_shape = (3, 6, 6)
+        self.conv = nn.Conv2d(3, 12, 3, padding=1)
+        self.bn = nn.BatchNorm2d(12)
+        self.depthwise = nn.Conv2d(12, 12, 3, padding=1, groups=12)
+        self.depthwise_bn = nn.BatchNorm2d(12)
+        self.pointwise = nn.Conv2d(12, 10, 1)
+        self.pool = nn.AvgPool2d(2)
+        self.head = nn.Linear(10 * 3 * 3, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = torch.relu(self.bn(self.conv(x)))
+        x = torch.relu(self.depthwise_bn(self.depthwise(x)))
+        x = self.pool(torch.relu(self.pointwise(x)))
+        return self.head(x.flatten(1))
+
+
+class ConvFlattenLinear(nn.Module):
+    """Two convs, flatten straight into a linear layer (channel c -> a block of 16 inputs), a head."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.input_shape = (1, 4, 4)
+        self.conv1 = nn.Conv2d(1, 6, 3, padding=1)
+        self.conv2 = nn.Conv2d(6, 5, 3, padding=1)
+        self.fc = nn.Linear(5 * 4 * 4, 12)
+        self.out = nn.Linear(12, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = torch.relu(self.conv2(torch.relu(self.conv1(x))))
+        return self.out(torch.relu(self.fc(torch.flatten(x, 1))))
+
+
+class ConcatAddNet(nn.Module):
+    """Two branches concatenated, then added to a third conv: each branch joins an offset range of it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.input_shape = (2, 6, 6)
+        self.a = nn.Conv2d(2, 5, 3, padding=1)
+        self.b = nn.Conv2d(2, 3, 1)
+        self.c = nn.Conv2d(2, 8, 3, padding=1)
+        self.c_bn = nn.BatchNorm2d(8)
+        self.mix = nn.Conv2d(8, 6, 3, stride=2, padding=1)
+        self.head = nn.Linear(6 * 3 * 3, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = torch.relu(torch.cat([self.a(x), self.b(x)], 1) + self.c_bn(self.c(x)))
+        return self.head(torch.relu(self.mix(x)).flatten(1))
+
+
+class GroupedNet(nn.Module):
+    """A stem conv feeding a grouped conv (groups=2): the stem's filters cannot be removed singly."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.input_shape = (1, 4, 4)
+        self.stem = nn.Conv2d(1, 8, 3, padding=1)
+        self.grouped = nn.Conv2d(8, 6, 3, padding=1, groups=2)
+        self.fc = nn.Linear(6 * 4 * 4, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = torch.relu(self.grouped(torch.relu(self.stem(x))))
+        return self.fc(torch.flatten(x, 1))
+
+
+def seeded(model: nn.Module, seed: int = 0) -> nn.Module:
+    """``model`` with every parameter and BatchNorm statistic drawn from a seeded generator
+    (running variances positive), in eval mode; changed in place and returned."""
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(torch.randn(p.shape, generator=generator) * 0.3)
+        for m in model.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.running_mean.copy_(torch.randn(m.num_features, generator=generator) * 0.1)
+                m.running_var.copy_(torch.rand(m.num_features, generator=generator) + 0.5)
+    return model.eval()
+
+
+def concat_net() -> nn.Module:
+    return seeded(ConcatNet())
+
+
+def depthwise_separable() -> nn.Module:
+    return seeded(DepthwiseSeparable())
+
+
+def conv_flatten_linear() -> nn.Module:
+    return seeded(ConvFlattenLinear())
+
+
+def concat_add_net() -> nn.Module:
+    return seeded(ConcatAddNet())
+
+
+def grouped_net() -> nn.Module:
+    return seeded(GroupedNet())
+
+
 def residual_net() -> nn.Module:
     """Factory for ``tests.core.own_model_helpers:residual_net`` (seeded, so builds are identical)."""
     generator = torch.Generator().manual_seed(0)
