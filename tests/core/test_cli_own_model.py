@@ -8,7 +8,8 @@ Rules checked here:
   test data, independently of PruneLab;
 - a recipe records format and SHA-256, never a path or file name; ``apply`` refuses another file
   (both digests named) and writes the pruned model in the user's format: ``pruned.onnx`` runs in
-  onnxruntime and computes what the pruned PyTorch module computes;
+  onnxruntime and computes what the pruned PyTorch module computes, and the shrunk ``model.onnx``
+  computes the same;
 - exactly one of ``--model``/``--model-file``; without data, data-free commands work and the others
   say why not and what to pass; a hostile file is one ``error:`` line, exit status 2, no traceback,
   and its payload does not run;
@@ -157,8 +158,9 @@ def test_apply_writes_pruned_onnx_that_onnxruntime_runs_as_the_pruned_module(fil
     assert code == 0, err
     assert "net.onnx · structured-l1" in out and "pruned.onnx" in out
     report = json.loads((tmp_path / "out" / "report.json").read_text())
-    assert report["files_bytes"].keys() == {"pruned.onnx"} and report["matches_recorded"] is True
-    assert report["pruned_onnx_max_abs_difference"] < 1e-4
+    assert report["files_bytes"].keys() == {"pruned.onnx", "shrunk.safetensors", "model.onnx"}
+    assert report["matches_recorded"] is True
+    assert report["pruned_onnx_max_abs_difference"] < 1e-4 and report["onnx_max_abs_difference"] < 1e-4
     # Independently: the same choice applied in Python, against onnxruntime on the written file.
     own = load_own(model, data=data)
     pruned = pruning_core.apply_choice(own.model, own.split, load_recipe(recipe).to_choice()).model
@@ -168,6 +170,8 @@ def test_apply_writes_pruned_onnx_that_onnxruntime_runs_as_the_pruned_module(fil
     (dense,) = onnxruntime_outputs(model.read_bytes(), digits.X_test)
     assert np.abs(written - dense).max() > 0.1  # the biases of removed filters were written too
     assert report["measured"]["accuracy"] == accuracy(written, digits.y_test)
+    (smaller,) = onnxruntime_outputs((tmp_path / "out" / "model.onnx").read_bytes(), digits.X_test)
+    np.testing.assert_allclose(smaller, written, atol=1e-4, rtol=1e-4)  # the shrunk model computes the same
 
 
 def test_apply_of_a_data_free_recipe_needs_no_data_and_keeps_the_users_keys(files, capsys, tmp_path):
