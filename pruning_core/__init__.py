@@ -26,7 +26,15 @@ from pruning_core.masks import (
 )
 from pruning_core.methods import METHODS, PruningMethod, ScoringContext, get_method, method_names, register
 from pruning_core.metrics import ModelProfile, evaluate, size_metrics
-from pruning_core.shrink import ShrinkReport, count_params, measure_latency_ms, shrink, shrink_report
+from pruning_core.shrink import (
+    ShrinkNote,
+    ShrinkReport,
+    count_params,
+    measure_latency_ms,
+    shrink,
+    shrink_report,
+    shrink_with_notes,
+)
 from pruning_core.stats import seed_spread, wilson_interval
 from pruning_core.sweep import COLUMNS, sweep
 from pruning_core.targets import Target, find_targets, prunable_layers
@@ -68,6 +76,8 @@ __all__ = [
     "register",
     "shrink",
     "shrink_report",
+    "shrink_with_notes",
+    "ShrinkNote",
     "size_metrics",
     "seed_spread",
     "sweep",

@@ -33,7 +33,7 @@ from pruning_core.choice import Calibration, PruningChoice
 from pruning_core.loaders.own import NO_LOTTERY, OwnModel
 from pruning_core.recipe import OWN_MODEL, Recipe, provenance, source_problems
 from pruning_core.schedules import Schedule
-from pruning_core.shrink import shrink
+from pruning_core.shrink import shrink_with_notes
 from pruning_core.sweep import sweep
 
 RECORDED_METRICS = (
@@ -241,7 +241,10 @@ def apply_recipe(recipe: Recipe, own: OwnModel | None = None) -> AppliedRecipe:
     )
     if recipe.granularity == "structured":
         try:
-            result.shrunk = shrink(applied.model, applied.masks)
+            result.shrunk, left = shrink_with_notes(
+                applied.model, applied.masks, None if example is None else example[:1]
+            )
+            result.notes += [f"not removed: {note}" for note in left]
         except ValueError as exc:
             result.notes.append(f"not shrunk physically: {exc}")
     return result

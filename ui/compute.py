@@ -31,7 +31,7 @@ from pruning_core.choice import PruningChoice
 from pruning_core.latency import BreakEven, csr_layers, csr_model, largest_linear, measure_break_even
 from pruning_core.masks import apply_masks
 from pruning_core.recipe import Recipe
-from pruning_core.shrink import compare_latency_ms, count_params, layer_shapes, shrink
+from pruning_core.shrink import compare_latency_ms, count_params, layer_shapes, shrink_with_notes
 from ui import figures, own, workers
 from ui.config import UPLOAD
 from ui.results_cache import ResultCache
@@ -310,7 +310,7 @@ def build_size_speed(model: torch.nn.Module, data: Any, x: torch.Tensor, choice:
         "notes": tuple(notes),
     }
     try:
-        small = shrink(model, masks)
+        small, left = shrink_with_notes(model, masks, x[:1])
     except ValueError as exc:
         dense_ms, masked_ms, csr_ms = compare_latency_ms([model, masked, sparse], x)
         return SizeSpeed(
@@ -330,6 +330,7 @@ def build_size_speed(model: torch.nn.Module, data: Any, x: torch.Tensor, choice:
         latency_ms=small_ms,
         max_abs_difference=difference,
     )
+    common["notes"] = (*common["notes"], *(f"not removed: {note}" for note in left))
     return SizeSpeed(
         **common, latency_dense_ms=dense_ms, latency_masked_ms=masked_ms, latency_csr_ms=csr_ms, shrunk=shrunk
     )
@@ -559,7 +560,9 @@ def _own_onnx(o, pruned: torch.nn.Module) -> tuple[bytes | None, str | None]:
         written = o.loaded.pruned_onnx(pruned)
         x = own.example_input(o)
         session = onnxruntime.InferenceSession(written, providers=["CPUExecutionProvider"])
-        (out, *_) = session.run(None, {session.get_inputs()[0].name: x.numpy()})
+        # The graph output the module computes (a scikit-learn export's first output is the labels).
+        wanted = getattr(o.model, "output_name", None) or session.get_outputs()[0].name
+        (out,) = session.run([wanted], {session.get_inputs()[0].name: x.numpy()})
     except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own types; the reason is shown
         return None, str(exc)
     with torch.inference_mode():
@@ -568,8 +571,8 @@ def _own_onnx(o, pruned: torch.nn.Module) -> tuple[bytes | None, str | None]:
     scale = max(1.0, float(np.abs(expected).max()))
     if difference > OWN_ONNX_TOLERANCE * scale:
         return None, (
-            f"onnxruntime's outputs differ from the pruned model's by up to {difference:.3g} (only weights are "
-            "written back, not the biases of removed neurons); take the smaller model's ONNX instead"
+            f"onnxruntime's outputs from the rewritten graph differ from the pruned model's by up to "
+            f"{difference:.3g}; take the pruned weights or the smaller model's ONNX instead"
         )
     return written, None
 
@@ -605,8 +608,9 @@ def build_own_export_bundle(o, choice: PruningChoice) -> ExportBundle:
     shrunk = onnx_model = difference = None
     if resolved.method_object.granularity == "structured":
         try:
-            small = shrink(applied.model, applied.masks)
             x = own.example_input(o)
+            small, left = shrink_with_notes(applied.model, applied.masks, x[:1])
+            all_notes += [f"not removed: {note}" for note in left]
             shrunk = export.state_dict_bytes(small)
             onnx_model = export.onnx_bytes(small, x)
             difference = export.onnx_max_difference(onnx_model, small, x)
