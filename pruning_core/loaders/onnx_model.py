@@ -627,7 +627,15 @@ def convert(  # noqa: C901, PLR0912, PLR0915 - one branch per ONNX operator; a d
     fused_adds: dict[int, str] = {}  # id(Add node) -> name of the MatMul output it was fused into
     available = {graph_input.name, *initializers}
 
+    # Exporters also alias one initializer under several names through Identity nodes (equal biases).
+    aliases = {
+        node.output[0]: node.input[0]
+        for node in needed
+        if node.op_type == "Identity" and len(node.input) == 1 and node.input[0] in initializers
+    }
+
     def constant(name: str) -> torch.Tensor | None:
+        name = aliases.get(name, name)
         return _to_tensor(initializers[name]) if name in initializers else None
 
     # Exports without constant folding feed a weight through Transpose (or Identity) into MatMul/Gemm:
@@ -703,12 +711,19 @@ def convert(  # noqa: C901, PLR0912, PLR0915 - one branch per ONNX operator; a d
             bias_name = node.input[2] if op == "Gemm" and len(node.input) > 2 else ""
             if op == "Gemm" and bias_name:
                 c = constant(bias_name)
-                if c is None or c.numel() not in (1, out_features) or uses.get(bias_name) != 1:
+                if c is None or c.numel() not in (1, out_features):
                     bias = "not-constant"
                 else:
                     beta = float(attrs.get("beta", 1.0))
                     bias = beta * c.reshape(-1).expand(out_features).to(w.dtype)
-                    bias_source = WeightSource(bias_name, transposed=False, scale=beta)
+                    if bias_name in initializers and uses.get(bias_name) == 1:
+                        bias_source = WeightSource(bias_name, transposed=False, scale=beta)
+                    else:  # exporters merge equal biases (all zeros) into one initializer
+                        note = (
+                            f"bias {aliases.get(bias_name, bias_name)!r} is shared by several nodes: each layer gets "
+                            "its own copy (a changed bias cannot be written back into this graph)"
+                        )
+                        notes += [note] if note not in notes else []
             elif op == "MatMul":
                 users = consumers.get(out_name, [])
                 if len(users) == 1 and users[0].op_type == "Add" and out_name not in graph_outputs:
