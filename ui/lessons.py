@@ -753,9 +753,7 @@ COMPACT_LAYOUT = dict(
 )
 
 
-def _guess_marks(fig: go.Figure, lesson: Lesson, guess: float | str | None, answer: Answer | None) -> None:
-    if guess is None or answer is None:
-        return
+def _guess_marks(fig: go.Figure, lesson: Lesson, guess: float | str, answer: Answer) -> None:
     if lesson.question.kind == "slider" and answer.axis == "y" and answer.x is not None:
         x = answer.x * (100 if lesson.view.kind != "trees" else 1)
         fig.add_trace(
@@ -803,7 +801,7 @@ def _guess_marks(fig: go.Figure, lesson: Lesson, guess: float | str | None, answ
         )
 
 
-def sweep_figure(lesson: Lesson, data: dict, guess=None, answer: Answer | None = None) -> go.Figure:
+def sweep_figure(lesson: Lesson, data: dict) -> go.Figure:
     """Accuracy (percent) against sparsity (percent), one line per method and scope, dense dotted."""
     fig = go.Figure()
     table = data["table"]
@@ -826,7 +824,6 @@ def sweep_figure(lesson: Lesson, data: dict, guess=None, answer: Answer | None =
         annotation_text="dense",
         annotation_position="bottom left",
     )
-    _guess_marks(fig, lesson, guess, answer)
     fig.update_layout(
         title_text=f"{lesson.view.model}: test accuracy vs sparsity",
         xaxis_title="sparsity (% of weights removed)",
@@ -837,7 +834,7 @@ def sweep_figure(lesson: Lesson, data: dict, guess=None, answer: Answer | None =
     return fig
 
 
-def schedules_figure(lesson: Lesson, data: dict, guess=None, answer: Answer | None = None) -> go.Figure:
+def schedules_figure(lesson: Lesson, data: dict) -> go.Figure:
     """Accuracy per training curve at each sparsity, with 95 % intervals."""
     table = data["table"]
     fig = go.Figure()
@@ -856,7 +853,6 @@ def schedules_figure(lesson: Lesson, data: dict, guess=None, answer: Answer | No
             )
         )
     fig.add_hline(y=100 * data["dense"]["accuracy"], line=dict(color="#777", dash="dot"), annotation_text="dense")
-    _guess_marks(fig, lesson, guess, answer)
     low = max(0.0, 100 * float(table.accuracy_low.min()) - 5)
     fig.update_layout(
         title_text=f"{lesson.view.model}: test accuracy by schedule",
@@ -869,7 +865,7 @@ def schedules_figure(lesson: Lesson, data: dict, guess=None, answer: Answer | No
     return fig
 
 
-def size_figure(lesson: Lesson, data: dict, guess=None, answer: Answer | None = None) -> go.Figure:
+def size_figure(lesson: Lesson, data: dict) -> go.Figure:
     """File size (KiB) of the dense, zeros-in-place and neurons-removed models per method."""
     fig = go.Figure()
     first = next(iter(data["sizes"].values()))
@@ -889,7 +885,6 @@ def size_figure(lesson: Lesson, data: dict, guess=None, answer: Answer | None = 
             name="file size",
         )
     )
-    _guess_marks(fig, lesson, guess, answer)
     fig.update_layout(
         title_text=f"{lesson.view.model}: safetensors file at {data['sparsity']:.0%} sparsity",
         xaxis_title="file size (KiB)",
@@ -901,7 +896,7 @@ def size_figure(lesson: Lesson, data: dict, guess=None, answer: Answer | None = 
     return fig
 
 
-def sensitivity_figure(lesson: Lesson, data: dict, guess=None, answer: Answer | None = None) -> go.Figure:
+def sensitivity_figure(lesson: Lesson, data: dict) -> go.Figure:
     """Validation accuracy against the sparsity of one layer pruned alone, one line per layer."""
     fig = go.Figure()
     for layer, group in data["table"].groupby("layer", sort=False):
@@ -913,7 +908,6 @@ def sensitivity_figure(lesson: Lesson, data: dict, guess=None, answer: Answer | 
                 name=f"{layer} ({int(group.params.iloc[0]):,} weights)",
             )
         )
-    _guess_marks(fig, lesson, guess, answer)
     fig.update_layout(
         title_text=f"{lesson.view.model}: one layer pruned at a time",
         yaxis_title="validation accuracy (%)",
@@ -924,9 +918,7 @@ def sensitivity_figure(lesson: Lesson, data: dict, guess=None, answer: Answer | 
     return fig
 
 
-def trees_figure(  # noqa: C901 - one figure: three curves, two axes, guess marks, layout; read top to bottom
-    lesson: Lesson, data: dict, guess=None, answer: Answer | None = None
-) -> go.Figure:
+def trees_figure(lesson: Lesson, data: dict) -> go.Figure:
     """Train, test and cross-validated accuracy against ccp_alpha, leaves on a second axis."""
     path = data["path"]
     fig = go.Figure()
@@ -955,29 +947,6 @@ def trees_figure(  # noqa: C901 - one figure: three curves, two axes, guess mark
         )
     )
     fig.add_vline(x=data["choice"]["ccp_alpha"], line=dict(color=MEASURED_COLOUR, width=2))
-    if guess is not None and answer is not None:
-        fig.add_trace(
-            go.Scatter(
-                x=[answer.x],
-                y=[float(guess)],
-                yaxis="y2",
-                mode="markers+text",
-                name="your guess (leaves)",
-                marker=dict(symbol="x", size=14, color=GUESS_COLOUR),
-                text=["your guess"],
-                textposition="top right",
-            )
-        )
-        fig.add_trace(
-            go.Scatter(
-                x=[answer.x],
-                y=[float(answer.value)],
-                yaxis="y2",
-                mode="markers",
-                name="CV's tree (leaves)",
-                marker=dict(symbol="circle-open", size=16, color=MEASURED_COLOUR, line=dict(width=3)),
-            )
-        )
     fig.update_layout(
         title_text="Decision tree: accuracy vs ccp_alpha",
         xaxis_title="ccp_alpha",
@@ -1063,7 +1032,33 @@ def histogram_figure(model: str, sparsity: float, seed: int = 0) -> go.Figure:
     return fig
 
 
-FIGURES: dict[str, Callable[..., go.Figure]] = {
+def _tree_guess_marks(fig: go.Figure, lesson: Lesson, guess: float | str, answer: Answer) -> None:
+    """The guessed and the chosen tree's leaf counts, on the leaves axis at the alpha CV picks."""
+    fig.add_trace(
+        go.Scatter(
+            x=[answer.x],
+            y=[float(guess)],
+            yaxis="y2",
+            mode="markers+text",
+            name="your guess (leaves)",
+            marker=dict(symbol="x", size=14, color=GUESS_COLOUR),
+            text=["your guess"],
+            textposition="top right",
+        )
+    )
+    fig.add_trace(
+        go.Scatter(
+            x=[answer.x],
+            y=[float(answer.value)],
+            yaxis="y2",
+            mode="markers",
+            name="CV's tree (leaves)",
+            marker=dict(symbol="circle-open", size=16, color=MEASURED_COLOUR, line=dict(width=3)),
+        )
+    )
+
+
+FIGURES: dict[str, Callable[[Lesson, dict], go.Figure]] = {
     "sweep": sweep_figure,
     "boundary": sweep_figure,
     "schedules": schedules_figure,
@@ -1071,11 +1066,33 @@ FIGURES: dict[str, Callable[..., go.Figure]] = {
     "sensitivity": sensitivity_figure,
     "trees": trees_figure,
 }
+MARKS: dict[str, Callable[[go.Figure, Lesson, Any, Answer], None]] = {"trees": _tree_guess_marks}
+
+
+def guess_marks(fig: go.Figure, lesson: Lesson, guess: float | str, answer: Answer) -> None:
+    """Draw the guess beside the measurement on ``fig`` (the lesson's chart, or an empty overlay)."""
+    MARKS.get(lesson.view.kind, _guess_marks)(fig, lesson, guess, answer)
 
 
 def lesson_figure(lesson: Lesson, data: dict, guess=None, answer: Answer | None = None) -> go.Figure:
     """The lesson's main chart, with the guess drawn beside the measurement once there is one."""
-    return FIGURES[lesson.view.kind](lesson, data, guess, answer)
+    fig = FIGURES[lesson.view.kind](lesson, data)
+    if guess is not None and answer is not None:
+        guess_marks(fig, lesson, guess, answer)
+    return fig
+
+
+def with_overlay(base: Mapping[str, Any], overlay: go.Figure) -> go.Figure:
+    """``base`` (a figure's ``to_dict()``) with ``overlay``'s traces, shapes and annotations added
+    last, as drawing them on the figure itself would. Nothing is validated again: both parts were
+    validated when built, and re-validating the whole chart per guess costs ~15x more. ``base`` is
+    shared and only read."""
+    extra = overlay.to_dict()
+    layout = dict(base["layout"])
+    for key in ("shapes", "annotations"):
+        if extra["layout"].get(key):
+            layout[key] = [*layout.get(key, ()), *extra["layout"][key]]
+    return go.Figure({"data": [*base["data"], *extra["data"]], "layout": layout}, _validate=False)
 
 
 def presenter_height(fig: go.Figure, present: bool) -> go.Figure:
@@ -1199,14 +1216,36 @@ def measured(lesson: Lesson, progress=None) -> tuple[dict, Answer]:
     return _measured(lesson.id, signature)
 
 
+@st.cache_resource(show_spinner=False, max_entries=64)
+def _base_figure(lesson_id: str, signature: str, present: bool) -> dict:
+    lesson = next(item for item in load_lessons() if item.id == lesson_id)
+    data, _ = _measured(lesson_id, signature)
+    return presenter_height(lesson_figure(lesson, data), present).to_dict()
+
+
 @st.cache_resource(show_spinner=False, max_entries=1024)
 def _revealed_figure(lesson_id: str, signature: str, guess: float | str, present: bool) -> go.Figure:
     lesson = next(item for item in load_lessons() if item.id == lesson_id)
-    data, answer = _measured(lesson_id, signature)
-    return presenter_height(lesson_figure(lesson, data, guess, answer), present)
+    _, answer = _measured(lesson_id, signature)
+    overlay = go.Figure()
+    guess_marks(overlay, lesson, guess, answer)
+    return with_overlay(_base_figure(lesson_id, signature, present), overlay)
 
 
 def revealed_figure(lesson: Lesson, guess: float | str, present: bool = False) -> go.Figure:
-    """The lesson's chart with ``guess`` drawn, built once per (lesson, guess) and shared; guesses
-    are on the question's steps or options, so there are few. Never mutate it."""
+    """The lesson's chart with ``guess`` drawn: the chart is built once per lesson and shared, the
+    guess is a small overlay (a room answering at once must not build thirty charts). Cached per
+    guess too (guesses are on the question's steps or options, so there are few). Never mutate it."""
     return _revealed_figure(lesson.id, repr(lesson), guess, present)
+
+
+@st.cache_resource(show_spinner=False, max_entries=128)
+def boundary_chart(model: str, sparsity: float, seed: int = 0, present: bool = False) -> go.Figure:
+    """Lesson 1's decision regions at ``sparsity``, built once and shared. Never mutate it."""
+    return presenter_height(boundary_figure(model, boundary_grid(model, sparsity, seed), sparsity), present)
+
+
+@st.cache_resource(show_spinner=False, max_entries=128)
+def histogram_chart(model: str, sparsity: float, seed: int = 0) -> go.Figure:
+    """Lesson 1's weight histogram with the cut at ``sparsity``, built once and shared. Never mutate it."""
+    return histogram_figure(model, sparsity, seed)
