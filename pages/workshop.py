@@ -53,7 +53,8 @@ revealed_key = f"ws_revealed_{lesson.id}"
 compact = present and revealed_key in st.session_state  # on a projector the revealed chart is the screen
 st.title(f"{numbers[lesson.id]}. {lesson.title}")
 if not compact:
-    st.caption(f"Lesson {numbers[lesson.id]} of {len(course)} · about {lesson.minutes} min · {lesson.teaches}")
+    # What the lesson teaches is its conclusion: it is shown with the reveal, not before the guess.
+    st.caption(f"Lesson {numbers[lesson.id]} of {len(course)} · about {lesson.minutes} min")
 if room:
     st.caption(f"Room **{room}**: your guess is counted anonymously (no names, counts only).")
 if not compact:
@@ -101,13 +102,16 @@ def prediction_ui(lesson: L.Lesson, revealed: bool) -> None:
 def reveal_ui(lesson: L.Lesson, guess: float | str, answer: L.Answer, present: bool) -> None:
     """The guess beside the measurement: two numbers, a verdict, the chart and the explanation."""
     question = lesson.question
-    left, right = st.columns(2)
-    unit = f" {question.unit}" if question.unit else ""
-    left.metric("Your guess", f"{guess:g}{unit}" if question.kind == "slider" else str(guess))
-    right.metric("Measured by the engine", answer.display)
+    if question.kind == "slider":
+        left, right = st.columns(2)
+        left.metric("Your guess", f"{guess:g}{f' {question.unit}' if question.unit else ''}")
+        right.metric("Measured by the engine", answer.display)
+    else:  # an option is a sentence: a metric would cut it short on a phone
+        st.markdown(f"Your guess: **{guess}**  \nMeasured by the engine: **{answer.display}**")
     st.markdown(f"**{L.guess_verdict(lesson, guess, answer)}**")
     st.plotly_chart(L.revealed_figure(lesson, guess, present), key="ws_chart")
     st.markdown(L.explanation(lesson, answer))
+    st.info(f"**The point:** {lesson.teaches}")
     if lesson.view.kind == "boundary":
         st.subheader("Move the cut")
         levels = list(lesson.view.levels)

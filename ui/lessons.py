@@ -786,17 +786,20 @@ def _guess_marks(fig: go.Figure, lesson: Lesson, guess: float | str, answer: Ans
             go.Scatter(x=[None], y=[None], mode="lines", name="measured knee", line=dict(color=MEASURED_COLOUR))
         )
     else:
+        # In the top margin, right-aligned under the title: inside the plot it would cover the bars
+        # or the lines the question is about.
         fig.add_annotation(
             text=f"Your guess: {guess}<br>Measured: {answer.display}",
             xref="paper",
             yref="paper",
-            x=0.99,
-            y=0.02,
+            x=1,
+            y=1,
             xanchor="right",
             yanchor="bottom",
+            yshift=4,
             showarrow=False,
             align="right",
-            bgcolor="rgba(255,255,255,0.85)",
+            bgcolor="rgba(255,255,255,0.9)",
             bordercolor="#888",
         )
 
@@ -873,7 +876,8 @@ def size_figure(lesson: Lesson, data: dict) -> go.Figure:
     for method, result in data["sizes"].items():
         bars[f"{method_label(method)}: zeros in place"] = result.file_masked / 1024
         if result.shrunk is not None:
-            bars[f"{method_label(method)}: neurons removed"] = result.shrunk.file_bytes / 1024
+            removed = "neurons removed" if get_method(method).granularity == "structured" else "dead neurons removed"
+            bars[f"{method_label(method)}: {removed}"] = result.shrunk.file_bytes / 1024
     fig.add_trace(
         go.Bar(
             x=list(bars.values()),
