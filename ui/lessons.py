@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 import string
+import textwrap
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -33,7 +34,7 @@ from pruning_core.masks import apply_masks, compute_masks
 from pruning_core.methods import get_method
 from ui import compute
 from ui.config import ExplorerConfig, from_query
-from ui.figures import method_colour, method_label
+from ui.figures import SCHEDULE_STYLES, method_colour, method_label
 
 LESSON_DIR = Path(__file__).resolve().parents[1] / "lessons"
 MAX_LESSON_BYTES = 20_000
@@ -358,9 +359,10 @@ def load_lessons(directory: str = str(LESSON_DIR)) -> list[Lesson]:
 
 
 def page_link(page: str, query: Mapping[str, str] | tuple = ()) -> str:
-    """A relative link that opens ``page`` with ``query``."""
+    """A relative link that opens ``page`` with ``query``. The trade-off view is the app's default
+    page, which Streamlit serves at ``/`` only (``/tradeoff`` opens it with a "Page not found" notice)."""
     query = dict(query)
-    return f"/{page}" + (f"?{urlencode(query)}" if query else "")
+    return f"/{'' if page == 'tradeoff' else page}" + (f"?{urlencode(query)}" if query else "")
 
 
 def explorer_link(lesson: Lesson, page: str = "tradeoff") -> str:
@@ -837,6 +839,11 @@ def sweep_figure(lesson: Lesson, data: dict) -> go.Figure:
     return fig
 
 
+def _curve_label(curve: str) -> str:
+    """A training curve's name as the Schedules page says it, wrapped to fit a bar on a phone."""
+    return "<br>".join(textwrap.wrap(SCHEDULE_STYLES.get(curve, (curve,))[0], 16))
+
+
 def schedules_figure(lesson: Lesson, data: dict) -> go.Figure:
     """Accuracy per training curve at each sparsity, with 95 % intervals."""
     table = data["table"]
@@ -844,8 +851,9 @@ def schedules_figure(lesson: Lesson, data: dict) -> go.Figure:
     for sparsity, group in table.groupby("target_sparsity"):
         fig.add_trace(
             go.Bar(
-                x=group.curve,
+                x=[_curve_label(curve) for curve in group.curve],
                 y=100 * group.accuracy,
+                marker_color=[SCHEDULE_STYLES.get(curve, ("", "#4c78a8"))[1] for curve in group.curve],
                 name=f"{sparsity:.0%} sparsity",
                 error_y=dict(
                     type="data",
@@ -1047,7 +1055,7 @@ def _tree_guess_marks(fig: go.Figure, lesson: Lesson, guess: float | str, answer
             name="your guess (leaves)",
             marker=dict(symbol="x", size=14, color=GUESS_COLOUR),
             text=["your guess"],
-            textposition="top right",
+            textposition="middle left",
         )
     )
     fig.add_trace(

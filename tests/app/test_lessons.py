@@ -106,3 +106,11 @@ def test_a_guess_overlay_draws_what_the_full_chart_draws(guess: float):
     answer = L.compute_answer(lesson, data)
     full = L.lesson_figure(lesson, data, guess, answer)
     assert _overlaid(lesson, data, guess, answer) == json.loads(pio.to_json(full))
+
+
+def test_links_open_pages_where_streamlit_serves_them():
+    """The trade-off view is the default page: Streamlit serves it at / (and /tradeoff says "Page not found")."""
+    assert L.page_link("tradeoff", {"model": "digits-mlp"}) == "/?model=digits-mlp"
+    assert L.page_link("layers", {"model": "digits-mlp"}) == "/layers?model=digits-mlp"
+    lesson = L.load_lessons()[1]
+    assert L.explorer_link(lesson).startswith("/?")

@@ -40,14 +40,14 @@ def _settle(page, timeout_ms: int = 180_000) -> None:
 
 def test_a_teacher_link_hides_the_sidebar_and_locks_controls(server, browser):
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
-    page.goto(f"{server}/tradeoff?hide=sidebar&n=5")
+    page.goto(f"{server}/?hide=sidebar&n=5")
     _settle(page)
     # The style arrives with the script's first elements; on a fresh server the first run also
     # starts the router, so wait for it (a sidebar never hidden still fails here).
     page.locator('[data-testid="stSidebar"]').wait_for(state="hidden", timeout=60_000)
     assert not page.locator('[data-testid="stSidebar"]').is_visible(), "hide=sidebar hides the sidebar"
     assert page.locator('[data-testid="stException"]').count() == 0
-    page.goto(f"{server}/tradeoff?hide=methods&lock=model&n=5")
+    page.goto(f"{server}/?hide=methods&lock=model&n=5")
     _settle(page)
     assert page.locator('[data-testid="stSidebar"]').is_visible()
     assert not page.locator(".st-key-w_methods").is_visible(), "hide=methods hides the methods"
