@@ -123,6 +123,7 @@ class Answer:
     display: str
     facts: Mapping[str, str]
     x: float | None = None  # the chart position of a value answer (its sparsity)
+    category: str | None = None  # its series, where the chart puts series side by side (one level)
     axis: str = "y"  # a value guess is drawn on this axis of the chart
 
 
@@ -520,7 +521,13 @@ def answer_accuracy_at(lesson: Lesson, data: dict) -> Answer:
             if overlap
             else "the gap is larger than their 95 % intervals"
         )
-    return Answer(100 * row.accuracy, _pct(row.accuracy), facts, x=float(row.target_sparsity))
+    return Answer(
+        100 * row.accuracy,
+        _pct(row.accuracy),
+        facts,
+        x=float(row.target_sparsity),
+        category=series_name(str(method), str(scope)),
+    )
 
 
 def answer_better_scope(lesson: Lesson, data: dict) -> Answer:
@@ -757,7 +764,9 @@ COMPACT_LAYOUT = dict(
 
 def _guess_marks(fig: go.Figure, lesson: Lesson, guess: float | str, answer: Answer) -> None:
     if lesson.question.kind == "slider" and answer.axis == "y" and answer.x is not None:
-        x = answer.x * (100 if lesson.view.kind != "trees" else 1)
+        x: float | str = answer.x * (100 if lesson.view.kind != "trees" else 1)
+        if one_level(lesson) and answer.category:
+            x = answer.category
         fig.add_trace(
             go.Scatter(
                 x=[x],
@@ -806,21 +815,45 @@ def _guess_marks(fig: go.Figure, lesson: Lesson, guess: float | str, answer: Ans
         )
 
 
+def series_name(method: str, scope: str) -> str:
+    """How a lesson chart names one method and scope (also the category of a one-level chart)."""
+    return f"{method_label(method)} ({scope})"
+
+
+def one_level(lesson: Lesson) -> bool:
+    """Whether a sweep lesson measures a single sparsity: its chart compares methods side by side
+    (a sparsity axis with one position would pile every point onto one spot)."""
+    return lesson.view.kind in ("sweep", "boundary") and len(lesson.view.levels) == 1
+
+
 def sweep_figure(lesson: Lesson, data: dict) -> go.Figure:
-    """Accuracy (percent) against sparsity (percent), one line per method and scope, dense dotted."""
+    """Accuracy (percent) against sparsity (percent), one line per method and scope, dense dotted;
+    at a single sparsity, one point per method and scope with its 95 % interval."""
     fig = go.Figure()
     table = data["table"]
     dashes = {"global": "solid", "layerwise": "dash", "erk": "dot"}
+    single = one_level(lesson)
     for (method, scope), group in table.groupby(["method", "scope"], sort=False):
         group = group.sort_values("target_sparsity")
+        name = series_name(method, scope)
+        interval = dict(
+            type="data",
+            symmetric=False,
+            array=100 * (group.accuracy_high - group.accuracy),
+            arrayminus=100 * (group.accuracy - group.accuracy_low),
+        )
         fig.add_trace(
             go.Scatter(
-                x=100 * group.target_sparsity,
+                x=[name] * len(group) if single else 100 * group.target_sparsity,
                 y=100 * group.accuracy,
-                mode="lines+markers",
-                name=f"{method_label(method)} ({scope})",
+                mode="markers" if single else "lines+markers",
+                name=name,
                 line=dict(color=method_colour(method), dash=dashes.get(scope)),
-                hovertemplate="%{x:.1f} %% sparsity: %{y:.1f} %% accuracy<extra></extra>",
+                marker=dict(size=12) if single else None,
+                error_y=interval if single else None,
+                hovertemplate="%{x}: %{y:.1f} %% accuracy<extra></extra>"
+                if single
+                else "%{x:.1f} %% sparsity: %{y:.1f} %% accuracy<extra></extra>",
             )
         )
     fig.add_hline(
@@ -830,8 +863,10 @@ def sweep_figure(lesson: Lesson, data: dict) -> go.Figure:
         annotation_position="bottom left",
     )
     fig.update_layout(
-        title_text=f"{lesson.view.model}: test accuracy vs sparsity",
-        xaxis_title="sparsity (% of weights removed)",
+        title_text=f"{lesson.view.model}: test accuracy vs sparsity"
+        if not single
+        else f"{lesson.view.model}: test accuracy at {lesson.view.levels[0]:.0%} sparsity",
+        xaxis_title="sparsity (% of weights removed)" if not single else "method (scope)",
         yaxis_title="test accuracy (%)",
         height=430,
         **COMPACT_LAYOUT,
