@@ -304,8 +304,9 @@ def layer_histograms(
     return _style(fig, title, height=height)
 
 
-def layer_sparsity_bars(layer_table: pd.DataFrame, colour: str = KEPT_COLOUR) -> go.Figure:
-    """Sparsity per layer as bars, labelled with nonzero / total parameters."""
+def layer_sparsity_bars(layer_table: pd.DataFrame, colour: str = PRUNED_COLOUR) -> go.Figure:
+    """Sparsity per layer as bars, labelled with nonzero / total parameters; in the pruned colour, as a
+    bar is the pruned share (the histograms beside it draw kept weights in the kept colour)."""
     fig = go.Figure(
         go.Bar(
             x=layer_table["layer"],
