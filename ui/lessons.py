@@ -765,8 +765,9 @@ COMPACT_LAYOUT = dict(
 def _guess_marks(fig: go.Figure, lesson: Lesson, guess: float | str, answer: Answer) -> None:
     if lesson.question.kind == "slider" and answer.axis == "y" and answer.x is not None:
         x: float | str = answer.x * (100 if lesson.view.kind != "trees" else 1)
+        label_at = "top left"
         if one_level(lesson) and answer.category:
-            x = answer.category
+            x, label_at = answer.category, "middle right"  # the first category sits at the left edge
         fig.add_trace(
             go.Scatter(
                 x=[x],
@@ -775,7 +776,7 @@ def _guess_marks(fig: go.Figure, lesson: Lesson, guess: float | str, answer: Ans
                 name="your guess",
                 marker=dict(symbol="x", size=14, color=GUESS_COLOUR),
                 text=["your guess"],
-                textposition="top left",
+                textposition=label_at,
             )
         )
         fig.add_trace(
@@ -860,7 +861,7 @@ def sweep_figure(lesson: Lesson, data: dict) -> go.Figure:
         y=100 * data["dense"]["accuracy"],
         line=dict(color="#777", dash="dot"),
         annotation_text="dense",
-        annotation_position="bottom left",
+        annotation_position="bottom" if single else "bottom left",  # between the points, or left of the lines
     )
     fig.update_layout(
         title_text=f"{lesson.view.model}: test accuracy vs sparsity"
@@ -1124,6 +1125,8 @@ def guess_marks(fig: go.Figure, lesson: Lesson, guess: float | str, answer: Answ
 def lesson_figure(lesson: Lesson, data: dict, guess=None, answer: Answer | None = None) -> go.Figure:
     """The lesson's main chart, with the guess drawn beside the measurement once there is one."""
     fig = FIGURES[lesson.view.kind](lesson, data)
+    if lesson.question.kind == "choice":  # room under the title for the note naming guess and answer
+        fig.update_layout(margin_t=135)
     if guess is not None and answer is not None:
         guess_marks(fig, lesson, guess, answer)
     return fig
