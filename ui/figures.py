@@ -112,10 +112,12 @@ def wrap_title(title: str, width: int = TITLE_LINE_CHARS) -> str:
 def _style(fig: go.Figure, title: str, height: int = 520) -> go.Figure:
     """Shared layout: the title (wrapped) in the top margin, the legend under the x axis title, where
     neither the title nor Plotly's toolbar can collide with it however many rows it takes on a phone."""
-    top, bottom = 100, 70
+    top, bottom = 110, 70
     plot_px = max(100, height - top - bottom)
+    # The title starts below Plotly's toolbar (top right, over the chart's first 30 px).
+    title_layout = {"x": 0.01, "y": 1, "yref": "container", "yanchor": "top", "pad": {"t": 36}}
     fig.update_layout(
-        title={"text": wrap_title(title), "x": 0.01, "y": 0.99, "yref": "container", "yanchor": "top"},
+        title={"text": wrap_title(title), **title_layout},
         font=FONT,
         height=height,
         template="plotly_white",
