@@ -1126,7 +1126,7 @@ def lesson_figure(lesson: Lesson, data: dict, guess=None, answer: Answer | None 
     """The lesson's main chart, with the guess drawn beside the measurement once there is one."""
     fig = FIGURES[lesson.view.kind](lesson, data)
     if lesson.question.kind == "choice":  # room under the title for the note naming guess and answer
-        fig.update_layout(margin_t=135)
+        fig.update_layout(margin_t=135, height=(fig.layout.height or 430) + 45)
     if guess is not None and answer is not None:
         guess_marks(fig, lesson, guess, answer)
     return fig
