@@ -87,6 +87,24 @@ def test_the_teacher_page_shows_a_qr_code_and_presenter_mode_is_large_and_chrome
     presenter.close()
 
 
+def test_an_attendee_on_a_phone_locks_in_a_guess_and_sees_the_reveal(server, browser):
+    """The prediction and the reveal are a fragment: the answer reruns only that part of the page,
+    and the browser shows the chart, the measurement and what the lesson teaches after it."""
+    page = browser.new_page(viewport={"width": 390, "height": 844})
+    page.goto(f"{server}/workshop?lesson=n-m-sparsity&hide=sidebar")
+    _settle(page)
+    assert page.locator(".js-plotly-plot").count() == 0, "nothing is revealed before the guess"
+    assert page.get_by_text("The point:").count() == 0
+    page.get_by_role("button", name="Lock in my guess and reveal").click()
+    page.wait_for_selector(".js-plotly-plot", timeout=180_000)
+    _settle(page)
+    assert page.get_by_text("Measured by the engine").count() == 1
+    assert page.get_by_text("The point:").count() == 1
+    assert page.get_by_role("button", name="Guess again").count() == 1
+    assert page.locator('[data-testid="stException"]').count() == 0
+    page.close()
+
+
 def test_a_room_of_concurrent_attendees_is_counted_exactly_and_a_second_room_apart(server):
     # Playwright's sync API keeps an event loop in this thread: run the room in a thread of its own.
     with concurrent.futures.ThreadPoolExecutor(1) as pool:
