@@ -8,13 +8,15 @@ count the page shows. A second room with a few attendees runs at the same time a
 unaffected. Printed: the count each teacher sees, and the time from an answer to its reveal (the
 chart with the guess beside the measurement) as p50/p95/max.
 
-``python -m benchmarks.poll [--sessions 30] [--second 5] [--url http://host:port]``
+``python -m benchmarks.poll [--sessions 30] [--second 5] [--think 20] [--url http://host:port]``
+``python -m benchmarks.poll --project-dir OLD_CHECKOUT --project-dir .`` measures two versions in one run.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import re
 import sys
 import time
@@ -24,7 +26,7 @@ from dataclasses import dataclass
 from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
 from streamlit.proto.WidgetStates_pb2 import WidgetState
 
-from benchmarks.browser import streamlit_process
+from benchmarks.browser import ROOT, streamlit_process
 from benchmarks.room import PageRun, StreamlitSession, percentile
 
 LESSON = "n-m-sparsity"  # a slider question with a cheap view: the poll, not the engine, is measured
@@ -38,6 +40,7 @@ class PollSession(StreamlitSession):
     def __init__(self, url: str, timeout_s: float = 300) -> None:
         super().__init__(url, timeout_s)
         self.ids: dict[str, str] = {}  # user key -> widget id (buttons included)
+        self.fragment_of: dict[str, str] = {}  # user key -> the id of the fragment that drew it, if any
         self.codes: list[str] = []
         self.metrics: dict[str, str] = {}
         self.page_name = ""
@@ -51,7 +54,9 @@ class PollSession(StreamlitSession):
         widget = getattr(element, kind, None)
         widget_id = getattr(widget, "id", "") if widget is not None else ""
         if isinstance(widget_id, str) and widget_id.startswith("$$ID-"):
-            self.ids[widget_id.split("-", 2)[-1]] = widget_id
+            user_key = widget_id.split("-", 2)[-1]
+            self.ids[user_key] = widget_id
+            self.fragment_of[user_key] = msg.delta.fragment_id
         if kind == "code":
             self.codes.append(element.code.code_text)
         elif kind == "metric":
@@ -62,7 +67,8 @@ class PollSession(StreamlitSession):
         return await super().open(page, query)
 
     async def interact(self, values: dict[str, WidgetState] | None = None, click: str | None = None) -> PageRun:
-        """Rerun the current page with widgets (by user key) set and a button (by key) pressed."""
+        """Rerun the current page with widgets (by user key) set and a button (by key) pressed; a
+        button inside a fragment reruns only that fragment, as in the browser."""
         widgets = {state.id: state for state, _ in self._widgets.values()}
         for key, state in (values or {}).items():
             state.id = self.ids[key]
@@ -73,7 +79,12 @@ class PollSession(StreamlitSession):
         self.codes.clear()
         page_hash = self.pages[self.page_name]  # the router's hash for the page, from `navigation`
         return await self._run(
-            run, time.perf_counter(), page_script_hash=page_hash, page_name="", widgets=list(widgets.values())
+            run,
+            time.perf_counter(),
+            page_script_hash=page_hash,
+            page_name="",
+            widgets=list(widgets.values()),
+            fragment_id=self.fragment_of.get(click, "") if click is not None else "",
         )
 
 
@@ -173,6 +184,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="answers spread uniformly over this many seconds after the lesson opens (0: all at once)",
     )
     parser.add_argument("--url", help="a running server (default: start one)")
+    parser.add_argument(
+        "--project-dir",
+        action="append",
+        default=[],
+        help="start the server from this checkout (repeat to compare versions side by side in one run)",
+    )
     args = parser.parse_args(argv)
 
     def run(url: str) -> list[RoomResult]:
@@ -180,15 +197,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         # the room's reveals time the poll and the page, not a first computation.
         return asyncio.run(measure(url, args.sessions, args.second, args.think))
 
-    if args.url:
-        results = run(args.url)
-    else:
-        with streamlit_process(warm=False) as server:
-            results = run(server.url)
-    print(f"{args.sessions} + {args.second} attendees, answers spread over {args.think:g} s")
-    print(report(results))
-    ok = all(r.counted == str(r.attendees) and not r.problems for r in results)
+    print(f"{args.sessions} + {args.second} attendees, answers spread over {args.think:g} s; {_load()}")
+    ok = True
+    targets = [args.url] if args.url else (args.project_dir or [str(ROOT)])
+    for target in targets:
+        if args.url:
+            results = run(target)
+        else:
+            with streamlit_process(warm=False, project_dir=target) as server:
+                results = run(server.url)
+        print(f"{target}:" if len(targets) > 1 else "", report(results), f"(then {_load()})", sep="\n")
+        ok = ok and all(r.counted == str(r.attendees) and not r.problems for r in results)
     return 0 if ok else 1
+
+
+def _load() -> str:
+    """The machine's load average (the benchmark shares it with whatever else runs)."""
+    one, five, fifteen = os.getloadavg()
+    return f"load average {one:.2f} {five:.2f} {fifteen:.2f}"
 
 
 if __name__ == "__main__":

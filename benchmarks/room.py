@@ -51,7 +51,11 @@ UNCAUGHT_LINE = re.compile(r"Uncaught app execution")
 _TAG = re.compile(r"<[^>]+>")
 # Widgets whose values the simulator reports back; buttons report nothing until clicked.
 WIDGET_KINDS = ("selectbox", "radio", "multiselect", "slider", "number_input", "checkbox", "text_input")
-_FINAL_STATUSES = (ForwardMsg.FINISHED_SUCCESSFULLY, ForwardMsg.FINISHED_WITH_COMPILE_ERROR)
+_FINAL_STATUSES = (
+    ForwardMsg.FINISHED_SUCCESSFULLY,
+    ForwardMsg.FINISHED_FRAGMENT_RUN_SUCCESSFULLY,
+    ForwardMsg.FINISHED_WITH_COMPILE_ERROR,
+)
 
 
 def widget_state(element: Element, previous: WidgetState | None) -> WidgetState | None:  # noqa: PLR0912 - one branch per widget kind of the protocol
@@ -214,8 +218,17 @@ class StreamlitSession:
         return await self._run(run, time.perf_counter(), page_script_hash=self.pages[page], page_name="", widgets=kept)
 
     async def _run(
-        self, run: PageRun, start: float, *, page_script_hash: str, page_name: str, widgets: Sequence[WidgetState] = ()
+        self,
+        run: PageRun,
+        start: float,
+        *,
+        page_script_hash: str,
+        page_name: str,
+        widgets: Sequence[WidgetState] = (),
+        fragment_id: str = "",
     ) -> PageRun:
+        """Send one rerun request (of the whole page, or of one fragment as the browser does when a
+        widget inside an ``st.fragment`` changes) and read the answer until the run finishes."""
         assert self._ws is not None, "open() first"
         msg = BackMsg()
         state = msg.rerun_script
@@ -223,6 +236,7 @@ class StreamlitSession:
         state.page_script_hash = page_script_hash
         state.page_name = page_name
         state.widget_states.widgets.extend(widgets)
+        state.fragment_id = fragment_id
         # No cached_message_hashes: the server then never answers with ref_hash references.
         context = state.context_info
         context.timezone, context.timezone_offset, context.locale = "UTC", 0, "en-US"
@@ -234,8 +248,10 @@ class StreamlitSession:
             async with asyncio.timeout(self.timeout_s):
                 while run.status == "running":
                     self._handle(ForwardMsg.FromString(await self._ws.recv()), run, start, seen_widgets)
-            # Widgets the finished run did not draw are unmounted, as in the browser.
-            self._widgets = {k: v for k, v in self._widgets.items() if k in seen_widgets}
+            # Widgets the finished run did not draw are unmounted, as in the browser (a fragment's
+            # run draws only the fragment: the page's other widgets stay).
+            if not fragment_id:
+                self._widgets = {k: v for k, v in self._widgets.items() if k in seen_widgets}
         except TimeoutError:
             run.status = "timeout"
         except ConnectionClosed as exc:
@@ -284,7 +300,8 @@ class StreamlitSession:
         elif kind == "script_finished" and msg.script_finished in _FINAL_STATUSES:
             # FINISHED_EARLY_FOR_RERUN (st.rerun) is followed by another run: keep reading.
             run.finished_s = time.perf_counter() - start
-            run.status = "finished" if msg.script_finished == ForwardMsg.FINISHED_SUCCESSFULLY else "compile-error"
+            failed = msg.script_finished == ForwardMsg.FINISHED_WITH_COMPILE_ERROR
+            run.status = "compile-error" if failed else "finished"
 
 
 # --------------------------------------------------------------------------------------------------

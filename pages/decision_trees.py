@@ -44,7 +44,9 @@ st.caption(
 data = {"path": path, "choice": choice, "flipped": tree["flipped"]}
 lesson = next(item for item in lessons.load_lessons() if item.view.kind == "trees")
 fig = lessons.trees_figure(lesson, data)
-fig.add_vline(x=alpha, line=dict(color="#d62728", dash="dash"), annotation_text="chosen here")
+fig.add_vline(
+    x=alpha, line=dict(color="#d62728", dash="dash"), annotation_text="chosen here", annotation_position="top left"
+)
 st.plotly_chart(fig, key="dt_path")
 st.plotly_chart(trees.tree_figure(tree["layout"], f"The tree at ccp_alpha = {alpha:.4f}"), key="dt_tree")
 with st.expander("The tree as text rules"):

@@ -83,7 +83,7 @@ st.plotly_chart(
     key="layers_hist",
 )
 left, right = st.columns([3, 2])
-left.plotly_chart(figures.layer_sparsity_bars(table, colour=figures.method_colour(method)), key="layers_bars")
+left.plotly_chart(figures.layer_sparsity_bars(table), key="layers_bars")
 right.dataframe(
     table,
     hide_index=True,

@@ -102,9 +102,9 @@ lock = h2.multiselect("Lock (shown, not changeable)", list(visibility.CONTROLS),
 attendee = L.room_link(base, lesson, room, tuple(hide), tuple(lock))
 presenter = L.room_link(base, lesson, room, tuple(hide), tuple(lock), present=True)
 st.markdown("**Attendee link** (scan or type):")
-st.code(attendee, language=None)
+st.code(attendee, language=None, wrap_lines=True)
 st.markdown("**Presenter link** (for the projector):")
-st.code(presenter, language=None)
+st.code(presenter, language=None, wrap_lines=True)
 q1, q2 = st.columns([1, 2])
 q1.image(L.qr_png(attendee), caption="Scan to open the lesson", width=260)
 with q2:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -100,14 +101,28 @@ def _hover_text(row: pd.Series, method: str) -> str:
     return "<br>".join(lines)
 
 
+TITLE_LINE_CHARS = 44  # a title line that still fits a 390 px phone at the title's font size
+
+
+def wrap_title(title: str, width: int = TITLE_LINE_CHARS) -> str:
+    """A chart title broken into lines (Plotly never wraps a title, so a long one is cut on a phone)."""
+    return "<br>".join(textwrap.wrap(title, width)) or title
+
+
 def _style(fig: go.Figure, title: str, height: int = 520) -> go.Figure:
+    """Shared layout: the title (wrapped) in the top margin, the legend under the x axis title, where
+    neither the title nor Plotly's toolbar can collide with it however many rows it takes on a phone."""
+    top, bottom = 110, 70
+    plot_px = max(100, height - top - bottom)
+    # The title starts below Plotly's toolbar (top right, over the chart's first 30 px).
+    title_layout = {"x": 0.01, "y": 1, "yref": "container", "yanchor": "top", "pad": {"t": 36}}
     fig.update_layout(
-        title={"text": title, "x": 0.01},
+        title={"text": wrap_title(title), **title_layout},
         font=FONT,
         height=height,
         template="plotly_white",
-        legend={"orientation": "h", "yanchor": "bottom", "y": 1.02, "xanchor": "left", "x": 0},
-        margin={"l": 70, "r": 30, "t": 100, "b": 70},
+        legend={"orientation": "h", "yanchor": "top", "y": -62 / plot_px, "xanchor": "left", "x": 0},
+        margin={"l": 70, "r": 30, "t": top, "b": bottom},
         hoverlabel={"font_size": 14},
     )
     return fig
@@ -272,8 +287,13 @@ def layer_histograms(
             for t in (-threshold, threshold):
                 fig.add_vline(x=t, line={"dash": "dot", "color": "black", "width": 1.5}, row=r, col=c)
         fig.update_xaxes(title_text="weight value", row=r, col=c)
+        # Only the first column names the axis: a title beside every panel lands on its neighbour
+        # when the panels are narrow (a phone).
         fig.update_yaxes(
-            title_text="count (log)" if log_count else "count", type="log" if log_count else "linear", row=r, col=c
+            title_text=("count (log)" if log_count else "count") if c == 1 else None,
+            type="log" if log_count else "linear",
+            row=r,
+            col=c,
         )
     # Stacked bars read as totals on a linear axis but mislead on a log one: overlay them there.
     fig.update_layout(barmode="overlay" if log_count else "stack", bargap=0)
@@ -283,15 +303,12 @@ def layer_histograms(
     if threshold is not None:
         title += f" (dotted: |w| threshold {threshold:.4f})"
     height = max(420, 300 * rows + 140)
-    fig = _style(fig, title, height=height)
-    # Lift the legend above the subplot titles, which sit just over each panel.
-    plot_px = height - 130 - 70
-    fig.update_layout(margin={"t": 130}, legend={"y": 1 + 40 / plot_px})
-    return fig
+    return _style(fig, title, height=height)
 
 
-def layer_sparsity_bars(layer_table: pd.DataFrame, colour: str = KEPT_COLOUR) -> go.Figure:
-    """Sparsity per layer as bars, labelled with nonzero / total parameters."""
+def layer_sparsity_bars(layer_table: pd.DataFrame, colour: str = PRUNED_COLOUR) -> go.Figure:
+    """Sparsity per layer as bars, labelled with nonzero / total parameters; in the pruned colour, as a
+    bar is the pruned share (the histograms beside it draw kept weights in the kept colour)."""
     fig = go.Figure(
         go.Bar(
             x=layer_table["layer"],

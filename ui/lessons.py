@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 import string
+import textwrap
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -33,7 +34,7 @@ from pruning_core.masks import apply_masks, compute_masks
 from pruning_core.methods import get_method
 from ui import compute
 from ui.config import ExplorerConfig, from_query
-from ui.figures import method_colour, method_label
+from ui.figures import SCHEDULE_STYLES, method_colour, method_label
 
 LESSON_DIR = Path(__file__).resolve().parents[1] / "lessons"
 MAX_LESSON_BYTES = 20_000
@@ -122,6 +123,7 @@ class Answer:
     display: str
     facts: Mapping[str, str]
     x: float | None = None  # the chart position of a value answer (its sparsity)
+    category: str | None = None  # its series, where the chart puts series side by side (one level)
     axis: str = "y"  # a value guess is drawn on this axis of the chart
 
 
@@ -358,9 +360,10 @@ def load_lessons(directory: str = str(LESSON_DIR)) -> list[Lesson]:
 
 
 def page_link(page: str, query: Mapping[str, str] | tuple = ()) -> str:
-    """A relative link that opens ``page`` with ``query``."""
+    """A relative link that opens ``page`` with ``query``. The trade-off view is the app's default
+    page, which Streamlit serves at ``/`` only (``/tradeoff`` opens it with a "Page not found" notice)."""
     query = dict(query)
-    return f"/{page}" + (f"?{urlencode(query)}" if query else "")
+    return f"/{'' if page == 'tradeoff' else page}" + (f"?{urlencode(query)}" if query else "")
 
 
 def explorer_link(lesson: Lesson, page: str = "tradeoff") -> str:
@@ -518,7 +521,13 @@ def answer_accuracy_at(lesson: Lesson, data: dict) -> Answer:
             if overlap
             else "the gap is larger than their 95 % intervals"
         )
-    return Answer(100 * row.accuracy, _pct(row.accuracy), facts, x=float(row.target_sparsity))
+    return Answer(
+        100 * row.accuracy,
+        _pct(row.accuracy),
+        facts,
+        x=float(row.target_sparsity),
+        category=series_name(str(method), str(scope)),
+    )
 
 
 def answer_better_scope(lesson: Lesson, data: dict) -> Answer:
@@ -753,11 +762,12 @@ COMPACT_LAYOUT = dict(
 )
 
 
-def _guess_marks(fig: go.Figure, lesson: Lesson, guess: float | str | None, answer: Answer | None) -> None:
-    if guess is None or answer is None:
-        return
+def _guess_marks(fig: go.Figure, lesson: Lesson, guess: float | str, answer: Answer) -> None:
     if lesson.question.kind == "slider" and answer.axis == "y" and answer.x is not None:
-        x = answer.x * (100 if lesson.view.kind != "trees" else 1)
+        x: float | str = answer.x * (100 if lesson.view.kind != "trees" else 1)
+        label_at = "top left"
+        if one_level(lesson) and answer.category:
+            x, label_at = answer.category, "middle right"  # the first category sits at the left edge
         fig.add_trace(
             go.Scatter(
                 x=[x],
@@ -766,7 +776,7 @@ def _guess_marks(fig: go.Figure, lesson: Lesson, guess: float | str | None, answ
                 name="your guess",
                 marker=dict(symbol="x", size=14, color=GUESS_COLOUR),
                 text=["your guess"],
-                textposition="top left",
+                textposition=label_at,
             )
         )
         fig.add_trace(
@@ -788,48 +798,76 @@ def _guess_marks(fig: go.Figure, lesson: Lesson, guess: float | str | None, answ
             go.Scatter(x=[None], y=[None], mode="lines", name="measured knee", line=dict(color=MEASURED_COLOUR))
         )
     else:
+        # In the top margin, right-aligned under the title: inside the plot it would cover the bars
+        # or the lines the question is about.
         fig.add_annotation(
             text=f"Your guess: {guess}<br>Measured: {answer.display}",
             xref="paper",
             yref="paper",
-            x=0.99,
-            y=0.02,
+            x=1,
+            y=1,
             xanchor="right",
             yanchor="bottom",
+            yshift=4,
             showarrow=False,
             align="right",
-            bgcolor="rgba(255,255,255,0.85)",
+            bgcolor="rgba(255,255,255,0.9)",
             bordercolor="#888",
         )
 
 
-def sweep_figure(lesson: Lesson, data: dict, guess=None, answer: Answer | None = None) -> go.Figure:
-    """Accuracy (percent) against sparsity (percent), one line per method and scope, dense dotted."""
+def series_name(method: str, scope: str) -> str:
+    """How a lesson chart names one method and scope (also the category of a one-level chart)."""
+    return f"{method_label(method)} ({scope})"
+
+
+def one_level(lesson: Lesson) -> bool:
+    """Whether a sweep lesson measures a single sparsity: its chart compares methods side by side
+    (a sparsity axis with one position would pile every point onto one spot)."""
+    return lesson.view.kind in ("sweep", "boundary") and len(lesson.view.levels) == 1
+
+
+def sweep_figure(lesson: Lesson, data: dict) -> go.Figure:
+    """Accuracy (percent) against sparsity (percent), one line per method and scope, dense dotted;
+    at a single sparsity, one point per method and scope with its 95 % interval."""
     fig = go.Figure()
     table = data["table"]
     dashes = {"global": "solid", "layerwise": "dash", "erk": "dot"}
+    single = one_level(lesson)
     for (method, scope), group in table.groupby(["method", "scope"], sort=False):
         group = group.sort_values("target_sparsity")
+        name = series_name(method, scope)
+        interval = dict(
+            type="data",
+            symmetric=False,
+            array=100 * (group.accuracy_high - group.accuracy),
+            arrayminus=100 * (group.accuracy - group.accuracy_low),
+        )
         fig.add_trace(
             go.Scatter(
-                x=100 * group.target_sparsity,
+                x=[name] * len(group) if single else 100 * group.target_sparsity,
                 y=100 * group.accuracy,
-                mode="lines+markers",
-                name=f"{method_label(method)} ({scope})",
+                mode="markers" if single else "lines+markers",
+                name=name,
                 line=dict(color=method_colour(method), dash=dashes.get(scope)),
-                hovertemplate="%{x:.1f} %% sparsity: %{y:.1f} %% accuracy<extra></extra>",
+                marker=dict(size=12) if single else None,
+                error_y=interval if single else None,
+                hovertemplate="%{x}: %{y:.1f} %% accuracy<extra></extra>"
+                if single
+                else "%{x:.1f} %% sparsity: %{y:.1f} %% accuracy<extra></extra>",
             )
         )
     fig.add_hline(
         y=100 * data["dense"]["accuracy"],
         line=dict(color="#777", dash="dot"),
         annotation_text="dense",
-        annotation_position="bottom left",
+        annotation_position="bottom" if single else "bottom left",  # between the points, or left of the lines
     )
-    _guess_marks(fig, lesson, guess, answer)
     fig.update_layout(
-        title_text=f"{lesson.view.model}: test accuracy vs sparsity",
-        xaxis_title="sparsity (% of weights removed)",
+        title_text=f"{lesson.view.model}: test accuracy vs sparsity"
+        if not single
+        else f"{lesson.view.model}: test accuracy at {lesson.view.levels[0]:.0%} sparsity",
+        xaxis_title="sparsity (% of weights removed)" if not single else "method (scope)",
         yaxis_title="test accuracy (%)",
         height=430,
         **COMPACT_LAYOUT,
@@ -837,15 +875,21 @@ def sweep_figure(lesson: Lesson, data: dict, guess=None, answer: Answer | None =
     return fig
 
 
-def schedules_figure(lesson: Lesson, data: dict, guess=None, answer: Answer | None = None) -> go.Figure:
+def _curve_label(curve: str) -> str:
+    """A training curve's name as the Schedules page says it, wrapped to fit a bar on a phone."""
+    return "<br>".join(textwrap.wrap(SCHEDULE_STYLES.get(curve, (curve,))[0], 16))
+
+
+def schedules_figure(lesson: Lesson, data: dict) -> go.Figure:
     """Accuracy per training curve at each sparsity, with 95 % intervals."""
     table = data["table"]
     fig = go.Figure()
     for sparsity, group in table.groupby("target_sparsity"):
         fig.add_trace(
             go.Bar(
-                x=group.curve,
+                x=[_curve_label(curve) for curve in group.curve],
                 y=100 * group.accuracy,
+                marker_color=[SCHEDULE_STYLES.get(curve, ("", "#4c78a8"))[1] for curve in group.curve],
                 name=f"{sparsity:.0%} sparsity",
                 error_y=dict(
                     type="data",
@@ -856,7 +900,6 @@ def schedules_figure(lesson: Lesson, data: dict, guess=None, answer: Answer | No
             )
         )
     fig.add_hline(y=100 * data["dense"]["accuracy"], line=dict(color="#777", dash="dot"), annotation_text="dense")
-    _guess_marks(fig, lesson, guess, answer)
     low = max(0.0, 100 * float(table.accuracy_low.min()) - 5)
     fig.update_layout(
         title_text=f"{lesson.view.model}: test accuracy by schedule",
@@ -869,7 +912,7 @@ def schedules_figure(lesson: Lesson, data: dict, guess=None, answer: Answer | No
     return fig
 
 
-def size_figure(lesson: Lesson, data: dict, guess=None, answer: Answer | None = None) -> go.Figure:
+def size_figure(lesson: Lesson, data: dict) -> go.Figure:
     """File size (KiB) of the dense, zeros-in-place and neurons-removed models per method."""
     fig = go.Figure()
     first = next(iter(data["sizes"].values()))
@@ -877,7 +920,8 @@ def size_figure(lesson: Lesson, data: dict, guess=None, answer: Answer | None = 
     for method, result in data["sizes"].items():
         bars[f"{method_label(method)}: zeros in place"] = result.file_masked / 1024
         if result.shrunk is not None:
-            bars[f"{method_label(method)}: neurons removed"] = result.shrunk.file_bytes / 1024
+            removed = "neurons removed" if get_method(method).granularity == "structured" else "dead neurons removed"
+            bars[f"{method_label(method)}: {removed}"] = result.shrunk.file_bytes / 1024
     fig.add_trace(
         go.Bar(
             x=list(bars.values()),
@@ -889,7 +933,6 @@ def size_figure(lesson: Lesson, data: dict, guess=None, answer: Answer | None = 
             name="file size",
         )
     )
-    _guess_marks(fig, lesson, guess, answer)
     fig.update_layout(
         title_text=f"{lesson.view.model}: safetensors file at {data['sparsity']:.0%} sparsity",
         xaxis_title="file size (KiB)",
@@ -901,7 +944,7 @@ def size_figure(lesson: Lesson, data: dict, guess=None, answer: Answer | None = 
     return fig
 
 
-def sensitivity_figure(lesson: Lesson, data: dict, guess=None, answer: Answer | None = None) -> go.Figure:
+def sensitivity_figure(lesson: Lesson, data: dict) -> go.Figure:
     """Validation accuracy against the sparsity of one layer pruned alone, one line per layer."""
     fig = go.Figure()
     for layer, group in data["table"].groupby("layer", sort=False):
@@ -913,7 +956,6 @@ def sensitivity_figure(lesson: Lesson, data: dict, guess=None, answer: Answer | 
                 name=f"{layer} ({int(group.params.iloc[0]):,} weights)",
             )
         )
-    _guess_marks(fig, lesson, guess, answer)
     fig.update_layout(
         title_text=f"{lesson.view.model}: one layer pruned at a time",
         yaxis_title="validation accuracy (%)",
@@ -924,9 +966,7 @@ def sensitivity_figure(lesson: Lesson, data: dict, guess=None, answer: Answer | 
     return fig
 
 
-def trees_figure(  # noqa: C901 - one figure: three curves, two axes, guess marks, layout; read top to bottom
-    lesson: Lesson, data: dict, guess=None, answer: Answer | None = None
-) -> go.Figure:
+def trees_figure(lesson: Lesson, data: dict) -> go.Figure:
     """Train, test and cross-validated accuracy against ccp_alpha, leaves on a second axis."""
     path = data["path"]
     fig = go.Figure()
@@ -955,29 +995,6 @@ def trees_figure(  # noqa: C901 - one figure: three curves, two axes, guess mark
         )
     )
     fig.add_vline(x=data["choice"]["ccp_alpha"], line=dict(color=MEASURED_COLOUR, width=2))
-    if guess is not None and answer is not None:
-        fig.add_trace(
-            go.Scatter(
-                x=[answer.x],
-                y=[float(guess)],
-                yaxis="y2",
-                mode="markers+text",
-                name="your guess (leaves)",
-                marker=dict(symbol="x", size=14, color=GUESS_COLOUR),
-                text=["your guess"],
-                textposition="top right",
-            )
-        )
-        fig.add_trace(
-            go.Scatter(
-                x=[answer.x],
-                y=[float(answer.value)],
-                yaxis="y2",
-                mode="markers",
-                name="CV's tree (leaves)",
-                marker=dict(symbol="circle-open", size=16, color=MEASURED_COLOUR, line=dict(width=3)),
-            )
-        )
     fig.update_layout(
         title_text="Decision tree: accuracy vs ccp_alpha",
         xaxis_title="ccp_alpha",
@@ -1063,7 +1080,33 @@ def histogram_figure(model: str, sparsity: float, seed: int = 0) -> go.Figure:
     return fig
 
 
-FIGURES: dict[str, Callable[..., go.Figure]] = {
+def _tree_guess_marks(fig: go.Figure, lesson: Lesson, guess: float | str, answer: Answer) -> None:
+    """The guessed and the chosen tree's leaf counts, on the leaves axis at the alpha CV picks."""
+    fig.add_trace(
+        go.Scatter(
+            x=[answer.x],
+            y=[float(guess)],
+            yaxis="y2",
+            mode="markers+text",
+            name="your guess (leaves)",
+            marker=dict(symbol="x", size=14, color=GUESS_COLOUR),
+            text=["your guess"],
+            textposition="middle left",
+        )
+    )
+    fig.add_trace(
+        go.Scatter(
+            x=[answer.x],
+            y=[float(answer.value)],
+            yaxis="y2",
+            mode="markers",
+            name="CV's tree (leaves)",
+            marker=dict(symbol="circle-open", size=16, color=MEASURED_COLOUR, line=dict(width=3)),
+        )
+    )
+
+
+FIGURES: dict[str, Callable[[Lesson, dict], go.Figure]] = {
     "sweep": sweep_figure,
     "boundary": sweep_figure,
     "schedules": schedules_figure,
@@ -1071,11 +1114,35 @@ FIGURES: dict[str, Callable[..., go.Figure]] = {
     "sensitivity": sensitivity_figure,
     "trees": trees_figure,
 }
+MARKS: dict[str, Callable[[go.Figure, Lesson, Any, Answer], None]] = {"trees": _tree_guess_marks}
+
+
+def guess_marks(fig: go.Figure, lesson: Lesson, guess: float | str, answer: Answer) -> None:
+    """Draw the guess beside the measurement on ``fig`` (the lesson's chart, or an empty overlay)."""
+    MARKS.get(lesson.view.kind, _guess_marks)(fig, lesson, guess, answer)
 
 
 def lesson_figure(lesson: Lesson, data: dict, guess=None, answer: Answer | None = None) -> go.Figure:
     """The lesson's main chart, with the guess drawn beside the measurement once there is one."""
-    return FIGURES[lesson.view.kind](lesson, data, guess, answer)
+    fig = FIGURES[lesson.view.kind](lesson, data)
+    if lesson.question.kind == "choice":  # room under the title for the note naming guess and answer
+        fig.update_layout(margin_t=135, height=(fig.layout.height or 430) + 45)
+    if guess is not None and answer is not None:
+        guess_marks(fig, lesson, guess, answer)
+    return fig
+
+
+def with_overlay(base: Mapping[str, Any], overlay: go.Figure) -> go.Figure:
+    """``base`` (a figure's ``to_dict()``) with ``overlay``'s traces, shapes and annotations added
+    last, as drawing them on the figure itself would. Nothing is validated again: both parts were
+    validated when built, and re-validating the whole chart per guess costs ~15x more. ``base`` is
+    shared and only read."""
+    extra = overlay.to_dict()
+    layout = dict(base["layout"])
+    for key in ("shapes", "annotations"):
+        if extra["layout"].get(key):
+            layout[key] = [*layout.get(key, ()), *extra["layout"][key]]
+    return go.Figure({"data": [*base["data"], *extra["data"]], "layout": layout}, _validate=False)
 
 
 def presenter_height(fig: go.Figure, present: bool) -> go.Figure:
@@ -1199,14 +1266,36 @@ def measured(lesson: Lesson, progress=None) -> tuple[dict, Answer]:
     return _measured(lesson.id, signature)
 
 
+@st.cache_resource(show_spinner=False, max_entries=64)
+def _base_figure(lesson_id: str, signature: str, present: bool) -> dict:
+    lesson = next(item for item in load_lessons() if item.id == lesson_id)
+    data, _ = _measured(lesson_id, signature)
+    return presenter_height(lesson_figure(lesson, data), present).to_dict()
+
+
 @st.cache_resource(show_spinner=False, max_entries=1024)
 def _revealed_figure(lesson_id: str, signature: str, guess: float | str, present: bool) -> go.Figure:
     lesson = next(item for item in load_lessons() if item.id == lesson_id)
-    data, answer = _measured(lesson_id, signature)
-    return presenter_height(lesson_figure(lesson, data, guess, answer), present)
+    _, answer = _measured(lesson_id, signature)
+    overlay = go.Figure()
+    guess_marks(overlay, lesson, guess, answer)
+    return with_overlay(_base_figure(lesson_id, signature, present), overlay)
 
 
 def revealed_figure(lesson: Lesson, guess: float | str, present: bool = False) -> go.Figure:
-    """The lesson's chart with ``guess`` drawn, built once per (lesson, guess) and shared; guesses
-    are on the question's steps or options, so there are few. Never mutate it."""
+    """The lesson's chart with ``guess`` drawn: the chart is built once per lesson and shared, the
+    guess is a small overlay (a room answering at once must not build thirty charts). Cached per
+    guess too (guesses are on the question's steps or options, so there are few). Never mutate it."""
     return _revealed_figure(lesson.id, repr(lesson), guess, present)
+
+
+@st.cache_resource(show_spinner=False, max_entries=128)
+def boundary_chart(model: str, sparsity: float, seed: int = 0, present: bool = False) -> go.Figure:
+    """Lesson 1's decision regions at ``sparsity``, built once and shared. Never mutate it."""
+    return presenter_height(boundary_figure(model, boundary_grid(model, sparsity, seed), sparsity), present)
+
+
+@st.cache_resource(show_spinner=False, max_entries=128)
+def histogram_chart(model: str, sparsity: float, seed: int = 0) -> go.Figure:
+    """Lesson 1's weight histogram with the cut at ``sparsity``, built once and shared. Never mutate it."""
+    return histogram_figure(model, sparsity, seed)

@@ -49,11 +49,16 @@ def tree_figure(layout: pd.DataFrame, title: str) -> go.Figure:
         ys += [-parent.depth, -row.depth, None]
     fig = go.Figure(go.Scatter(x=xs, y=ys, mode="lines", line=dict(color="#aaa", width=1), hoverinfo="skip",
                                showlegend=False))  # fmt: skip
-    for leaf, name, symbol in ((False, "split", "square"), (True, "leaf", "circle")):
-        nodes = layout[layout.leaf == leaf]
-        colours = ["#2ca02c" if "benign" in label else "#d62728" for label in nodes.label] if leaf else "#555"
+    # Leaves are coloured by the class they predict, and the legend says which colour is which.
+    kinds = (
+        ("split", "square", "#555", ~layout.leaf),
+        ("leaf: benign", "circle", "#2ca02c", layout.leaf & layout.label.str.contains("benign")),
+        ("leaf: malignant", "circle", "#d62728", layout.leaf & ~layout.label.str.contains("benign")),
+    )
+    for name, symbol, colour, where in kinds:
+        nodes = layout[where]
         fig.add_trace(go.Scatter(
-            x=nodes.x, y=-nodes.depth, mode="markers", name=name, marker=dict(size=9, symbol=symbol, color=colours),
+            x=nodes.x, y=-nodes.depth, mode="markers", name=name, marker=dict(size=9, symbol=symbol, color=colour),
             text=[f"{label}<br>{samples} training samples" for label, samples in zip(nodes.label, nodes.samples)],
             hovertemplate="%{text}<extra></extra>",
         ))  # fmt: skip

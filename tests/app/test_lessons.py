@@ -3,9 +3,12 @@ are refused with a message naming the problem; the explanation quotes only measu
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
+import plotly.graph_objects as go
+import plotly.io as pio
 import pytest
 
 from ui import lessons as L
@@ -81,3 +84,33 @@ def test_every_lesson_runs_its_view_and_computes_its_answer(lesson: L.Lesson):
         "Your guess" in str(a.text) for a in fig.layout.annotations
     )
     assert drawn, "the guess is drawn on the chart beside the measurement"
+    assert _overlaid(lesson, data, guess, answer) == json.loads(pio.to_json(fig)), "the shared path draws the same"
+
+
+def _overlaid(lesson: L.Lesson, data: dict, guess, answer: L.Answer) -> dict:
+    """The chart as the page serves it: the lesson's chart built once without the guess (shared,
+    read-only), the guess as a small overlay on top. Also checks the shared part is left as it was."""
+    base = L.lesson_figure(lesson, data).to_dict()
+    before = pio.to_json(base)
+    overlay = go.Figure()
+    L.guess_marks(overlay, lesson, guess, answer)
+    merged = json.loads(pio.to_json(L.with_overlay(base, overlay)))
+    assert pio.to_json(base) == before, "the shared chart is never changed"
+    return merged
+
+
+@pytest.mark.parametrize("guess", [0.0, 37.0, 100.0])
+def test_a_guess_overlay_draws_what_the_full_chart_draws(guess: float):
+    lesson = next(x for x in L.load_lessons() if x.id == "n-m-sparsity")
+    data = L.run_view(lesson.view)
+    answer = L.compute_answer(lesson, data)
+    full = L.lesson_figure(lesson, data, guess, answer)
+    assert _overlaid(lesson, data, guess, answer) == json.loads(pio.to_json(full))
+
+
+def test_links_open_pages_where_streamlit_serves_them():
+    """The trade-off view is the default page: Streamlit serves it at / (and /tradeoff says "Page not found")."""
+    assert L.page_link("tradeoff", {"model": "digits-mlp"}) == "/?model=digits-mlp"
+    assert L.page_link("layers", {"model": "digits-mlp"}) == "/layers?model=digits-mlp"
+    lesson = L.load_lessons()[1]
+    assert L.explorer_link(lesson).startswith("/?")

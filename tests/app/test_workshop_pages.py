@@ -45,6 +45,12 @@ def _charts(at: AppTest) -> list[dict]:
     return [json.loads(chart.proto.spec) for chart in at.get("plotly_chart")]
 
 
+def _shown(at: AppTest, label: str) -> list[str]:
+    """What the page shows under ``label``: a metric (numbers) or a "label: **value**" line (options)."""
+    values = [m.value for m in at.metric if m.label == label]
+    return values + re.findall(rf"{re.escape(label)}: \*\*(.+?)\*\*", _texts(at))
+
+
 def _commit(at: AppTest, lesson: L.Lesson, guess) -> AppTest:
     if lesson.question.kind == "choice":
         at.radio(key=f"ws_guess_{lesson.id}").set_value(guess)
@@ -62,7 +68,8 @@ def test_each_lesson_hides_the_answer_until_a_guess_then_shows_it_beside_the_gue
     answer = L.compute_answer(lesson, L.run_view(lesson.view))
     # Before the guess: no chart, no measured number, no explanation.
     assert not at.get("plotly_chart")
-    assert not [m for m in at.metric if m.label.startswith("Measured")]
+    assert not _shown(at, "Measured by the engine")
+    assert lesson.teaches not in _texts(at), "what the lesson teaches is its conclusion: not before the guess"
     shown = re.search(rf"(?<![\w.]){re.escape(answer.display)}(?![\w.])", _texts(at))
     assert not shown, f"the measured {answer.display!r} is shown before the guess"
     assert "Now try" not in [h.value for h in at.subheader]
@@ -70,10 +77,10 @@ def test_each_lesson_hides_the_answer_until_a_guess_then_shows_it_beside_the_gue
     guess = lesson.question.options[-1] if lesson.question.kind == "choice" else lesson.question.low
     at = _commit(at, lesson, guess)
     assert not at.exception, at.exception
-    (measured,) = [m for m in at.metric if m.label.startswith("Measured")]
-    assert measured.value == answer.display
-    (your,) = [m for m in at.metric if m.label == "Your guess"]
-    assert str(guess).rstrip("0").rstrip(".") in your.value
+    assert _shown(at, "Measured by the engine") == [answer.display]
+    (your,) = _shown(at, "Your guess")
+    assert str(guess).rstrip("0").rstrip(".") in your
+    assert lesson.teaches in _texts(at)
     charts = _charts(at)
     assert charts, "the chart appears after the guess"
     main = charts[0]

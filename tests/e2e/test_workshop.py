@@ -40,14 +40,14 @@ def _settle(page, timeout_ms: int = 180_000) -> None:
 
 def test_a_teacher_link_hides_the_sidebar_and_locks_controls(server, browser):
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
-    page.goto(f"{server}/tradeoff?hide=sidebar&n=5")
+    page.goto(f"{server}/?hide=sidebar&n=5")
     _settle(page)
     # The style arrives with the script's first elements; on a fresh server the first run also
     # starts the router, so wait for it (a sidebar never hidden still fails here).
     page.locator('[data-testid="stSidebar"]').wait_for(state="hidden", timeout=60_000)
     assert not page.locator('[data-testid="stSidebar"]').is_visible(), "hide=sidebar hides the sidebar"
     assert page.locator('[data-testid="stException"]').count() == 0
-    page.goto(f"{server}/tradeoff?hide=methods&lock=model&n=5")
+    page.goto(f"{server}/?hide=methods&lock=model&n=5")
     _settle(page)
     assert page.locator('[data-testid="stSidebar"]').is_visible()
     assert not page.locator(".st-key-w_methods").is_visible(), "hide=methods hides the methods"
@@ -85,6 +85,24 @@ def test_the_teacher_page_shows_a_qr_code_and_presenter_mode_is_large_and_chrome
     presenter.screenshot(path=str(SCREENSHOTS / "presenter.png"))
     assert presenter.locator('[data-testid="stException"]').count() == 0
     presenter.close()
+
+
+def test_an_attendee_on_a_phone_locks_in_a_guess_and_sees_the_reveal(server, browser):
+    """The prediction and the reveal are a fragment: the answer reruns only that part of the page,
+    and the browser shows the chart, the measurement and what the lesson teaches after it."""
+    page = browser.new_page(viewport={"width": 390, "height": 844})
+    page.goto(f"{server}/workshop?lesson=n-m-sparsity&hide=sidebar")
+    _settle(page)
+    assert page.locator(".js-plotly-plot").count() == 0, "nothing is revealed before the guess"
+    assert page.get_by_text("The point:").count() == 0
+    page.get_by_role("button", name="Lock in my guess and reveal").click()
+    page.wait_for_selector(".js-plotly-plot", timeout=180_000)
+    _settle(page)
+    assert page.get_by_text("Measured by the engine").count() == 1
+    assert page.get_by_text("The point:").count() == 1
+    assert page.get_by_role("button", name="Guess again").count() == 1
+    assert page.locator('[data-testid="stException"]').count() == 0
+    page.close()
 
 
 def test_a_room_of_concurrent_attendees_is_counted_exactly_and_a_second_room_apart(server):
