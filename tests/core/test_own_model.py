@@ -576,7 +576,8 @@ def test_layers_sharing_one_bias_initializer_are_all_prunable_and_say_so():
     with torch.no_grad():
         assert np.allclose(loaded.model(x).numpy(), expected, atol=1e-5)
     # Unstructured pruning changes weights only: the graph takes them back.
-    masked = pruning_core.apply_masks(loaded.model, pruning_core.compute_masks(loaded.model, "magnitude", "global", 0.5))
+    masks = pruning_core.compute_masks(loaded.model, "magnitude", "global", 0.5)
+    masked = pruning_core.apply_masks(loaded.model, masks)
     (written,) = onnxruntime_outputs(loaded.pruned_onnx(masked), x)
     with torch.no_grad():
         assert np.allclose(written, masked(x).numpy(), atol=1e-5)
