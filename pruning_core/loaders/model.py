@@ -50,7 +50,9 @@ class LoadedModel:
     macs_per_sample: int | None = None
     notes: list[str] = field(default_factory=list)
     conversion: onnx_model.Conversion | None = None  # for ONNX: where each layer's weight came from
-    source_bytes: bytes | None = field(default=None, repr=False)  # the original file, to write pruned weights back
+    # The original file without the weights written back from the module (``without_written_data``),
+    # to write pruned weights back into the user's graph.
+    source_bytes: bytes | None = field(default=None, repr=False)
     load_seconds: float = 0.0
 
     def pruned_onnx(self, pruned: nn.Module) -> bytes:
@@ -116,7 +118,8 @@ def _load_onnx(data: bytes, digest: str, limits: Limits) -> LoadedModel:
     )
     return LoadedModel(
         model=module, format="onnx", sha256=digest, description=description, input_shape=conversion.input_shape,
-        macs_per_sample=macs, notes=notes, conversion=conversion, source_bytes=data,
+        macs_per_sample=macs, notes=notes, conversion=conversion,
+        source_bytes=onnx_model.without_written_data(proto, conversion),
     )  # fmt: skip
 
 

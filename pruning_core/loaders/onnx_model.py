@@ -964,9 +964,26 @@ def probe(  # noqa: C901 - one limit check per step kind, before the step runs
     return out, macs
 
 
+_DATA_FIELDS = ("raw_data", "float_data", "int32_data", "int64_data", "double_data", "uint64_data", "string_data")
+
+
+def without_written_data(model: Any, conversion: Conversion) -> bytes:
+    """``model`` (the parsed file, changed in place) serialised without the data of the initializers
+    :func:`write_pruned_weights` overwrites from the module: the file minus its weights, so a loaded
+    model does not keep a second copy of every weight. Their names, types and shapes stay."""
+    written = {s.initializer for s in (*conversion.weight_sources.values(), *conversion.param_sources.values())}
+    names = [t.name for t in model.graph.initializer]
+    for tensor in model.graph.initializer:
+        if tensor.name in written and names.count(tensor.name) == 1:  # a duplicated name is left whole
+            for name in _DATA_FIELDS:
+                tensor.ClearField(name)
+    return model.SerializeToString()
+
+
 def write_pruned_weights(original: bytes, conversion: Conversion, pruned: nn.Module) -> bytes:
     """The user's own ONNX graph with the pruned (or fine-tuned) layers' tensors written back into its
-    initializers: weights, biases and BatchNorm's scale, bias and statistics.
+    initializers: weights, biases and BatchNorm's scale, bias and statistics. ``original`` is the
+    file, or :func:`without_written_data` of it (every initializer written here is overwritten).
 
     Only initializers change, so every node, name and attribute of the user's graph is kept. Refuses
     (ValueError) when a layer's shape changed (a physically shrunk model needs a fresh export,
