@@ -86,17 +86,18 @@ def load_model(
     data = read_source(path_or_bytes, limits.max_model_bytes, "model file")
     digest = sha256(data)
     if ext == ".onnx":
-        loaded = _load_onnx(data, digest, limits)
+        if data[:8].startswith(b"PK\x03\x04") or data[:1] == b"\x80":
+            raise UntrustedFileError("the .onnx file is a zip archive or a pickle, not an ONNX protobuf")
+        proto = onnx_model.parse_onnx(data, limits)
+        del data  # the parsed graph holds what is needed: not the file's bytes besides it and the module
+        loaded = _load_onnx(proto, digest, limits)
     else:
         loaded = _load_state_dict(data, digest, ext, factory, limits)
     loaded.load_seconds = time.perf_counter() - started
     return loaded
 
 
-def _load_onnx(data: bytes, digest: str, limits: Limits) -> LoadedModel:
-    if data[:8].startswith(b"PK\x03\x04") or data[:1] == b"\x80":
-        raise UntrustedFileError("the .onnx file is a zip archive or a pickle, not an ONNX protobuf")
-    proto = onnx_model.parse_onnx(data, limits)
+def _load_onnx(proto: Any, digest: str, limits: Limits) -> LoadedModel:
     conversion = onnx_model.convert(proto, limits)
     module = conversion.module
     check_finite(dict(module.named_parameters()), "ONNX model")

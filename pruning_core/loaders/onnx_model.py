@@ -162,10 +162,19 @@ def _check_tensor(tensor: Any, limits: Limits, what: str) -> int:
     return count
 
 
+_RAW_TYPES = {1: np.float32, 11: np.float64, 6: np.int32, 7: np.int64}  # read straight from raw_data
+
+
 def _to_tensor(tensor: Any) -> torch.Tensor:
     """A checked TensorProto as a torch tensor (a copy: nothing points into the protobuf)."""
     from onnx import numpy_helper
 
+    if tensor.data_type in _RAW_TYPES and tensor.HasField("raw_data"):
+        # One copy: the raw bytes (little-endian in ONNX) written into the tensor, no numpy copy between.
+        raw = np.frombuffer(tensor.raw_data, dtype=np.dtype(_RAW_TYPES[tensor.data_type]).newbyteorder("<"))
+        value = torch.empty(tuple(tensor.dims), dtype=TENSOR_TYPES[tensor.data_type])
+        value.numpy().reshape(-1)[:] = raw
+        return value.float() if value.is_floating_point() else value
     array = numpy_helper.to_array(tensor)
     value = torch.from_numpy(np.array(array, copy=True))
     # PruneLab computes in float32: float16/bfloat16/float64 weights are converted once, here.
