@@ -153,8 +153,10 @@ def _nonzero(tensor: torch.Tensor) -> torch.Tensor:
 class _Nonzero:
     """Which entries of each layer's parameters are nonzero, reduced to what the fixed point reads."""
 
-    counts: dict[str, torch.Tensor]  # nonzero weights per (neuron, input column), float32
-    links: dict[str, torch.Tensor]  # counts > 0, float32 (the same tensor when the kernel is 1)
+    # Nonzero weights per (neuron, input column): float32 sums over a kernel, or bool when the kernel
+    # is 1 (a quarter of the memory; products read it a block of rows at a time, see ``_product``).
+    counts: dict[str, torch.Tensor]
+    links: dict[str, torch.Tensor]  # counts > 0 (the same tensor when the kernel is 1)
     bias: dict[str, torch.Tensor | None]
     norm_weight: dict[str, torch.Tensor | None]
     norm_bias: dict[str, torch.Tensor | None]
@@ -168,7 +170,7 @@ class _Nonzero:
         counts = {
             name: _nonzero(params[f.weight]).reshape(f.out_channels, f.in_columns, f.kernel).sum(2, dtype=torch.float32)
             if f.kernel > 1
-            else _nonzero(params[f.weight]).reshape(f.out_channels, f.in_columns).float()
+            else _nonzero(params[f.weight]).reshape(f.out_channels, f.in_columns)
             for name, f in layers.items()
         }
 
@@ -182,6 +184,25 @@ class _Nonzero:
             {name: entries(f.norm_weight) for name, f in layers.items()},
             {name: entries(f.norm_bias) for name, f in layers.items()},
         )
+
+
+_ROWS_PER_BLOCK_ELEMENTS = 1 << 20  # a bool matrix is multiplied a block of this many entries at a time
+
+
+def _product(left: torch.Tensor, right: torch.Tensor) -> torch.Tensor:
+    """``left @ right`` in float32 where one side may be a bool matrix (then converted a block of
+    rows at a time, never whole). Every product here sums 0/1 or small counts, exact in float32
+    whatever the blocking, so the result is the one a float32 matrix gives."""
+    if left.dtype != torch.bool and right.dtype != torch.bool:
+        return left @ right
+    if left.dtype == torch.bool:  # matrix @ vector: each block of rows gives its own entries
+        step = max(1, _ROWS_PER_BLOCK_ELEMENTS // max(left.shape[1], 1))
+        return torch.cat([block.float() @ right for block in left.split(step)])
+    step = max(1, _ROWS_PER_BLOCK_ELEMENTS // max(right.shape[1], 1))  # vector @ matrix: sum over blocks
+    total = torch.zeros(right.shape[1], dtype=torch.float32)
+    for vector, block in zip(left.split(step), right.split(step), strict=True):
+        total += vector @ block.float()
+    return total
 
 
 @torch.no_grad()
@@ -230,7 +251,7 @@ def _dead_neurons(flow: Dataflow, nz: _Nonzero) -> tuple[dict[str, torch.Tensor]
                 continue  # the outputs are the classes
             dead = _silent(name, f, nz, norm_zero, columns[name])
             if f.consumer is not None:
-                reached = rows[f.consumer] @ nz.links[f.consumer]  # per consumer column: live rows reading it
+                reached = _product(rows[f.consumer], nz.links[f.consumer])  # per consumer column: live rows
                 dead = dead | (reached.reshape(f.out_channels, f.span).sum(1) == 0)
             new = removed[name] | dead
             if not torch.equal(new, removed[name]):
@@ -247,7 +268,7 @@ def _silent(
         return norm_zero[name]
     if f.norm_affine_missing:
         return torch.zeros(f.out_channels, dtype=torch.bool)
-    dead = (nz.links[name] @ columns) == 0  # no live input reaches the neuron
+    dead = _product(nz.links[name], columns) == 0  # no live input reaches the neuron
     live_bias = nz.bias[name]
     return dead & ~live_bias if live_bias is not None else dead
 
@@ -274,7 +295,7 @@ def _remaining(
         kept_in = (
             f.in_columns if producer is None else f.in_columns - int(removed[producer].sum()) * layers[producer].span
         )
-        nonzero[f.weight] = round(float(rows @ (nz.counts[name] @ columns).double()))  # per row exact in float32
+        nonzero[f.weight] = round(float(rows @ _product(nz.counts[name], columns).double()))  # per row exact in float32
         shapes[f.weight] = (kept_out, kept_in, *params[f.weight].shape[2:])
         dead_entries = {
             f.bias: removed[name] | row_dead[name],

@@ -8,6 +8,7 @@ the BatchNorm that follows them, so the masked model computes what the smaller m
 from __future__ import annotations
 
 import copy
+import math
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -96,7 +97,7 @@ class MaskPlan:
     method: PruningMethod
     targets: list[Target]
     scored: list[Target]  # targets the method may prune (structured: not the output layer)
-    scores: list[torch.Tensor]
+    scores: Sequence[torch.Tensor]  # a list, or selection.Magnitudes (|w| computed when read)
     links: dict[str, list[str]]  # layer -> parameter names pruned with its neurons (structured)
     context: ScoringContext | None = None  # what the method saw; its ``masks`` hook sees it again
     removal_order: allocation.RemovalOrder | None = field(default=None, repr=False)  # global structured
@@ -128,11 +129,11 @@ class MaskPlan:
         context = ScoringContext(model=model, seed=seed, X_calib=X_calib, y_calib=y_calib)
         with torch.no_grad() if not method.needs_data else torch.enable_grad():
             scores = selection.check_scores(method.scores(scored, context))
-        for t, s in zip(scored, scores, strict=False):
+        for t, shape in zip(scored, selection.shapes(scores), strict=False):
             expected = t.weight.shape if method.granularity != "structured" else (t.out_channels,)
-            if tuple(s.shape) != tuple(expected):
+            if tuple(shape) != tuple(expected):
                 raise ValueError(
-                    f"{method.name} scored {t.layer} with shape {tuple(s.shape)}, expected {tuple(expected)}"
+                    f"{method.name} scored {t.layer} with shape {tuple(shape)}, expected {tuple(expected)}"
                 )
         if coupling is not None:  # one leader per set of coupled layers chooses for all of them
             scores = coupling.aggregate([t.layer for t in scored], scores)
@@ -179,7 +180,7 @@ class MaskPlan:
                 continue
             if scope == "global":
                 if global_thresholds is None:  # one ranking for every level
-                    total = sum(s.numel() for s in self.scores)
+                    total = sum(math.prod(shape) for shape in selection.shapes(self.scores))
                     global_thresholds = selection.thresholds(self.scores, [_n_to_prune(f, total) for f in per_level])
                 threshold = global_thresholds[i]
                 kept = selection.kept_masks(self.scores, threshold)

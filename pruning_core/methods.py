@@ -126,7 +126,8 @@ class Magnitude(PruningMethod):
     description = "Unstructured: remove the individual weights with the smallest |w| (Han et al. 2015)."
 
     def scores(self, targets, context):
-        return [t.weight.detach().abs() for t in targets]
+        # |w| computed where it is read, not kept beside the weights (a model's worth of memory)
+        return selection.Magnitudes(t.weight for t in targets)
 
 
 class Random(PruningMethod):

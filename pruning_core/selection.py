@@ -12,8 +12,9 @@ tensors are given, then flat index) are pruned first. So masks for growing k are
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import overload
 
 import torch
 
@@ -37,6 +38,49 @@ class Threshold:
     def is_simple(self) -> bool:
         """True when the pruned set is exactly ``score <= value``: no tie needs breaking."""
         return self.n_equal_pruned == self.n_equal
+
+
+class Magnitudes(Sequence[torch.Tensor]):
+    """The absolute values of some tensors as scores, without a copy of them: ``self[i]`` computes
+    ``|tensors[i]|`` when asked, and the selection below reads the tensors themselves (their bit
+    patterns with the sign bit cleared are the magnitudes', so the thresholds and masks are the
+    same as from the copy). The tensors must not change while the scores are used: a change raises
+    RuntimeError rather than ranking other values."""
+
+    def __init__(self, tensors: Iterable[torch.Tensor]) -> None:
+        self._tensors = [t.detach() for t in tensors]
+        self._versions = [t._version for t in self._tensors]
+
+    @property
+    def tensors(self) -> list[torch.Tensor]:
+        """The signed tensors whose magnitudes these are (checked unchanged)."""
+        if [t._version for t in self._tensors] != self._versions:
+            raise RuntimeError("the weights changed after their magnitudes were taken as scores")
+        return self._tensors
+
+    def __len__(self) -> int:
+        return len(self._tensors)
+
+    @overload
+    def __getitem__(self, index: int) -> torch.Tensor: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[torch.Tensor]: ...
+
+    def __getitem__(self, index: int | slice) -> torch.Tensor | list[torch.Tensor]:
+        if isinstance(index, slice):
+            return [t.abs() for t in self.tensors[index]]
+        return self.tensors[index].abs()
+
+
+def _signed(scores: Sequence[torch.Tensor]) -> Sequence[torch.Tensor]:
+    """Tensors whose bit patterns, sign bit cleared, are the scores' (no copy of magnitudes)."""
+    return scores.tensors if isinstance(scores, Magnitudes) else scores
+
+
+def shapes(scores: Sequence[torch.Tensor]) -> list[torch.Size]:
+    """Each score tensor's shape, without computing lazy scores."""
+    return [s.shape for s in _signed(scores)]
 
 
 def _bits(scores: torch.Tensor) -> torch.Tensor:
@@ -65,9 +109,13 @@ def _pick(bits: torch.Tensor, is_needed: torch.Tensor, shift: int) -> torch.Tens
     return torch.sort(torch.cat(parts)).values
 
 
-def check_scores(scores: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+def check_scores(scores: Sequence[torch.Tensor]) -> Sequence[torch.Tensor]:
     """Scores as float32 (not copied when they already are); negative or NaN scores are a bug in a
-    criterion and raise ValueError."""
+    criterion and raise ValueError. :class:`Magnitudes` of float32 tensors stay as they are."""
+    if isinstance(scores, Magnitudes) and all(t.dtype == torch.float32 for t in scores.tensors):
+        if any(bool(torch.any(torch.isnan(t))) for t in scores.tensors):
+            raise ValueError("pruning scores must be non-negative and not NaN")
+        return scores
     cleaned = []
     for s in scores:
         s = s.detach()
@@ -85,7 +133,8 @@ def thresholds(scores: Sequence[torch.Tensor], ks: Sequence[int]) -> list[Thresh
 
     ``scores`` must come from :func:`check_scores` (non-negative float32).
     """
-    total = sum(s.numel() for s in scores)
+    signed = _signed(scores)
+    total = sum(s.numel() for s in signed)
     for k in ks:
         if not 0 <= k <= total:
             raise ValueError(f"cannot prune {k} of {total} elements")
@@ -93,7 +142,7 @@ def thresholds(scores: Sequence[torch.Tensor], ks: Sequence[int]) -> list[Thresh
     positive_ks = sorted({k for k in ks if k > 0})
     if positive_ks:
         # Bit views are free; each temporary below is one tensor's worth, never all of them at once.
-        bits = [_bits(s) for s in scores]
+        bits = [_bits(s) for s in signed]  # the high bits and _pick clear the sign bit
         shift = _SHIFT
         hists = torch.stack([_histogram(b, shift) for b in bits])  # [tensors, bins]
         cum_hi = torch.cumsum(hists.sum(0), 0)
@@ -140,7 +189,10 @@ def thresholds(scores: Sequence[torch.Tensor], ks: Sequence[int]) -> list[Thresh
 
 def kept_masks(scores: Sequence[torch.Tensor], threshold: Threshold) -> list[torch.Tensor]:
     """Boolean keep-masks (True = kept), shaped like each score tensor, for one threshold."""
-    masks = [s > threshold.value for s in scores]
+    if isinstance(scores, Magnitudes):
+        masks = [_magnitude_above(t, threshold.value) for t in scores.tensors]
+    else:
+        masks = [s > threshold.value for s in scores]
     if threshold.is_simple:
         return masks
     # Ties at the threshold: the first n_equal_pruned equal scores are pruned, the rest kept.
@@ -151,6 +203,16 @@ def kept_masks(scores: Sequence[torch.Tensor], threshold: Threshold) -> list[tor
         to_prune = max(0, to_prune - len(equal))
         mask.view(-1)[keep] = True
     return masks
+
+
+def _magnitude_above(tensor: torch.Tensor, value: float) -> torch.Tensor:
+    """``tensor.abs() > value``, a chunk at a time (no magnitude copy of the whole tensor)."""
+    mask = torch.empty(tensor.shape, dtype=torch.bool)
+    flat = tensor.reshape(-1)
+    for start in range(0, flat.numel(), _CHUNK):
+        chunk = flat[start : start + _CHUNK]
+        torch.gt(chunk.abs(), value, out=mask.view(-1)[start : start + _CHUNK])
+    return mask
 
 
 def lowest_k_masks(scores: Sequence[torch.Tensor], ks: Sequence[int]) -> list[list[torch.Tensor]]:

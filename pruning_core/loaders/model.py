@@ -50,7 +50,9 @@ class LoadedModel:
     macs_per_sample: int | None = None
     notes: list[str] = field(default_factory=list)
     conversion: onnx_model.Conversion | None = None  # for ONNX: where each layer's weight came from
-    source_bytes: bytes | None = field(default=None, repr=False)  # the original file, to write pruned weights back
+    # The original file without the weights written back from the module (``without_written_data``),
+    # to write pruned weights back into the user's graph.
+    source_bytes: bytes | None = field(default=None, repr=False)
     load_seconds: float = 0.0
 
     def pruned_onnx(self, pruned: nn.Module) -> bytes:
@@ -84,17 +86,18 @@ def load_model(
     data = read_source(path_or_bytes, limits.max_model_bytes, "model file")
     digest = sha256(data)
     if ext == ".onnx":
-        loaded = _load_onnx(data, digest, limits)
+        if data[:8].startswith(b"PK\x03\x04") or data[:1] == b"\x80":
+            raise UntrustedFileError("the .onnx file is a zip archive or a pickle, not an ONNX protobuf")
+        proto = onnx_model.parse_onnx(data, limits)
+        del data  # the parsed graph holds what is needed: not the file's bytes besides it and the module
+        loaded = _load_onnx(proto, digest, limits)
     else:
         loaded = _load_state_dict(data, digest, ext, factory, limits)
     loaded.load_seconds = time.perf_counter() - started
     return loaded
 
 
-def _load_onnx(data: bytes, digest: str, limits: Limits) -> LoadedModel:
-    if data[:8].startswith(b"PK\x03\x04") or data[:1] == b"\x80":
-        raise UntrustedFileError("the .onnx file is a zip archive or a pickle, not an ONNX protobuf")
-    proto = onnx_model.parse_onnx(data, limits)
+def _load_onnx(proto: Any, digest: str, limits: Limits) -> LoadedModel:
     conversion = onnx_model.convert(proto, limits)
     module = conversion.module
     check_finite(dict(module.named_parameters()), "ONNX model")
@@ -116,7 +119,8 @@ def _load_onnx(data: bytes, digest: str, limits: Limits) -> LoadedModel:
     )
     return LoadedModel(
         model=module, format="onnx", sha256=digest, description=description, input_shape=conversion.input_shape,
-        macs_per_sample=macs, notes=notes, conversion=conversion, source_bytes=data,
+        macs_per_sample=macs, notes=notes, conversion=conversion,
+        source_bytes=onnx_model.without_written_data(proto, conversion),
     )  # fmt: skip
 
 

@@ -162,10 +162,19 @@ def _check_tensor(tensor: Any, limits: Limits, what: str) -> int:
     return count
 
 
+_RAW_TYPES = {1: np.float32, 11: np.float64, 6: np.int32, 7: np.int64}  # read straight from raw_data
+
+
 def _to_tensor(tensor: Any) -> torch.Tensor:
     """A checked TensorProto as a torch tensor (a copy: nothing points into the protobuf)."""
     from onnx import numpy_helper
 
+    if tensor.data_type in _RAW_TYPES and tensor.HasField("raw_data"):
+        # One copy: the raw bytes (little-endian in ONNX) written into the tensor, no numpy copy between.
+        raw = np.frombuffer(tensor.raw_data, dtype=np.dtype(_RAW_TYPES[tensor.data_type]).newbyteorder("<"))
+        value = torch.empty(tuple(tensor.dims), dtype=TENSOR_TYPES[tensor.data_type])
+        value.numpy().reshape(-1)[:] = raw
+        return value.float() if value.is_floating_point() else value
     array = numpy_helper.to_array(tensor)
     value = torch.from_numpy(np.array(array, copy=True))
     # PruneLab computes in float32: float16/bfloat16/float64 weights are converted once, here.
@@ -964,9 +973,26 @@ def probe(  # noqa: C901 - one limit check per step kind, before the step runs
     return out, macs
 
 
+_DATA_FIELDS = ("raw_data", "float_data", "int32_data", "int64_data", "double_data", "uint64_data", "string_data")
+
+
+def without_written_data(model: Any, conversion: Conversion) -> bytes:
+    """``model`` (the parsed file, changed in place) serialised without the data of the initializers
+    :func:`write_pruned_weights` overwrites from the module: the file minus its weights, so a loaded
+    model does not keep a second copy of every weight. Their names, types and shapes stay."""
+    written = {s.initializer for s in (*conversion.weight_sources.values(), *conversion.param_sources.values())}
+    names = [t.name for t in model.graph.initializer]
+    for tensor in model.graph.initializer:
+        if tensor.name in written and names.count(tensor.name) == 1:  # a duplicated name is left whole
+            for name in _DATA_FIELDS:
+                tensor.ClearField(name)
+    return model.SerializeToString()
+
+
 def write_pruned_weights(original: bytes, conversion: Conversion, pruned: nn.Module) -> bytes:
     """The user's own ONNX graph with the pruned (or fine-tuned) layers' tensors written back into its
-    initializers: weights, biases and BatchNorm's scale, bias and statistics.
+    initializers: weights, biases and BatchNorm's scale, bias and statistics. ``original`` is the
+    file, or :func:`without_written_data` of it (every initializer written here is overwritten).
 
     Only initializers change, so every node, name and attribute of the user's graph is kept. Refuses
     (ValueError) when a layer's shape changed (a physically shrunk model needs a fresh export,

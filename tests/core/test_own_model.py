@@ -284,6 +284,24 @@ def test_pruned_weights_written_back_keep_the_users_graph(trained_residual):
     assert sum(int((stored[s.initializer] == 0).sum()) for s in sources) >= sum(int((~m).sum()) for m in masks.values())
 
 
+def test_loaded_onnx_keeps_its_graph_without_the_weights_it_writes_back(trained_residual):
+    """The loaded model holds the file minus the initializers written from the module (not a second
+    copy of every weight), and writing the unpruned module back gives the file's initializers again."""
+    import onnx
+    from onnx import numpy_helper
+
+    model, data = trained_residual
+    onnx_bytes = to_onnx(model, data.X_test)
+    loaded = load_model(onnx_bytes, filename="net.onnx")
+    weight_bytes = sum(4 * p.numel() for n, p in loaded.model.named_parameters() if n.endswith(".weight"))
+    assert loaded.source_bytes is not None and len(loaded.source_bytes) < len(onnx_bytes) - weight_bytes // 2
+    original = {t.name: numpy_helper.to_array(t) for t in onnx.load_from_string(onnx_bytes).graph.initializer}
+    written = onnx.load_from_string(loaded.pruned_onnx(loaded.model))
+    assert {t.name for t in written.graph.initializer} == set(original)
+    for tensor in written.graph.initializer:
+        np.testing.assert_allclose(numpy_helper.to_array(tensor), original[tensor.name], rtol=1e-6, atol=0)
+
+
 # --- state dicts --------------------------------------------------------------------------------
 
 
