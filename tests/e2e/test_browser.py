@@ -53,6 +53,18 @@ def test_a_deep_link_is_the_first_request_to_a_fresh_server(server, browser):
     page.close()
 
 
+LEGEND_JS = """(model) => {
+    const chart = [...document.querySelectorAll('.js-plotly-plot')]
+        .find(c => [...c.querySelectorAll('.gtitle')].some(t => t.textContent.includes(model)));
+    return chart ? [...chart.querySelectorAll('.legendtext')].map(e => e.textContent).sort() : [];
+}"""
+
+
+def legend_of(page, model: str) -> list[str]:
+    """The legend entries (sorted) of the chart whose title names ``model``."""
+    return page.evaluate(f"({LEGEND_JS})", model)
+
+
 def add_method(page, sidebar, label: str, name: str) -> None:
     """Pick a method in the sidebar, again if the click landed while a rerun redrew the sidebar."""
     for _ in range(3):
@@ -84,14 +96,13 @@ def test_explore_change_visit_every_page_and_share(server, browser):
     change_s = time.perf_counter() - start
     assert "model=cancer-mlp" in page.url
 
-    # Add a method: one more line in the legend.
-    legend_before = page.locator(f"{CHART} .legend .traces").count()
+    # Add a method: its line joins the legend of the model's chart. (Entries are read from the chart
+    # whose title names the model: while a rerun redraws, the previous chart can still be in the page.)
+    before = legend_of(page, "cancer-mlp")
+    assert "Structured L2" not in before
     add_method(page, sidebar, "Structured L2", "structured-l2")
-    page.wait_for_function(
-        "(n) => document.querySelectorAll('.js-plotly-plot .legend .traces').length > n",
-        arg=legend_before,
-        timeout=120_000,
-    )
+    page.wait_for_function(f"(m) => ({LEGEND_JS})(m).includes('Structured L2')", arg="cancer-mlp", timeout=120_000)
+    assert legend_of(page, "cancer-mlp") == sorted([*before, "Structured L2"])
     assert "structured-l2" in page.url
     assert_no_exception(page)
 
