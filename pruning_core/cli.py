@@ -611,11 +611,16 @@ def _add_listings(sub) -> None:
     p.set_defaults(run=cmd_layers)
 
 
+def _model_flag(p: argparse.ArgumentParser) -> None:
+    """``--model``: a sample (or ``--model-file`` for your own model: see ``cli_own.add_flags``)."""
+    p.add_argument("--model", metavar="MODEL", help=f"sample model, one of: {', '.join(sample_models.available())}")
+
+
 def _add_sweep(sub) -> None:
     from pruning_core import cli_own
 
     p = cli_help.add_command(sub, "sweep", "sweep sparsity levels and print the results table")
-    p.add_argument("--model", metavar="MODEL", help=f"sample model, one of: {', '.join(sample_models.available())}")
+    _model_flag(p)
     p.add_argument("--recipe", metavar="FILE", help="sweep what a recipe describes (its level and 0, or --sparsities)")
     p.add_argument("--methods", default="magnitude", help=f"comma-separated; {METHOD_HELP} (default: %(default)s)")
     p.add_argument("--sparsities", help="comma-separated fractions in [0, 1) (default: 0,0.5,0.7,0.8,0.9,0.95)")
@@ -636,7 +641,7 @@ def _add_recipe(sub) -> None:
     from pruning_core import cli_own
 
     p = cli_help.add_command(sub, "recipe", "print the recipe (YAML or JSON) for one pruning choice, or its schema")
-    p.add_argument("--model", metavar="MODEL", help=f"sample model, one of: {', '.join(sample_models.available())}")
+    _model_flag(p)
     p.add_argument("--method", help=METHOD_HELP)
     p.add_argument("--sparsity", help="fraction of weights to remove, in [0, 1)")
     _choice_flags(p)
@@ -666,7 +671,7 @@ def _add_sensitivity(sub) -> None:
     from pruning_core import cli_own
 
     p = cli_help.add_command(sub, "sensitivity", "per-layer sensitivity table, and a per-layer proposal")
-    p.add_argument("--model", metavar="MODEL", help=f"sample model, one of: {', '.join(sample_models.available())}")
+    _model_flag(p)
     p.add_argument("--method", default="magnitude", help=f"{METHOD_HELP} (default: %(default)s)")
     p.add_argument(
         "--sparsities",
