@@ -7,10 +7,12 @@
 ...                            sparsities=[0, 0.5, 0.9])
 >>> own = pruning_core.load_own("net.onnx", data="data.csv", label_column="label")  # your own model
 >>> table = pruning_core.sweep(own.model, own.split, ["magnitude"], [0, 0.5, 0.9])
+>>> pruning_core.release_large_blocks()  # optional, once per process: freed big blocks go back to the OS
 
 Nothing here modifies the caller's model.
 """
 
+from pruning_core.allocator import release_large_blocks
 from pruning_core.apply import Applied, apply_choice, masks_for
 from pruning_core.choice import Calibration, PruningChoice
 from pruning_core.graph import GraphError, trace_links
@@ -55,6 +57,7 @@ __all__ = [
     "OwnModel",
     "UntrustedFileError",
     "load_own",
+    "release_large_blocks",
     "MaskPlan",
     "ModelProfile",
     "PruningMethod",

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 import sample_models
 from pruning_core import cli_help, cli_output
+from pruning_core.allocator import release_large_blocks
 from pruning_core.choice import Calibration
 from pruning_core.masks import SCOPES, check_sparsity
 from pruning_core.methods import METHODS, get_method
@@ -736,6 +737,7 @@ def _join_list_values(argv: list[str]) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
+    release_large_blocks()  # the command line owns its process: freed model-sized blocks go back to the system
     if argv[:1] == ["app"]:
         return cmd_app(argv[1:])
     try:

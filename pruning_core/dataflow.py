@@ -174,6 +174,15 @@ class _Recorder(TorchFunctionMode):
         return out
 
 
+def sharing_copy(model: nn.Module) -> nn.Module:
+    """A private copy of ``model``'s module tree, in eval mode, whose parameters are the model's own
+    tensors (not copies); buffers are copied. For forward passes that only read the weights
+    (inference, recording): the copy's hooks and modes stay on the copy, and a large model is not
+    duplicated for them. Never write to the copy's parameters."""
+    memo: dict[int, Any] = {id(p): p for p in model.parameters()}
+    return copy.deepcopy(model, memo).eval()
+
+
 def _is_leaf(module: nn.Module) -> bool:
     return next(module.children(), None) is None
 
@@ -181,10 +190,11 @@ def _is_leaf(module: nn.Module) -> bool:
 def record(model: nn.Module, example_input: torch.Tensor) -> Dataflow:
     """Run a private copy of ``model`` once on one sample of ``example_input`` and record its dataflow.
 
-    ``model`` is not touched: the copy carries the hooks and is put in eval mode (BatchNorm uses its
-    running statistics, nothing is updated).
+    ``model`` is not touched: the copy (:func:`sharing_copy`, which reads the model's weights without
+    copying them) carries the hooks and is put in eval mode (BatchNorm uses its running statistics,
+    nothing is updated).
     """
-    work = copy.deepcopy(model).eval()
+    work = sharing_copy(model)
     recorder = _Recorder()
     macs: dict[str, int] = {}
     calls: dict[str, int] = {}
@@ -244,7 +254,7 @@ def _search_spatial(model: nn.Module, first: nn.modules.conv._ConvNd) -> torch.T
     """The smallest square spatial size (up to 64) on which the model runs: the dataflow between
     layers is the same for every size that runs, only the multiply-adds differ."""
     dims = len(first.kernel_size)
-    work = copy.deepcopy(model).eval()
+    work = sharing_copy(model)
     with torch.inference_mode():
         for size in range(1, 65):
             x = torch.zeros((1, first.in_channels, *([size] * dims)))

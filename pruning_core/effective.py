@@ -186,7 +186,7 @@ class _Nonzero:
         )
 
 
-_ROWS_PER_BLOCK_ELEMENTS = 1 << 20  # a bool matrix is multiplied a block of this many entries at a time
+_ROWS_PER_BLOCK_ELEMENTS = 1 << 17  # a bool matrix is multiplied a block of this many entries at a time
 
 
 def _product(left: torch.Tensor, right: torch.Tensor) -> torch.Tensor:

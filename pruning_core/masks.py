@@ -176,7 +176,11 @@ class MaskPlan:
         for i, fractions in enumerate(per_level):
             own = self._method_masks(fractions, scope)
             if own is not None:
-                yield self._with_unscored(dict(zip(names, own))), {n: int((~m).sum()) for n, m in zip(names, own)}
+                counts = {n: int((~m).sum()) for n, m in zip(names, own)}
+                level_masks = self._with_unscored(dict(zip(names, own)))
+                del own
+                yield level_masks, counts
+                del level_masks
                 continue
             if scope == "global":
                 if global_thresholds is None:  # one ranking for every level
@@ -184,17 +188,20 @@ class MaskPlan:
                     global_thresholds = selection.thresholds(self.scores, [_n_to_prune(f, total) for f in per_level])
                 threshold = global_thresholds[i]
                 kept = selection.kept_masks(self.scores, threshold)
-                yield (
-                    self._with_unscored(dict(zip(names, kept))),
-                    dict(zip(names, threshold.pruned_per_tensor)),
-                )
+                level_masks = self._with_unscored(dict(zip(names, kept)))
+                del kept  # held only by the caller while it uses them: one level's masks alive at a time
+                yield level_masks, dict(zip(names, threshold.pruned_per_tensor))
+                del level_masks
                 continue
             masks, counts = {}, {}
             for name, s, f in zip(names, self.scores, fractions):
                 (threshold,) = selection.thresholds([s], [_n_to_prune(f, s.numel())])
                 masks[name] = selection.kept_masks([s], threshold)[0]
                 counts[name] = threshold.k
-            yield self._with_unscored(masks), counts
+            level_masks = self._with_unscored(masks)
+            del masks
+            yield level_masks, counts
+            del level_masks
 
     def _method_masks(self, fractions, scope: str) -> list[torch.Tensor] | None:
         """The method's own masks for one level (iterative or row-wise criteria), checked, else None."""

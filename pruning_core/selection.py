@@ -92,7 +92,7 @@ def _high_bits(bits: torch.Tensor, shift: int) -> torch.Tensor:
     return (bits >> shift) & ((1 << (31 - shift)) - 1)
 
 
-_CHUNK = 1 << 20  # elements per pass over a large tensor: temporaries stay a few MB whatever the model
+_CHUNK = 1 << 17  # elements per pass over a large tensor: 0.5 MB temporaries, below allocator.py's threshold
 
 
 def _histogram(bits: torch.Tensor, shift: int) -> torch.Tensor:
@@ -197,12 +197,24 @@ def kept_masks(scores: Sequence[torch.Tensor], threshold: Threshold) -> list[tor
         return masks
     # Ties at the threshold: the first n_equal_pruned equal scores are pruned, the rest kept.
     to_prune = threshold.n_equal_pruned
-    for s, mask in zip(scores, masks, strict=False):
-        equal = (s.reshape(-1) == threshold.value).nonzero().squeeze(1)
+    for s, mask in zip(_signed(scores), masks, strict=False):
+        equal = _equal_positions(s, threshold.value, isinstance(scores, Magnitudes))
         keep = equal[to_prune:]
         to_prune = max(0, to_prune - len(equal))
         mask.view(-1)[keep] = True
     return masks
+
+
+def _equal_positions(tensor: torch.Tensor, value: float, magnitude: bool) -> torch.Tensor:
+    """Flat indices where ``tensor`` (its magnitude when ``magnitude``) equals ``value``, in order,
+    a chunk at a time (no whole-tensor temporary)."""
+    flat = tensor.detach().reshape(-1)
+    found = []
+    for start in range(0, flat.numel(), _CHUNK):
+        chunk = flat[start : start + _CHUNK]
+        chunk = chunk.abs() if magnitude else chunk
+        found.append((chunk == value).nonzero().squeeze(1) + start)
+    return torch.cat(found) if found else torch.zeros(0, dtype=torch.long)
 
 
 def _magnitude_above(tensor: torch.Tensor, value: float) -> torch.Tensor:

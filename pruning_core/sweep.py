@@ -253,6 +253,7 @@ def _oneshot_sweep(
             }
             for name in COLUMNS:
                 columns[name].append(row[name])
+            del masks, pruned, effective  # before the next level's are made: one level's masks at a time
             done += 1
             if progress is not None:
                 progress(done / total_rows, progress_message(method.label, target, done, total_rows))

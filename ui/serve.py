@@ -81,6 +81,9 @@ def _warm_once_running() -> None:
 def main(argv: list[str] | None = None) -> None:
     args = list(sys.argv[1:] if argv is None else argv)
     start = time.perf_counter()
+    from pruning_core.allocator import release_large_blocks
+
+    release_large_blocks()  # this process is the server's own: freed model-sized blocks go back to the system
     n_workers = int(os.environ.get("PRUNELAB_WORKERS", str(os.cpu_count() or 1)))
     if n_workers > 0:
         from ui import workers

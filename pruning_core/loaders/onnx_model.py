@@ -269,7 +269,8 @@ def execute(module: OnnxModule, x: torch.Tensor, observer: Observer | None = Non
     env: dict[str, Any] = {module.input_name: x}
     for value, buffer in module.constant_names.items():
         env[value] = getattr(module, buffer)
-    for step in module.steps:
+    last_use = {name: i for i, step in enumerate(module.steps) for name in step.inputs}
+    for i, step in enumerate(module.steps):
         args = [env[name] if name else None for name in step.inputs]
         if observer is not None:
             observer(step, args)
@@ -279,6 +280,10 @@ def execute(module: OnnxModule, x: torch.Tensor, observer: Observer | None = Non
         for name, value in zip(step.outputs, result):
             if name:
                 env[name] = value
+        del args, result
+        for name in step.inputs:  # a value no later step reads is dropped: one batch's activations
+            if name and last_use.get(name) == i and name != module.output_name:  # are not all kept at once
+                env.pop(name, None)
     return env[module.output_name]
 
 
@@ -753,11 +758,11 @@ def convert(  # noqa: C901, PLR0912, PLR0915 - one branch per ONNX operator; a d
                 continue
             name = namer(weight_name, node, op)
             linear = nn.Linear(in_features, out_features, bias=bias is not None, device="meta")
-            linear = linear.to_empty(device="cpu")
-            with torch.no_grad():
-                linear.weight.copy_(w if alpha == 1 else alpha * w)  # no scaled temporary copy
-                if bias is not None:
-                    linear.bias.copy_(bias)
+            # The layer adopts the tensor read for it (a fresh copy of the file's data): no second
+            # copy of every weight while loading, and no heap left fragmented by one.
+            linear.weight = nn.Parameter(w.contiguous() if alpha == 1 else alpha * w)
+            if bias is not None:
+                linear.bias = nn.Parameter(bias.contiguous().clone())
             layers[name] = linear
             sources[name] = WeightSource(weight_name, transposed=(not trans_b) != flipped, scale=alpha)
             if bias_source is not None:
@@ -799,11 +804,9 @@ def convert(  # noqa: C901, PLR0912, PLR0915 - one branch per ONNX operator; a d
                 in_channels, weight.shape[0], kernel, stride=strides, padding=begin if begin == end else 0,
                 dilation=dilations, groups=groups, bias=bias is not None, device="meta",
             )  # fmt: skip
-            conv = conv.to_empty(device="cpu")
-            with torch.no_grad():
-                conv.weight.copy_(weight)
-                if bias is not None:
-                    conv.bias.copy_(bias.to(weight.dtype))
+            conv.weight = nn.Parameter(weight.contiguous())  # adopted, as a Linear's (no second copy)
+            if bias is not None:
+                conv.bias = nn.Parameter(bias.to(weight.dtype).contiguous().clone())
             layers[name] = conv
             sources[name] = WeightSource(weight_name, transposed=False, scale=1.0)
             if bias is not None:

@@ -44,3 +44,20 @@ def test_magnitude_plan_keeps_no_copy_and_refuses_changed_weights():
         model[0].weight.mul_(2)
     with pytest.raises(RuntimeError, match="weights changed"):
         plan.masks(0.5)
+
+
+def test_masks_read_large_tensors_a_chunk_at_a_time_with_the_same_result(monkeypatch):
+    """Thresholds, masks and tie positions are computed over chunks of a large tensor; with chunks
+    smaller than every tensor (ties falling on both sides of chunk boundaries) nothing changes."""
+    weights = _weights()
+    copied = selection.check_scores([w.abs() for w in weights])
+    total = sum(w.numel() for w in weights)
+    ks = [1, 49, 100, 101, total // 3, total // 2, total - 1]
+    expected = [[m.clone() for m in selection.kept_masks(copied, t)] for t in selection.thresholds(copied, ks)]
+    monkeypatch.setattr(selection, "_CHUNK", 37)
+    lazy = selection.check_scores(selection.Magnitudes(weights))
+    assert selection.thresholds(lazy, ks) == selection.thresholds(copied, ks)
+    assert any(not t.is_simple for t in selection.thresholds(lazy, ks))  # ties are resolved here
+    for want, threshold in zip(expected, selection.thresholds(lazy, ks), strict=True):
+        for got_mask, want_mask in zip(selection.kept_masks(lazy, threshold), want, strict=True):
+            assert torch.equal(got_mask, want_mask)
