@@ -19,6 +19,8 @@ from torch import nn
 
 import sample_models
 from pruning_core import MaskPlan, ScoringContext, get_method, graph
+from pruning_core.apply import apply_choice
+from pruning_core.choice import PruningChoice
 from pruning_core.graph import GraphError
 from pruning_core.targets import find_targets
 
@@ -218,3 +220,9 @@ def test_a_recorded_dataflow_gives_no_note():
     pairing = graph.norm_pairing(model)
     assert pairing.norms == {"stem": "stem_bn"} and pairing.note is None
 
+
+def test_applying_a_structured_choice_carries_the_note_and_a_chain_gives_none():
+    choice = PruningChoice(method="bn-scale", scope="layerwise", sparsity=0.5)
+    applied = apply_choice(Unrunnable(interleaved=False), None, choice)
+    assert any("no BatchNorm is paired" in note for note in applied.notes)
+    assert not any("BatchNorm" in note for note in apply_choice(ResidualNet().eval(), None, choice).notes)
