@@ -15,8 +15,10 @@ from typing import Any
 import torch
 from torch import nn
 
+from pruning_core import graph
 from pruning_core.choice import Calibration, PruningChoice
 from pruning_core.masks import MaskPlan, apply_masks
+from pruning_core.methods import get_method
 from pruning_core.schedules import run_schedule
 
 Progress = Callable[[float, str], None]
@@ -72,6 +74,17 @@ def masks_for(model: nn.Module, data: object, choice: PruningChoice) -> Masks:
     return mask_plan(model, data, resolved).masks(resolved.sparsity_argument, resolved.scope)
 
 
+def pairing_notes(model: nn.Module, data: object, choice: PruningChoice) -> list[str]:
+    """For a structured method, a note when the model's BatchNorms could not be paired with its
+    layers from the recorded dataflow (``graph.norm_pairing``); none otherwise."""
+    if get_method(choice.method).granularity != "structured":
+        return []
+    X_calib, _ = calibration_for(choice, data)
+    example = X_calib[:1] if X_calib is not None and len(X_calib) else None
+    note = graph.norm_pairing(model, example).note
+    return [note] if note is not None else []
+
+
 def apply_choice(
     model: nn.Module,
     data: object,
@@ -90,6 +103,7 @@ def apply_choice(
     the lottery's random re-initialisation control. The notes say how the request was adjusted.
     """
     resolved, notes = choice.resolved()
+    notes += pairing_notes(model, data, resolved)
     if resolved.trains and resolved.schedule is not None:
         X_train, y_train = train_split(data)
         if X_train is None or y_train is None:

@@ -4,6 +4,9 @@ Structured pruning needs to know, for each layer, which BatchNorm normalises its
 entries go with the pruned neuron) and which layer consumes its outputs (whose matching inputs are
 removed when the model is physically shrunk), and which layer produces the model's output (its
 neurons are the classes, so structured methods never remove them).
+
+The BatchNorm of a layer (:func:`norm_pairing`) is read off the dataflow of any model that runs,
+chain or not; the consumer links (:func:`trace_links`) only of a chain.
 """
 
 from __future__ import annotations
@@ -155,22 +158,95 @@ def output_layers(model: nn.Module, example_input: torch.Tensor | None = None) -
         return {layers[-1]} if layers else set()
 
 
-def norm_of(model: nn.Module, example_input: torch.Tensor | None = None) -> dict[str, str]:
-    """The BatchNorm that directly normalises each layer's outputs, where there is one.
+@dataclass(frozen=True)
+class NormPairing:
+    """Each prunable layer's BatchNorm (layer -> BatchNorm name), and a note when the pairing was
+    not read off the recorded dataflow."""
 
-    Found from the recorded dataflow; if it cannot be recorded, a BatchNorm registered right after
-    a layer with a matching number of features is taken instead.
-    """
-    try:
-        return {name: link.norm for name, link in trace_links(model, example_input).items() if link.norm}
-    except GraphError:
-        named = list(model.named_modules())
-        found = {}
-        for (name, module), (next_name, next_module) in zip(named, named[1:], strict=False):
-            if (
+    norms: dict[str, str]
+    note: str | None = None
+
+
+def _norm_after(node: Node, modules: dict[str, nn.Module], calls: dict[str, int]) -> str | None:
+    """The BatchNorm whose input is ``node``'s output, or is reached from it through
+    channel-preserving ops (ReLU, pooling, dropout) that nothing else reads; None if there is none
+    or more than one. Other users of the same output (a residual addition, a second branch) do not
+    matter: the BatchNorm still normalises exactly this layer's channels."""
+    while True:
+        users = list(node.users)
+        norms = [u for u in users if u.op == "call_module" and isinstance(modules[u.target], _NORMS)]
+        if norms:
+            found = norms[0]
+            single = len(norms) == 1 and calls[found.target] == 1 and found.args == (node,)
+            return found.target if single else None
+        if len(users) != 1 or not _is_preserving(users[0], modules):
+            return None
+        node = users[0]
+
+
+def _pairing_from(nodes: tuple[Node, ...], modules: dict[str, nn.Module]) -> dict[str, str]:
+    """Layer -> BatchNorm read off the recorded nodes: the BatchNorm directly on the layer's output
+    (:func:`_norm_after`) with one feature per output channel. A layer or BatchNorm called more than
+    once gets no pairing (its calls could be normalised differently)."""
+    calls: dict[str, int] = {}
+    for node in nodes:
+        if node.op == "call_module":
+            calls[node.target] = calls.get(node.target, 0) + 1
+    found: dict[str, str] = {}
+    for node in nodes:
+        module = modules.get(node.target) if node.op == "call_module" else None
+        if not isinstance(module, PRUNABLE_TYPES) or calls[node.target] != 1:
+            continue
+        norm = _norm_after(node, modules, calls)
+        if norm is not None and modules[norm].num_features == cast(torch.Tensor, module.weight).shape[0]:
+            found[node.target] = norm
+    return found
+
+
+def _pairing_by_order(model: nn.Module, reason: str) -> NormPairing:
+    """Without a dataflow, registration order is trusted only when it is unambiguous: every
+    BatchNorm of the model is registered right after a prunable layer with as many output
+    channels. If any is not (all convolutions declared before all BatchNorms, a branch's
+    BatchNorm declared elsewhere), no layer gets a BatchNorm: no pairing rather than a wrong one."""
+    named = list(model.named_modules())
+    found, trusted = {}, True
+    for (name, module), (next_name, next_module) in zip(named, named[1:], strict=False):
+        if isinstance(next_module, _NORMS):
+            matches = (
                 isinstance(module, PRUNABLE_TYPES)
-                and isinstance(next_module, _NORMS)
                 and next_module.num_features == cast(torch.Tensor, module.weight).shape[0]
-            ):
+            )
+            trusted = trusted and matches
+            if matches:
                 found[name] = next_name
-        return found
+    if not any(isinstance(m, _NORMS) for _, m in named):
+        return NormPairing({})
+    if not trusted:
+        return NormPairing(
+            {},
+            f"the model's dataflow cannot be recorded ({reason}), and the order its modules are declared "
+            "in does not tell which BatchNorm normalises which layer: no BatchNorm is paired with a layer",
+        )
+    return NormPairing(
+        found,
+        f"the model's dataflow cannot be recorded ({reason}): each BatchNorm is paired with the layer "
+        "declared right before it (registration order), not with the layer it is seen to normalise",
+    )
+
+
+def norm_pairing(model: nn.Module, example_input: torch.Tensor | None = None) -> NormPairing:
+    """The BatchNorm that directly normalises each layer's outputs, where there is one, for any
+    model whose dataflow can be recorded (chains, residual additions, concatenations, branches):
+    the BatchNorm whose input is the layer's output tensor (see :func:`_norm_after`). On a chain
+    this is the norm :func:`trace_links` finds. If the dataflow cannot be recorded, registration
+    order is used only when unambiguous (:func:`_pairing_by_order`), and the note says so."""
+    try:
+        nodes = dataflow(model, example_input).nodes
+    except DataflowError as exc:
+        return _pairing_by_order(model, str(exc))
+    return NormPairing(_pairing_from(nodes, dict(model.named_modules())))
+
+
+def norm_of(model: nn.Module, example_input: torch.Tensor | None = None) -> dict[str, str]:
+    """Layer -> the BatchNorm that directly normalises its outputs (:func:`norm_pairing`)."""
+    return norm_pairing(model, example_input).norms

@@ -368,8 +368,8 @@ def activation_statistics(
 ) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """Per layer and output channel: (fraction of values <= 0, mean of relu(value)) over the
     calibration samples and positions, on a prepared copy. ``watch`` holds (layer, watched module,
-    channels last, channels): the watched module is the layer or the BatchNorm after it, whose
-    output is what the ReLU sees."""
+    channels last, channels): the watched module is the layer or the BatchNorm on its output
+    (``methods.activation_watch``), whose output is what the ReLU sees."""
     modules = dict(work.named_modules())
     stats: dict[str, list[torch.Tensor]] = {}
 

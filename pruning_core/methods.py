@@ -357,7 +357,8 @@ def activation_watch(
     model: nn.Module, targets: Sequence[Target], example: torch.Tensor | None
 ) -> list[tuple[str, str, bool, int]]:
     """What APoZ and mean activation watch, per target: (layer, watched module, channels last,
-    channels). The watched module is the BatchNorm after the layer if any, else the layer itself."""
+    channels). The watched module is the BatchNorm whose input is the layer's output, as the recorded
+    dataflow shows it (``graph.norm_pairing``, also on models that are no chain), else the layer itself."""
     norms = graph.norm_of(model, example)
     watch = []
     for t in targets:
@@ -370,7 +371,8 @@ def activation_watch(
 def _activation_statistics(targets: Sequence[Target], context: ScoringContext, method: str):
     """Per target and output channel: (fraction of pre-ReLU values <= 0, mean of relu(value)) over the
     calibration samples and positions. The value is the layer's output, or that of the BatchNorm that
-    follows it, since that is what the ReLU sees."""
+    normalises it (found from the dataflow, not from the order modules are declared in), since that
+    is what the ReLU sees."""
     if context.X_calib is None or len(context.X_calib) == 0:
         raise ValueError(f"method {method!r} needs calibration data (X_calib)")
     watch = activation_watch(context.model, targets, _example(context))
