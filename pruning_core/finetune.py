@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from pruning_core import kernels
+from pruning_core.deadline import check_deadline
 
 OPTIMIZERS = ("adam", "sgd")
 
@@ -89,8 +90,19 @@ def masked_steps(
         config.batch_size,
         config.seed,
         on_step=on_step,  # type: ignore[arg-type]
-        should_stop=should_stop,
+        should_stop=_checking(should_stop),
     )
+
+
+def _checking(should_stop: Callable[[], bool] | None) -> Callable[[], bool]:
+    """``should_stop``, polled before every training batch, after a time-limit check
+    (``pruning_core.deadline``: raises ``TimeLimitExceeded`` once a caller's limit has passed)."""
+
+    def poll() -> bool:
+        check_deadline()
+        return should_stop is not None and should_stop()
+
+    return poll
 
 
 def steps_per_epoch(n_train: int, batch_size: int) -> int:

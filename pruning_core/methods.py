@@ -20,6 +20,7 @@ from torch import nn
 
 from pruning_core import graph, kernels, selection
 from pruning_core.dataflow import guess_input
+from pruning_core.deadline import check_deadline
 from pruning_core.targets import Target
 
 Granularity = Literal["unstructured", "structured", "n:m"]
@@ -251,8 +252,16 @@ CALIBRATION_BATCH = kernels.CALIBRATION_BATCH
 
 def _working_copy(model: nn.Module, dtype: torch.dtype | None = None) -> nn.Module:
     """A deep copy in eval mode (BatchNorm uses its running statistics) with no gradients recorded,
-    so a criterion may run forward/backward passes without touching the caller's model."""
-    return kernels.prepare_copy(copy.deepcopy(model), dtype)
+    so a criterion may run forward/backward passes without touching the caller's model. Every
+    forward pass of the copy (one per calibration batch) first checks the caller's time limit
+    (``pruning_core.deadline``)."""
+    work = kernels.prepare_copy(copy.deepcopy(model), dtype)
+    work.register_forward_pre_hook(_check_deadline_hook)
+    return work
+
+
+def _check_deadline_hook(module: nn.Module, args: tuple) -> None:
+    check_deadline()
 
 
 def _calibration(context: ScoringContext, method: str, labels: bool = False) -> Iterator[tuple]:

@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from pruning_core.dataflow import dataflow
+from pruning_core.deadline import check_deadline
 from pruning_core.targets import PRUNABLE_TYPES
 
 if TYPE_CHECKING:
@@ -37,7 +38,7 @@ def evaluate(
     Macro averages run over the classes present in ``y`` or in the predictions, with 0 for a class
     never predicted (scikit-learn's ``average="macro", zero_division=0``).
     """
-    logits = torch.cat([model(X[i : i + batch_size]) for i in range(0, len(X), batch_size)])
+    logits = torch.cat([_checked(model, X[i : i + batch_size]) for i in range(0, len(X), batch_size)])
     n_classes = n_classes or logits.shape[1]
     loss = torch.nn.functional.cross_entropy(logits, y).item()
     pred = logits.argmax(1)
@@ -55,6 +56,12 @@ def evaluate(
         "recall": float(recall[present].mean()),
         "f1": float(f1[present].mean()),
     }
+
+
+def _checked(model: nn.Module, batch: torch.Tensor) -> torch.Tensor:
+    """``model(batch)`` after a time-limit check (``pruning_core.deadline``): one per batch."""
+    check_deadline()
+    return model(batch)
 
 
 def count_macs(model: nn.Module, example_input: torch.Tensor) -> tuple[int, dict[str, int]]:

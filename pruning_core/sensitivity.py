@@ -25,6 +25,7 @@ from torch import nn
 
 from pruning_core.apply import mask_plan
 from pruning_core.choice import Calibration, PruningChoice
+from pruning_core.deadline import check_deadline
 from pruning_core.masks import MaskPlan, check_sparsity
 from pruning_core.metrics import evaluate
 from pruning_core.sweep import split_data, validation_data
@@ -84,6 +85,7 @@ def layer_sensitivity(
     rows, total, done = [], len(layers) * len(levels), 0
     for target in layers:
         for s in levels:
+            check_deadline()
             masks = plan.masks({target.layer: s}, "per-layer")
             with torch.no_grad():
                 for name, mask in masks.items():
@@ -177,6 +179,7 @@ def propose(
     # The smallest tolerance that reaches the target, else the largest the budget allows.
     order = [reaching[0]] + [t for t in reversed(within) if t < reaching[0]] if reaching else list(reversed(within))
     for tolerance in order:
+        check_deadline()
         allocation = _allocation(table, tolerance)
         drop = joint_drop(allocation)
         if drop <= budget + 1e-12:

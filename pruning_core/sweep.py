@@ -21,6 +21,7 @@ from torch import nn
 
 from pruning_core.apply import apply_choice, mask_plan
 from pruning_core.choice import Calibration, PruningChoice
+from pruning_core.deadline import check_deadline
 from pruning_core.effective import Dataflow, effective_counts
 from pruning_core.finetune import Stopped
 from pruning_core.masks import Sparsity, check_scope, check_sparsity
@@ -221,6 +222,7 @@ def _oneshot_sweep(
     for method, choices in plans:
         method_scope = choices[0].scope
         method_levels = [c.sparsity_argument for c in choices]
+        check_deadline()
         start = time.perf_counter()
         plan = mask_plan(model, (X_train, y_train) if X_train is not None else None, choices[0])
         prep_seconds = time.perf_counter() - start
@@ -230,6 +232,7 @@ def _oneshot_sweep(
         for level, (masks, pruned) in zip(
             method_levels, plan.masks_and_counts(method_levels, method_scope), strict=True
         ):
+            check_deadline()
             t0 = time.perf_counter()
             with torch.no_grad():
                 for p_name, mask in masks.items():
@@ -371,15 +374,19 @@ def _run_levels(args: list[tuple], jobs: list[tuple], workers: int, should_stop,
         context = multiprocessing.get_context("fork")
         with concurrent.futures.ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
             futures = {pool.submit(_schedule_level, *a, threads=1): job for a, job in zip(args, jobs)}
-            for future in concurrent.futures.as_completed(futures):
-                on_outcome(futures[future], future.result())
-                if stop():
-                    for pending in futures:
-                        pending.cancel()
-                    return
+            try:
+                for future in concurrent.futures.as_completed(futures):
+                    on_outcome(futures[future], future.result())
+                    check_deadline()
+                    if stop():
+                        return
+            finally:  # stopped, out of time or failed: levels not started yet are dropped
+                for pending in futures:
+                    pending.cancel()
         return
     try:
         for a, job in zip(args, jobs):
+            check_deadline()
             if stop():
                 return
             on_outcome(job, _schedule_level(*a, threads=0, should_stop=should_stop))

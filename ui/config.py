@@ -38,6 +38,21 @@ def uploads_enabled() -> bool:
     return os.environ.get(UPLOADS_ENV, "1").strip().lower() not in ("0", "false", "no", "off")
 
 
+UPLOAD_SECONDS_ENV = "PRUNELAB_UPLOAD_SECONDS"
+UPLOAD_SECONDS_DEFAULT = 120.0
+
+
+def upload_seconds() -> float | None:
+    """The wall-clock limit on each computation on an uploaded model (loading it, a sweep, a view):
+    ``PRUNELAB_UPLOAD_SECONDS`` seconds (0 refuses every one: for tests), ``off`` for no limit (a
+    private server); unset or unreadable, 120 s."""
+    text = os.environ.get(UPLOAD_SECONDS_ENV, "").strip().lower()
+    if text in ("off", "none", "no"):
+        return None
+    value = _float(text)
+    return value if value is not None and value >= 0 else UPLOAD_SECONDS_DEFAULT
+
+
 def model_names() -> list[str]:
     """What the model selector offers: the samples, plus the session's upload when uploads are on."""
     return sample_models.available() + ([UPLOAD] if uploads_enabled() else [])

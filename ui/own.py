@@ -12,6 +12,10 @@ Safe on a shared server:
   (sizes checked before parsing, parameters, activations, multiply-adds per evaluation) bound
   conversion and evaluation, and ``factory_imports=False``: a state dict's architecture can only
   be a sample's. Training (schedules) is refused when its multiply-adds exceed the same budget.
+  Each computation (loading, and every :func:`cached` result) also runs under a wall-clock limit,
+  ``PRUNELAB_UPLOAD_SECONDS`` (default 120 s; ``pruning_core.deadline``): it runs in this session's
+  script thread, so the limit is this session's alone. Past it the page shows why and stops; the
+  model stays loaded and nothing of the stopped computation is kept.
 - **Switchable.** ``PRUNELAB_UPLOADS=0`` hides every upload widget and refuses ``model=upload``
   links (see ``ui.config.uploads_enabled``).
 
@@ -28,9 +32,10 @@ import streamlit as st
 import torch
 
 import sample_models
+from pruning_core.deadline import TimeLimitExceeded, check_deadline, time_limit
 from pruning_core.loaders import Limits, OwnModel, UntrustedFileError, load_own
 from pruning_core.loaders.common import MB, check_size, extension, human_bytes
-from ui.config import UPLOAD, uploads_enabled
+from ui.config import UPLOAD, upload_seconds, uploads_enabled
 
 __all__ = ["UPLOAD", "uploads_enabled"]
 
@@ -46,6 +51,28 @@ _ERROR = "own_error"
 MAX_RESULTS = 48  # results kept per session; the oldest goes first
 MAX_PER_KIND = {"export": 2, "size": 4}  # results holding copies of the model's bytes
 EXAMPLE_BATCH = 64  # inputs made up for latency when there is no data
+# What each kind of cached result is, for the message when it takes too long.
+WHAT = {
+    "dense": "evaluating your model",
+    "sweep": "sweeping your model",
+    "schedule": "training and sweeping your model",
+    "allocation": "evaluating the per-layer proposal on your model",
+    "figure": "computing the trade-off chart of your model",
+    "layers": "pruning your model for the layer view",
+    "size": "measuring your model's size and speed",
+    "sensitivity": "the sensitivity scan of your model",
+    "proposal": "checking the per-layer proposal on your model",
+    "export": "preparing your model's export",
+    "allocation_recipe": "writing your model's per-layer recipe",
+}
+
+
+def time_advice(instead: str = "fewer levels or methods, a smaller data file") -> str:
+    """What follows the limit in a time-limit message: why there is one and what to do instead."""
+    return (
+        f"(this server's limit for each computation on an uploaded model): use {instead}, or the command "
+        "line (`prunelab sweep --model-file ...`), which has no time limit"
+    )
 
 
 class Uploaded(Protocol):
@@ -59,7 +86,8 @@ class Uploaded(Protocol):
 
 def app_limits() -> Limits:
     """The loaders' limits on this server: no file above Streamlit's own upload limit, and a state
-    dict's architecture only by a sample's name (never an import of code named by the user)."""
+    dict's architecture only by a sample's name (never an import of code named by the user), and
+    each computation within ``PRUNELAB_UPLOAD_SECONDS`` (``ui.config.upload_seconds``)."""
     upload_mb = int(st.get_option("server.maxUploadSize"))
     default = Limits()
     return replace(
@@ -67,6 +95,7 @@ def app_limits() -> Limits:
         max_model_bytes=min(default.max_model_bytes, upload_mb * MB),
         max_data_bytes=min(default.max_data_bytes, upload_mb * MB),
         factory_imports=False,
+        max_seconds=upload_seconds(),
     )
 
 
@@ -80,9 +109,17 @@ def load_upload(
     """Load an uploaded model (and data) through the safe loaders; UntrustedFileError names the problem.
 
     Sizes are checked from the upload's declared size before its bytes are read; a state dict
-    needs one of the sample architectures; a CSV needs its label column.
+    needs one of the sample architectures; a CSV needs its label column. Loading stops with
+    ``TimeLimitExceeded`` (an UntrustedFileError) after ``limits.max_seconds``.
     """
     limits = limits or app_limits()
+    with time_limit(limits.max_seconds, "loading your model", time_advice("a smaller model or data file")):
+        return _load_upload(model_file, data_file, architecture, label_column, limits)
+
+
+def _load_upload(
+    model_file: Uploaded, data_file: Uploaded | None, architecture: str | None, label_column: str | None, limits: Limits
+) -> OwnModel:
     check_size(int(model_file.size), limits.max_model_bytes, f"model file {model_file.name!r}")
     ext = extension(model_file.name)
     if ext in STATE_DICT_TYPES and architecture not in sample_models.available():
@@ -121,7 +158,12 @@ def remember(own: OwnModel, files: str) -> None:
 
 def cached(kind: str, args: tuple, compute: Callable[[OwnModel], Any]) -> Any:
     """``compute(own)`` for this session's model, kept in this session's results by ``(kind, args)``
-    and the files' digests: a rerun reads it back; no other session ever sees it."""
+    and the files' digests: a rerun reads it back; no other session ever sees it.
+
+    ``compute`` runs under the server's time limit (:func:`app_limits`). Past it, the page shows
+    why and stops (``st.stop``): the model stays loaded and nothing is kept. A result finished
+    after the deadline is dropped too (a step that caught the limit's exception may have left it
+    incomplete)."""
     own = current()
     if own is None:
         raise LookupError("no model was uploaded in this session: upload one in the sidebar")
@@ -129,7 +171,13 @@ def cached(kind: str, args: tuple, compute: Callable[[OwnModel], Any]) -> Any:
     results: dict = st.session_state.setdefault(_RESULTS, {})
     if key in results:
         return results[key]
-    value = compute(own)
+    try:
+        with time_limit(app_limits().max_seconds, WHAT.get(kind, "computing on your model"), time_advice()):
+            value = compute(own)
+            check_deadline()
+    except TimeLimitExceeded as exc:
+        st.error(f"Stopped: {exc}. Your model is still loaded; nothing of this computation was kept.", icon="⏱️")
+        st.stop()
     same_kind = [k for k in results if k[0] == kind]
     for old in same_kind[: max(0, len(same_kind) - MAX_PER_KIND.get(kind, MAX_RESULTS) + 1)]:
         results.pop(old)  # files as big as the model: only the latest few
@@ -222,13 +270,16 @@ def _form(sb, limits: Limits) -> UploadForm:
 def _try_load(form: UploadForm, limits: Limits) -> None:
     """Load the form's files once per distinct upload; a refusal is kept to show, the model kept."""
     signature = form.signature()
-    if form.model_file is None or st.session_state.get(_TRIED) == signature:
+    # A file stopped by the time limit is tried again when the limit changes.
+    if form.model_file is None or st.session_state.get(_TRIED) in (signature, (signature, limits.max_seconds)):
         return
     st.session_state[_TRIED] = signature
     st.session_state.pop(_ERROR, None)
     try:
         own = load_upload(form.model_file, form.data_file, form.architecture, form.label_column, limits)
     except UntrustedFileError as exc:
+        if isinstance(exc, TimeLimitExceeded):
+            st.session_state[_TRIED] = (signature, limits.max_seconds)
         kept = "the previous model is still in use" if current() is not None else "no model is loaded"
         st.session_state[_ERROR] = f"Refused: {exc}. Nothing was changed: {kept}."
         return

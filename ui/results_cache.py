@@ -49,6 +49,8 @@ from collections.abc import Callable, Hashable
 from pathlib import Path
 from typing import Any, TypeVar
 
+from pruning_core.deadline import without_time_limit
+
 T = TypeVar("T")
 Progress = Callable[[float, str], None]
 
@@ -506,6 +508,7 @@ class ResultCache:
 
         self._count("computed")
         started = time.perf_counter()
-        value = compute(report)
+        with without_time_limit():  # shared by every session: never cut short by one session's limit
+            value = compute(report)
         logger.info("computed %s key=%s in %.2f s", what or self.name, digest[:12], time.perf_counter() - started)
         return value

@@ -8,7 +8,9 @@ Python threads cannot be killed, so nothing here is stopped by a timer. Instead 
 bounded before it is paid: file size, ONNX node count, parameter count, the elements of every
 intermediate tensor and the multiply-adds of one sample (checked while one sample runs through the
 model), and rows x multiply-adds for an evaluation. Those bounds make conversion and evaluation
-finish in seconds on a laptop-class CPU.
+finish in seconds on a laptop-class CPU. ``Limits.max_seconds`` adds a wall-clock bound on top: a
+caller runs the work under ``pruning_core.deadline.time_limit``, and the engine checks it between
+steps (it stops cooperatively, raising ``TimeLimitExceeded``, a kind of ``UntrustedFileError``).
 """
 
 from __future__ import annotations
@@ -22,11 +24,9 @@ from pathlib import Path
 
 import torch
 
+from pruning_core.errors import UntrustedFileError as UntrustedFileError  # the loaders' refusal type
+
 MB = 1024 * 1024
-
-
-class UntrustedFileError(ValueError):
-    """A user's file was refused: the message names the problem and what would be valid."""
 
 
 @dataclass(frozen=True)
@@ -46,6 +46,7 @@ class Limits:
     max_features: int = 100_000  # elements of one sample
     max_zip_members: int = 64
     factory_imports: bool = True  # False on a shared server: only sample names or callables as factories
+    max_seconds: float | None = None  # wall clock per computation on the model (None: no limit)
 
 
 DEFAULT_LIMITS = Limits()

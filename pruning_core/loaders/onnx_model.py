@@ -35,6 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from pruning_core.deadline import check_deadline
 from pruning_core.loaders.common import Limits, UntrustedFileError, element_count
 
 STANDARD_DOMAINS = ("", "ai.onnx")
@@ -271,6 +272,7 @@ def execute(module: OnnxModule, x: torch.Tensor, observer: Observer | None = Non
         env[value] = getattr(module, buffer)
     last_use = {name: i for i, step in enumerate(module.steps) for name in step.inputs}
     for i, step in enumerate(module.steps):
+        check_deadline()  # a time limit (an upload on a shared server) stops between steps
         args = [env[name] if name else None for name in step.inputs]
         if observer is not None:
             observer(step, args)
@@ -675,6 +677,7 @@ def convert(  # noqa: C901, PLR0912, PLR0915 - one branch per ONNX operator; a d
             folded_nodes.add(id(node))
 
     for node in needed:
+        check_deadline()
         missing = [i for i in node.input if i and i not in available]
         if missing:
             raise UntrustedFileError(

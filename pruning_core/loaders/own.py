@@ -21,6 +21,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from pruning_core.deadline import time_limit
 from pruning_core.loaders.common import DEFAULT_LIMITS, Limits
 from pruning_core.loaders.data import LoadedData, load_data
 from pruning_core.loaders.model import LoadedModel, load_model
@@ -110,10 +111,13 @@ def load_own(
     limits: Limits = DEFAULT_LIMITS,
 ) -> OwnModel:
     """Load a model file (a path, or bytes with ``model_filename``) and optionally its data; every
-    refusal raises ``UntrustedFileError`` naming the problem and what would be valid."""
+    refusal raises ``UntrustedFileError`` naming the problem and what would be valid. With
+    ``limits.max_seconds``, loading stops with ``TimeLimitExceeded`` (one such refusal) after that
+    many seconds (``pruning_core.deadline``)."""
     model_filename = model_filename or Path(str(model)).name
-    loaded = load_model(model, filename=model_filename, factory=factory, limits=limits)
-    own = OwnModel(loaded=loaded, factory=factory if isinstance(factory, str) else None)
-    if data is None:
-        return own
-    return own.with_data(data, data_filename=data_filename, label_column=label_column, limits=limits)
+    with time_limit(limits.max_seconds, "loading the model", "(Limits.max_seconds): use a smaller model or data file"):
+        loaded = load_model(model, filename=model_filename, factory=factory, limits=limits)
+        own = OwnModel(loaded=loaded, factory=factory if isinstance(factory, str) else None)
+        if data is None:
+            return own
+        return own.with_data(data, data_filename=data_filename, label_column=label_column, limits=limits)

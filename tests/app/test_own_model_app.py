@@ -9,7 +9,9 @@ Rules checked here (AppTest drives the real sidebar's file uploaders):
 - hostile files are refused with the loader's message, their payload never runs, and the
   previously loaded model stays in use;
 - a second session sees nothing of the first's upload, and the shared caches hold none of it;
-- ``PRUNELAB_UPLOADS=0`` hides the option; a ``model=upload`` link keeps its settings and asks for the file.
+- ``PRUNELAB_UPLOADS=0`` hides the option; a ``model=upload`` link keeps its settings and asks for the file;
+- past ``PRUNELAB_UPLOAD_SECONDS`` loading is refused and a computation stops with a message; the
+  session keeps working, the model stays loaded, and nothing of the stopped computation is kept.
 """
 
 from __future__ import annotations
@@ -398,3 +400,84 @@ def test_csv_data_needs_its_label_column_named(files):
     assert not at.exception and not at.error, texts(at, "error")
     assert figures(at)
     assert at.session_state["own_model"].data_identity["label_column"] == "digit"
+
+
+def test_loading_past_the_time_limit_is_refused_and_a_higher_limit_loads_it(files, monkeypatch):
+    monkeypatch.setenv("PRUNELAB_UPLOAD_SECONDS", "0")  # every computation on an upload is past its limit
+    at = upload(run_sidebar_app(model="upload", methods="magnitude", levels="0,0.5"), files)
+    assert not at.exception, at.exception
+    assert "loading your model took longer than 0 s" in texts(at, "error")
+    assert "use a smaller model or data file, or the command line (`prunelab sweep" in texts(at, "error")
+    assert "own_model" not in at.session_state and not figures(at)
+    monkeypatch.setenv("PRUNELAB_UPLOAD_SECONDS", "off")
+    at = at.run()  # the same files, tried again under the new limit
+    assert not at.exception, at.exception
+    assert not at.error, texts(at, "error")
+    assert figures(at)
+
+
+def test_a_sweep_past_the_time_limit_stops_with_a_message_and_the_session_keeps_working(files, monkeypatch):
+    at = upload(run_sidebar_app(model="upload", methods="magnitude", levels="0,0.5"), files)
+    assert figures(at)
+    loaded = at.session_state["own_model"]
+    at.session_state["own_results"] = {}  # computed again: now under a limit that has passed
+    monkeypatch.setenv("PRUNELAB_UPLOAD_SECONDS", "0")
+    at = at.run()
+    assert not at.exception, at.exception
+    error = texts(at, "error")
+    assert "Stopped: sweeping your model took longer than 0 s" in error, error
+    assert "Your model is still loaded" in error and "Refused" not in error  # the file is not loaded again
+    assert not figures(at)
+    assert at.session_state["own_model"] is loaded
+    assert _session_results(at) == []  # nothing of the stopped computations was kept
+    monkeypatch.delenv("PRUNELAB_UPLOAD_SECONDS")  # the default limit: ample for this model
+    at = at.run()
+    assert not at.exception, at.exception
+    assert not at.error, texts(at, "error")
+    assert figures(at)
+
+
+def test_the_upload_time_limit_setting(monkeypatch):
+    from ui import config, own
+
+    monkeypatch.delenv("PRUNELAB_UPLOAD_SECONDS", raising=False)
+    assert own.app_limits().max_seconds == config.UPLOAD_SECONDS_DEFAULT == 120
+    for text, expected in [("30", 30.0), (" 0.5 ", 0.5), ("0", 0.0), ("off", None), ("-3", 120.0), ("x", 120.0)]:
+        monkeypatch.setenv("PRUNELAB_UPLOAD_SECONDS", text)
+        assert config.upload_seconds() == expected, text
+
+
+def _swallowing_compute() -> None:
+    """A session whose computation catches the time limit's exception and returns anyway."""
+    from types import SimpleNamespace
+
+    import streamlit as st
+
+    from pruning_core.deadline import TimeLimitExceeded, check_deadline
+    from ui import own
+
+    def compute(o) -> str:
+        try:
+            check_deadline()
+        except TimeLimitExceeded:
+            return "incomplete"
+        return "complete"
+
+    loaded = SimpleNamespace(sha256="f" * 64)
+    st.session_state.setdefault("own_model", SimpleNamespace(loaded=loaded, data=None, label_column=None))
+    st.write(own.cached("sweep", ("a",), compute))
+
+
+def test_a_result_finished_past_the_time_limit_is_not_kept(monkeypatch):
+    from streamlit.testing.v1 import AppTest
+
+    monkeypatch.setenv("PRUNELAB_UPLOAD_SECONDS", "0")
+    at = AppTest.from_function(_swallowing_compute).run()
+    assert not at.exception, at.exception
+    assert "Stopped: sweeping your model took longer than 0 s" in texts(at, "error")
+    assert "incomplete" not in [m.value for m in at.markdown]
+    assert at.session_state["own_results"] == {}
+    monkeypatch.setenv("PRUNELAB_UPLOAD_SECONDS", "60")
+    at = at.run()
+    assert not at.error and [m.value for m in at.markdown] == ["complete"]
+    assert list(at.session_state["own_results"].values()) == ["complete"]

@@ -383,3 +383,16 @@ def test_a_damaged_cache_file_is_computed_again(tmp_path):
     fresh = ResultCache(directory=tmp_path)
     assert fresh.get_or_compute(("k",), lambda progress: "again") == "again"
     assert ResultCache(directory=tmp_path).get(("k",)) == "again", "and the good result replaced it"
+
+
+def test_a_shared_computation_ignores_the_callers_time_limit():
+    """A result every session reads is never cut short by the time limit of the session computing it."""
+    from pruning_core.deadline import check_deadline, time_limit
+
+    def compute(progress) -> int:
+        check_deadline()
+        return 42
+
+    cache = ResultCache()
+    with time_limit(0, "one session's upload"):
+        assert cache.get_or_compute(("shared",), compute) == 42
