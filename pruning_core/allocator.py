@@ -6,15 +6,21 @@ to the block's size (up to 32 MiB) and keeps up to twice as much free memory at 
 heap. A large model (a 25 M-parameter ONNX file holds 16 and 64 MB tensors) therefore moves its
 weight-sized temporaries (the parsed file, one evaluation's activations, a level's masks) into the
 heap, where freed blocks stay resident and fragment, so a process's peak memory grows with each
-phase. Measured with ``python -m benchmarks.own_model``: a sweep of that model peaked about 45 MB
-higher without this setting, and the loaded model kept about 17 MB more than its weights and data.
+phase. Measured with ``python -m benchmarks.own_model``: without this setting a sweep of that model
+peaked about 30 MB higher (3.0x its weights and data instead of 2.8x), and the loaded model kept
+about 20 MB more than its weights and data.
 
 :func:`release_large_blocks` fixes the threshold (which also turns the raising off): every block of
-``threshold`` bytes or more gets its own mapping and goes back to the system when freed. It is a
-setting of the whole process, so only the programs PruneLab runs as their own process call it,
-once, when they start: the ``prunelab`` command line, the app's server (``python -m ui.serve``) and
-its worker processes. A program that imports ``pruning_core`` as a library keeps its allocator as it
-is unless it calls this itself (or sets ``MALLOC_MMAP_THRESHOLD_`` in the environment).
+``threshold`` bytes or more gets its own mapping and goes back to the system when freed. The price
+is fresh pages for each such block: a sample model's batch activations (1 to 8 MB) are slower to
+get than from the heap, so its sweeps take longer (mnist1d-cnn, 2 methods x 5 levels, best of 15:
+0.22 s -> 0.29 s; a 4 MB threshold gave 0.26 s and 8 MB no difference, but the large model's
+sweep then peaked at 2.8-2.9x instead of 2.75x). It is a setting of the whole process, so only
+processes PruneLab runs as its own and that hold users' models call it, once: the ``prunelab``
+command when given ``--model-file``, and the app's server, whose session threads run uploaded
+models (the sample models run in its worker processes, which keep the defaults). A program that
+imports ``pruning_core`` keeps its allocator as it is unless it calls this itself (or sets
+``MALLOC_MMAP_THRESHOLD_`` in the environment).
 """
 
 from __future__ import annotations

@@ -737,7 +737,6 @@ def _join_list_values(argv: list[str]) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    release_large_blocks()  # the command line owns its process: freed model-sized blocks go back to the system
     if argv[:1] == ["app"]:
         return cmd_app(argv[1:])
     try:
@@ -746,6 +745,8 @@ def main(argv: list[str] | None = None) -> int:
             args.sparsities_given = args.sparsities is not None
             if args.sparsities is None:
                 args.sparsities = "0,0.5,0.7,0.8,0.9,0.95"
+        if getattr(args, "model_file", None):
+            release_large_blocks()  # the command owns its process: a large model's freed blocks go back
         return args.run(args)
     except UsageError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -206,16 +206,7 @@ def _oneshot_sweep(
     working = copy.deepcopy(model).eval()
     originals = {n: p.detach() for n, p in model.named_parameters()}
     working_params = dict(working.named_parameters())
-
-    # Every level of a method is the same choice but for its sparsity: resolve each one, then
-    # keep the distinct resolved levels (a fixed pattern such as N:M resolves them all to one).
-    plans = []
-    for method in resolved:
-        choices = [
-            choice_at(method.name, scope, level, exclude, seed, None, calibration).resolved()[0] for level in levels
-        ]
-        unique = list(dict.fromkeys(choices))
-        plans.append((method, unique))
+    plans = [(method, _distinct_choices(method, scope, levels, exclude, seed, calibration)) for method in resolved]
     total_rows = sum(len(choices) for _, choices in plans)
     columns: dict[str, list] = {name: [] for name in COLUMNS}
     done = 0
@@ -261,6 +252,13 @@ def _oneshot_sweep(
             if progress is not None:
                 progress(done / total_rows, progress_message(method.label, target, done, total_rows))
     return pd.DataFrame(columns)
+
+
+def _distinct_choices(method, scope, levels, exclude, seed, calibration) -> list[PruningChoice]:
+    """Every level of a method is the same choice but for its sparsity: each one resolved, then the
+    distinct resolved levels kept (a fixed pattern such as N:M resolves them all to one)."""
+    choices = [choice_at(method.name, scope, level, exclude, seed, None, calibration).resolved()[0] for level in levels]
+    return list(dict.fromkeys(choices))
 
 
 def progress_message(label: str, target: float, done: int, total: int) -> str:

@@ -83,7 +83,9 @@ def main(argv: list[str] | None = None) -> None:
     start = time.perf_counter()
     from pruning_core.allocator import release_large_blocks
 
-    release_large_blocks()  # this process is the server's own: freed model-sized blocks go back to the system
+    # Uploaded models run in this process's session threads (the samples in the worker processes):
+    # blocks as big as an upload's weights go back to the system when freed.
+    release_large_blocks()
     n_workers = int(os.environ.get("PRUNELAB_WORKERS", str(os.cpu_count() or 1)))
     if n_workers > 0:
         from ui import workers

@@ -37,9 +37,6 @@ def _init_worker(progress_queue: Any) -> None:
     # A worker's own process: one intra-op thread each, so two workers use two cores, not four
     # threads fighting over them. Nothing else runs in this process.
     torch.set_num_threads(1)
-    from pruning_core.allocator import release_large_blocks
-
-    release_large_blocks()  # as the server: freed model-sized blocks go back to the system
 
 
 def _run_job(job_id: int, fn: Callable, args: tuple, kwargs: dict) -> Any:
