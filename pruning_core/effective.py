@@ -195,13 +195,19 @@ def _product(left: torch.Tensor, right: torch.Tensor) -> torch.Tensor:
     whatever the blocking, so the result is the one a float32 matrix gives."""
     if left.dtype != torch.bool and right.dtype != torch.bool:
         return left @ right
+    # The products are written into preallocated results: a small result allocated beside each
+    # block's float copy would be carved out of the copy's freed memory, so the next copy could
+    # not reuse it and the heap would grow by a block per step (about 50 MB on a 4096 x 4096 layer).
     if left.dtype == torch.bool:  # matrix @ vector: each block of rows gives its own entries
         step = max(1, _ROWS_PER_BLOCK_ELEMENTS // max(left.shape[1], 1))
-        return torch.cat([block.float() @ right for block in left.split(step)])
+        out = torch.empty(left.shape[0], dtype=torch.float32)
+        for start in range(0, left.shape[0], step):
+            torch.mv(left[start : start + step].float(), right.float(), out=out[start : start + step])
+        return out
     step = max(1, _ROWS_PER_BLOCK_ELEMENTS // max(right.shape[1], 1))  # vector @ matrix: sum over blocks
     total = torch.zeros(right.shape[1], dtype=torch.float32)
     for vector, block in zip(left.split(step), right.split(step), strict=True):
-        total += vector @ block.float()
+        total.addmv_(block.float().t(), vector.float())  # total += vector @ block
     return total
 
 

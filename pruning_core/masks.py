@@ -172,36 +172,32 @@ class MaskPlan:
                 yield self._with_unscored(self._structured_masks(fractions, scope)), None
             return
         names = [t.param_name for t in self.scored]
-        global_thresholds = None
-        for i, fractions in enumerate(per_level):
-            own = self._method_masks(fractions, scope)
-            if own is not None:
-                counts = {n: int((~m).sum()) for n, m in zip(names, own)}
-                level_masks = self._with_unscored(dict(zip(names, own)))
-                del own
-                yield level_masks, counts
-                del level_masks
-                continue
-            if scope == "global":
-                if global_thresholds is None:  # one ranking for every level
-                    total = sum(math.prod(shape) for shape in selection.shapes(self.scores))
-                    global_thresholds = selection.thresholds(self.scores, [_n_to_prune(f, total) for f in per_level])
-                threshold = global_thresholds[i]
-                kept = selection.kept_masks(self.scores, threshold)
-                level_masks = self._with_unscored(dict(zip(names, kept)))
-                del kept  # held only by the caller while it uses them: one level's masks alive at a time
-                yield level_masks, dict(zip(names, threshold.pruned_per_tensor))
-                del level_masks
-                continue
-            masks, counts = {}, {}
-            for name, s, f in zip(names, self.scores, fractions):
-                (threshold,) = selection.thresholds([s], [_n_to_prune(f, s.numel())])
-                masks[name] = selection.kept_masks([s], threshold)[0]
-                counts[name] = threshold.k
-            level_masks = self._with_unscored(masks)
-            del masks
-            yield level_masks, counts
-            del level_masks
+        ranking: dict[str, list] = {}  # the global ranking's thresholds, computed once for every level
+        for i in range(len(per_level)):
+            # Yielded straight from the call: this frame keeps no reference, so once the caller lets
+            # a level's masks go they are freed before the next level's are made.
+            yield self._unstructured_level(names, per_level, i, scope, ranking)
+
+    def _unstructured_level(
+        self, names: list[str], per_level: list, i: int, scope: str, ranking: dict[str, list]
+    ) -> tuple[Masks, dict[str, int]]:
+        fractions = per_level[i]
+        own = self._method_masks(fractions, scope)
+        if own is not None:
+            return self._with_unscored(dict(zip(names, own))), {n: int((~m).sum()) for n, m in zip(names, own)}
+        if scope == "global":
+            if "thresholds" not in ranking:
+                total = sum(math.prod(shape) for shape in selection.shapes(self.scores))
+                ranking["thresholds"] = selection.thresholds(self.scores, [_n_to_prune(f, total) for f in per_level])
+            threshold = ranking["thresholds"][i]
+            kept = selection.kept_masks(self.scores, threshold)
+            return self._with_unscored(dict(zip(names, kept))), dict(zip(names, threshold.pruned_per_tensor))
+        masks, counts = {}, {}
+        for name, s, f in zip(names, self.scores, fractions):
+            (threshold,) = selection.thresholds([s], [_n_to_prune(f, s.numel())])
+            masks[name] = selection.kept_masks([s], threshold)[0]
+            counts[name] = threshold.k
+        return self._with_unscored(masks), counts
 
     def _method_masks(self, fractions, scope: str) -> list[torch.Tensor] | None:
         """The method's own masks for one level (iterative or row-wise criteria), checked, else None."""
@@ -346,6 +342,22 @@ def compute_masks(
     return plan.masks(sparsity, scope)
 
 
+_MASK_CHUNK = 1 << 17  # elements per multiplication: the bool mask's float copy is a chunk's, not a tensor's
+
+
+def write_masked(original: torch.Tensor, mask: torch.Tensor, out: torch.Tensor) -> None:
+    """``out = original * mask`` (``out`` may be ``original``), a chunk at a time: multiplying by a bool
+    tensor converts it to a float copy first, 4 bytes per weight (64 MB for a 4096 x 4096 layer);
+    here only a chunk's. The values are exactly those of ``torch.mul`` (signed zeros included)."""
+    if not (original.is_contiguous() and mask.is_contiguous() and out.is_contiguous()) or mask.shape != out.shape:
+        torch.mul(original, mask, out=out)  # broadcasting or strided views: the plain product
+        return
+    source, keep, target = original.view(-1), mask.view(-1), out.view(-1)
+    for start in range(0, target.numel(), _MASK_CHUNK):
+        end = start + _MASK_CHUNK
+        torch.mul(source[start:end], keep[start:end], out=target[start:end])
+
+
 def apply_masks(model: nn.Module, masks: Mapping[str, torch.Tensor]) -> nn.Module:
     """A copy of ``model`` with masked parameters zeroed; the original is left untouched."""
     pruned = copy.deepcopy(model)
@@ -355,7 +367,7 @@ def apply_masks(model: nn.Module, masks: Mapping[str, torch.Tensor]) -> nn.Modul
         raise ValueError(f"masks name parameters the model lacks: {', '.join(sorted(unknown))}")
     with torch.no_grad():
         for name, mask in masks.items():
-            params[name].mul_(mask)
+            write_masked(params[name], mask, params[name])
     return pruned
 
 

@@ -88,24 +88,39 @@ def _bits(scores: torch.Tensor) -> torch.Tensor:
     return scores.detach().reshape(-1).view(torch.int32)
 
 
-def _high_bits(bits: torch.Tensor, shift: int) -> torch.Tensor:
-    return (bits >> shift) & ((1 << (31 - shift)) - 1)
+def _high_bits(bits: torch.Tensor, shift: int, out: torch.Tensor | None = None) -> torch.Tensor:
+    high = bits >> shift if out is None else torch.bitwise_right_shift(bits, shift, out=out)
+    return high.bitwise_and_((1 << (31 - shift)) - 1)
 
 
-_CHUNK = 1 << 17  # elements per pass over a large tensor: 0.5 MB temporaries, below allocator.py's threshold
+# Elements per pass over a large tensor. Each pass writes into buffers made once per tensor: a
+# temporary allocated per pass beside the small results that are kept would leave the freed
+# temporaries' memory carved up by those results, and the heap would grow by a chunk per pass.
+_CHUNK = 1 << 17
+
+
+def _scratch(tensor: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """A buffer for one chunk of ``tensor`` (flat), reused by every pass over it."""
+    return torch.empty(min(_CHUNK, tensor.numel()), dtype=dtype)
 
 
 def _histogram(bits: torch.Tensor, shift: int) -> torch.Tensor:
     n_bins = 1 << (31 - shift)
     hist = torch.zeros(n_bins, dtype=torch.int64)
+    high = _scratch(bits, torch.int32)
     for chunk in bits.split(_CHUNK):
-        hist += torch.bincount(_high_bits(chunk, shift), minlength=n_bins)
+        hist += torch.bincount(_high_bits(chunk, shift, out=high[: chunk.numel()]), minlength=n_bins)
     return hist
 
 
 def _pick(bits: torch.Tensor, is_needed: torch.Tensor, shift: int) -> torch.Tensor:
     """The (sign-cleared, sorted) bits of the elements whose high bits are in a needed bin."""
-    parts = [chunk[is_needed[_high_bits(chunk, shift)]] & 0x7FFFFFFF for chunk in bits.split(_CHUNK)]
+    high, selected = _scratch(bits, torch.int32), _scratch(bits, torch.bool)
+    parts = []
+    for chunk in bits.split(_CHUNK):
+        n = chunk.numel()
+        torch.index_select(is_needed, 0, _high_bits(chunk, shift, out=high[:n]), out=selected[:n])
+        parts.append(chunk[selected[:n]] & 0x7FFFFFFF)
     return torch.sort(torch.cat(parts)).values
 
 
@@ -210,10 +225,12 @@ def _equal_positions(tensor: torch.Tensor, value: float, magnitude: bool) -> tor
     a chunk at a time (no whole-tensor temporary)."""
     flat = tensor.detach().reshape(-1)
     found = []
+    magnitudes, equal = _scratch(flat, flat.dtype), _scratch(flat, torch.bool)
     for start in range(0, flat.numel(), _CHUNK):
         chunk = flat[start : start + _CHUNK]
-        chunk = chunk.abs() if magnitude else chunk
-        found.append((chunk == value).nonzero().squeeze(1) + start)
+        n = chunk.numel()
+        chunk = torch.abs(chunk, out=magnitudes[:n]) if magnitude else chunk
+        found.append(torch.eq(chunk, value, out=equal[:n]).nonzero().squeeze(1) + start)
     return torch.cat(found) if found else torch.zeros(0, dtype=torch.long)
 
 
@@ -221,9 +238,10 @@ def _magnitude_above(tensor: torch.Tensor, value: float) -> torch.Tensor:
     """``tensor.abs() > value``, a chunk at a time (no magnitude copy of the whole tensor)."""
     mask = torch.empty(tensor.shape, dtype=torch.bool)
     flat = tensor.reshape(-1)
+    magnitudes = _scratch(flat, flat.dtype)
     for start in range(0, flat.numel(), _CHUNK):
         chunk = flat[start : start + _CHUNK]
-        torch.gt(chunk.abs(), value, out=mask.view(-1)[start : start + _CHUNK])
+        torch.gt(torch.abs(chunk, out=magnitudes[: chunk.numel()]), value, out=mask.view(-1)[start : start + _CHUNK])
     return mask
 
 

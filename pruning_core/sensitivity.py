@@ -26,7 +26,7 @@ from torch import nn
 from pruning_core.apply import mask_plan
 from pruning_core.choice import Calibration, PruningChoice
 from pruning_core.deadline import check_deadline
-from pruning_core.masks import MaskPlan, check_sparsity
+from pruning_core.masks import MaskPlan, check_sparsity, write_masked
 from pruning_core.metrics import evaluate
 from pruning_core.sweep import split_data, validation_data
 
@@ -89,7 +89,7 @@ def layer_sensitivity(
             masks = plan.masks({target.layer: s}, "per-layer")
             with torch.no_grad():
                 for name, mask in masks.items():
-                    torch.mul(originals[name], mask, out=params[name])
+                    write_masked(originals[name], mask, params[name])
             accuracy = evaluate(working, X_sel, y_sel)["accuracy"]
             test_accuracy = evaluate(working, X_test, y_test)["accuracy"]
             rows.append(

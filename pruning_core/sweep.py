@@ -1,7 +1,7 @@
 """Sparsity sweeps: many methods x many sparsities, evaluated into one tidy table.
 
 The caller's model is never touched. One working copy is made per sweep; for each level the
-masked weights are written into it with ``torch.mul(original, mask, out=working)``, so a level
+masked weights are written into it (``masks.write_masked(original, mask, working)``), so a level
 costs one pass over the pruned weights plus the evaluation, instead of a deepcopy and a re-prune.
 """
 
@@ -24,7 +24,7 @@ from pruning_core.choice import Calibration, PruningChoice
 from pruning_core.deadline import check_deadline
 from pruning_core.effective import Dataflow, effective_counts
 from pruning_core.finetune import Stopped
-from pruning_core.masks import Sparsity, check_scope, check_sparsity
+from pruning_core.masks import Sparsity, check_scope, check_sparsity, write_masked
 from pruning_core.methods import get_method
 from pruning_core.metrics import ModelProfile, evaluate, nonzero_counts, size_metrics
 from pruning_core.schedules import Schedule
@@ -220,17 +220,20 @@ def _oneshot_sweep(
         with torch.no_grad():
             for p_name, p in working_params.items():
                 p.copy_(originals[p_name])
-        for level, (masks, pruned) in zip(
-            method_levels, plan.masks_and_counts(method_levels, method_scope), strict=True
-        ):
+        # next() rather than zip: zip keeps its last tuple, and with it a level's masks, until the next one
+        outcomes = plan.masks_and_counts(method_levels, method_scope)
+        for level in method_levels:
+            masks, pruned = next(outcomes)
             check_deadline()
             t0 = time.perf_counter()
             with torch.no_grad():
                 for p_name, mask in masks.items():
-                    torch.mul(originals[p_name], mask, out=working_params[p_name])
+                    write_masked(originals[p_name], mask, working_params[p_name])
+            masked = list(masks)
+            del masks  # written into the working copy: freed before the evaluation's activations exist
             metrics = measure(working)
             effective = effective_counts(flow, working_params)
-            sizes = size_metrics(profile, _nonzero_after(masks, pruned, profile, working_params), effective)
+            sizes = size_metrics(profile, _nonzero_after(masked, pruned, profile, working_params), effective)
             seconds = time.perf_counter() - t0 + prep_seconds / len(method_levels)
             target = level if not isinstance(level, dict) else _mean_target(level, profile)
             row = {
@@ -247,7 +250,7 @@ def _oneshot_sweep(
             }
             for name in COLUMNS:
                 columns[name].append(row[name])
-            del masks, pruned, effective  # before the next level's are made: one level's masks at a time
+            del pruned, effective
             done += 1
             if progress is not None:
                 progress(done / total_rows, progress_message(method.label, target, done, total_rows))
@@ -392,11 +395,11 @@ def _run_levels(args: list[tuple], jobs: list[tuple], workers: int, should_stop,
         return
 
 
-def _nonzero_after(masks, pruned, profile: ModelProfile, working_params) -> dict[str, int]:
-    """Nonzero elements of every masked parameter: from the ranking's pruned counts where the dense
-    tensor had no zeros (then nonzero = elements - pruned), else counted."""
+def _nonzero_after(masked, pruned, profile: ModelProfile, working_params) -> dict[str, int]:
+    """Nonzero elements of every masked parameter (``masked``: their names): from the ranking's
+    pruned counts where the dense tensor had no zeros (then nonzero = elements - pruned), else counted."""
     known, to_count = {}, {}
-    for name in masks:
+    for name in masked:
         numel = profile.params[name][0]
         total = math.prod(numel)
         if pruned is not None and name in pruned and profile.nonzero[name] == total:
