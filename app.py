@@ -37,12 +37,12 @@ SAMPLE_ONLY = {
     "decision-trees": "This page uses",
 }
 on_upload = st.session_state.explorer.model == own.UPLOAD
-try:
-    if on_upload and page.url_path in SAMPLE_ONLY:
-        st.info(f"{SAMPLE_ONLY[page.url_path]} the sample models, not your uploaded model.", icon="ℹ️")
-    if on_upload and page.url_path not in SAMPLE_ONLY and page.url_path != "studies" and own.current() is None:
-        own.ask_for_model()  # a link never carries the file: ask for it again
-    else:
-        page.run()
-finally:  # also when a page stops early (st.stop)
-    loading.empty()
+# The sidebar is drawn and a page shows its title at once. Emptied before the page runs: after a
+# page's st.stop() nothing more reaches the browser, so a later empty() would leave it on the page.
+loading.empty()
+if on_upload and page.url_path in SAMPLE_ONLY:
+    st.info(f"{SAMPLE_ONLY[page.url_path]} the sample models, not your uploaded model.", icon="ℹ️")
+if on_upload and page.url_path not in SAMPLE_ONLY and page.url_path != "studies" and own.current() is None:
+    own.ask_for_model()  # a link never carries the file: ask for it again
+else:
+    page.run()

@@ -106,22 +106,34 @@ frames, started = [], time.perf_counter()
 stopped = st.session_state.get("sched_stopped", False)
 if stopped:
     st.warning("Stopped: showing the schedules that had finished. Press **Run** to compute the rest.")
-for i, curve in enumerate(curves):
+try:
+    for i, curve in enumerate(curves):
 
-    def progress(fraction: float, message: str, i: int = i, curve: str = curve) -> None:
-        done = (i + fraction) / len(curves)
-        elapsed = time.perf_counter() - started
-        left = elapsed / done - elapsed if done > 0 else 0
-        bar.progress(
-            min(done, 1.0), text=f"{figures.SCHEDULE_STYLES[curve][0]}: {message} · about {left:.0f} s left in all"
-        )
+        def progress(fraction: float, message: str, i: int = i, curve: str = curve) -> None:
+            done = (i + fraction) / len(curves)
+            elapsed = time.perf_counter() - started
+            left = elapsed / done - elapsed if done > 0 else 0
+            bar.progress(
+                min(done, 1.0), text=f"{figures.SCHEDULE_STYLES[curve][0]}: {message} · about {left:.0f} s left in all"
+            )
 
-    frames.append(
-        compute.schedule_sweep(
-            config.model, method, config.scope, levels, config.exclude, config.seed, curve, epochs, lr, rounds, progress
+        frames.append(
+            compute.schedule_sweep(
+                config.model,
+                method,
+                config.scope,
+                levels,
+                config.exclude,
+                config.seed,
+                curve,
+                epochs,
+                lr,
+                rounds,
+                progress,
+            )  # fmt: skip
         )
-    )
-bar.empty()
+finally:  # also when a computation stops (an upload's time limit)
+    bar.empty()
 if not frames:
     st.stop()
 table = pd.concat(frames, ignore_index=True)

@@ -357,17 +357,19 @@ def sweep_all(config) -> pd.DataFrame:
     placeholder = st.empty()
     frames = []
     n = len(config.methods)
-    for i, method in enumerate(config.methods):
+    try:
+        for i, method in enumerate(config.methods):
 
-        def progress(fraction: float, message: str, i: int = i) -> None:
-            placeholder.progress(min(1.0, (i + fraction) / n), text=f"Sweeping: {message}")
+            def progress(fraction: float, message: str, i: int = i) -> None:
+                placeholder.progress(min(1.0, (i + fraction) / n), text=f"Sweeping: {message}")
 
-        frames.append(
-            method_sweep(
-                config.model, method, config.scope, config.levels, config.exclude, config.seed, progress=progress
+            frames.append(
+                method_sweep(
+                    config.model, method, config.scope, config.levels, config.exclude, config.seed, progress=progress
+                )
             )
-        )
-    placeholder.empty()
+    finally:  # also when a computation stops (an upload's time limit)
+        placeholder.empty()
     return pd.concat(frames, ignore_index=True)
 
 

@@ -26,10 +26,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Any, Protocol
+from typing import Any, NoReturn, Protocol
 
 import streamlit as st
 import torch
+from streamlit.runtime.scriptrunner_utils.exceptions import StopException
 
 import sample_models
 from pruning_core.deadline import TimeLimitExceeded, check_deadline, time_limit
@@ -176,8 +177,9 @@ def cached(kind: str, args: tuple, compute: Callable[[OwnModel], Any]) -> Any:
             value = compute(own)
             check_deadline()
     except TimeLimitExceeded as exc:
-        st.error(f"Stopped: {exc}. Your model is still loaded; nothing of this computation was kept.", icon="⏱️")
-        st.stop()
+        kept = "Your model is still loaded; nothing of this computation was kept."
+        st.error(f"Stopped: {exc}. {kept}", icon=":material/timer:")
+        _end_run()
     same_kind = [k for k in results if k[0] == kind]
     for old in same_kind[: max(0, len(same_kind) - MAX_PER_KIND.get(kind, MAX_RESULTS) + 1)]:
         results.pop(old)  # files as big as the model: only the latest few
@@ -185,6 +187,13 @@ def cached(kind: str, args: tuple, compute: Callable[[OwnModel], Any]) -> Any:
         results.pop(next(iter(results)))
     results[key] = value
     return value
+
+
+def _end_run() -> NoReturn:
+    """End this script run quietly, as ``st.stop()`` does, but let the page's ``finally`` blocks
+    still clear what they drew (a progress bar): after ``st.stop()`` the runner drops everything the
+    script sends, so a half-full progress bar would stay above the message."""
+    raise StopException
 
 
 def peek(kind: str, args: tuple) -> Any:
