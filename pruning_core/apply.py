@@ -79,8 +79,8 @@ def pairing_notes(model: nn.Module, data: object, choice: PruningChoice) -> list
     layers from the recorded dataflow (``graph.norm_pairing``); none otherwise."""
     if get_method(choice.method).granularity != "structured":
         return []
-    X_calib, _ = calibration_for(choice, data)
-    example = X_calib[:1] if X_calib is not None and len(X_calib) else None
+    X_train, _ = train_split(data)  # any one sample: the dataflow does not depend on which
+    example = X_train[:1] if X_train is not None and len(X_train) else None
     note = graph.norm_pairing(model, example).note
     return [note] if note is not None else []
 
